@@ -1,0 +1,16 @@
+"""App configuration for deployguard: connects its signal receivers."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class DeployguardConfig(AppConfig):
+    name = "deployguard"
+    verbose_name = "Deploy guard"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from deployguard import origin
+
+        origin.connect_receivers()

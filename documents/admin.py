@@ -1,0 +1,305 @@
+"""The admin: submissions and drafts change only through the services, via reasoned actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from simple_history.admin import SimpleHistoryAdmin
+
+from documents import services
+from documents.exceptions import DocumentsRefusal
+from documents.models import PublishedDraft, Submission
+
+REVERT_DISABLED = (
+    "Reverting from history is disabled: change documents through the admin's actions, "
+    "which record who made the change and why."
+)
+CONFIRM_TEMPLATE = "admin/documents/confirm_reasoned_action.html"
+MAX_LISTED_ROWS = 200
+
+
+def _counted(count: int, singular: str, plural: str) -> str:
+    return (singular if count == 1 else plural).format(count=count)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        max_length=2000,
+        help_text="Recorded in the history of every row this changes.",
+        error_messages={"required": "Give a reason: it is recorded in the audit trail."},
+    )
+
+
+class ReasonedActionMixin:
+    """Actions that show a confirmation page with a required reason, then call a service per row."""
+
+    def confirm_then_apply(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Any],
+        *,
+        title: str,
+        rows: list[tuple[Any, str]],
+        apply: Callable[[Any, str], object],
+        done_message: tuple[str, str],
+        confirm_label: str,
+    ) -> HttpResponse | None:
+        modeladmin: admin.ModelAdmin[Any] = self  # type: ignore[assignment]
+        action = request.POST.get("action", "")
+        select_across = request.POST.get("select_across") == "1"
+        if request.POST.get("post") == "yes":
+            form = ReasonForm(request.POST)
+            if form.is_valid():
+                done = 0
+                for obj in queryset:
+                    try:
+                        apply(obj, form.cleaned_data["reason"])
+                    except DocumentsRefusal as refusal:
+                        modeladmin.message_user(request, str(refusal), messages.ERROR)
+                    else:
+                        done += 1
+                modeladmin.message_user(request, _counted(done, *done_message), messages.SUCCESS)
+                return None
+        else:
+            form = ReasonForm()
+        opts = modeladmin.model._meta
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "opts": opts,
+            "app_label": opts.app_label,
+            "rows": rows[:MAX_LISTED_ROWS],
+            "unlisted_count": max(0, len(rows) - MAX_LISTED_ROWS),
+            # "Select all N" sends select_across=1 and the changelist's filters, not the ids.
+            "selected_ids": [] if select_across else [obj.pk for obj in queryset],
+            "action": action,
+            "form": form,
+            "confirm_label": confirm_label,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "select_across": "1" if select_across else "0",
+        }
+        return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+
+
+class AuditedAdmin(ReasonedActionMixin, SimpleHistoryAdmin):
+    """History is for reading: a revert would be a write path around the services."""
+
+    def history_form_view(
+        self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        if request.method != "GET":
+            self.message_user(request, REVERT_DISABLED, messages.ERROR)
+            opts = self.model._meta
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[object_id])
+            )
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+class DraftInline(admin.StackedInline):
+    model = PublishedDraft
+    fields = ("name", "status", "published_by", "published_at", "withdrawn_by", "withdrawn_at")
+    readonly_fields = fields
+    can_delete = False
+    extra = 0
+    max_num = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Submission)
+class SubmissionAdmin(AuditedAdmin):
+    list_display = (
+        "ml_number",
+        "title",
+        "submitted_by",
+        "status",
+        "draft_name",
+        "data_source",
+        "is_legitimate",
+        "created_at",
+    )
+    list_filter = ("status", "data_source", "is_legitimate")
+    search_fields = ("ml_number", "title", "submitted_by")
+    list_select_related = ("draft",)
+    show_full_result_count = False
+    list_per_page = 50
+    inlines = (DraftInline,)
+    actions = ("approve_selected", "reject_selected", "publish_selected")
+    editable_fields = ("title", "submitted_by")
+    readonly_fields = ("status", "approved_by", "data_source", "is_legitimate", "created_at", "updated_at")
+
+    def get_fields(self, request: HttpRequest, obj: Submission | None = None) -> tuple[str, ...]:
+        return ("ml_number", *self.editable_fields, *(self.readonly_fields if obj else ()))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Submission | None = None) -> tuple[str, ...]:
+        return ("ml_number", *self.readonly_fields) if obj else ()
+
+    @admin.display(description="draft", ordering="draft__name")
+    def draft_name(self, obj: Submission) -> str:
+        draft = getattr(obj, "draft", None)
+        return draft.name if draft else "—"
+
+    def has_change_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
+        if obj is not None and obj.status == Submission.Status.PUBLISHED:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
+        return False
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("documents.approve_submission")
+
+    def has_publish_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("documents.publish_submission")
+
+    def save_model(self, request: HttpRequest, obj: Submission, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            changed = ", ".join(form.changed_data) or "nothing"
+            saved = services.update_submission(
+                actor=request.user,
+                submission=obj,
+                title=obj.title,
+                submitted_by=obj.submitted_by,
+                reason=f"Edited in the admin: {changed}",
+            )
+        else:
+            saved = services.create_submission(
+                actor=request.user,
+                ml_number=obj.ml_number,
+                title=obj.title,
+                submitted_by=obj.submitted_by,
+                reason="Created in the admin",
+            )
+        obj.__dict__.update(saved.__dict__)
+
+    @admin.action(permissions=["approve"], description="Approve selected submissions")
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        approved = 0
+        for submission in queryset:
+            try:
+                services.approve_submission(actor=request.user, submission=submission)
+            except DocumentsRefusal as refusal:
+                self.message_user(request, str(refusal), messages.ERROR)
+            else:
+                approved += 1
+        self.message_user(
+            request,
+            _counted(approved, "Approved {count} submission.", "Approved {count} submissions."),
+            messages.SUCCESS,
+        )
+
+    @admin.action(permissions=["approve"], description="Reject selected submissions")
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Submission]) -> HttpResponse | None:
+        return self.confirm_then_apply(
+            request,
+            queryset,
+            title="Reject submissions",
+            rows=[
+                (
+                    s,
+                    "rejected"
+                    if s.status == Submission.Status.SUBMITTED
+                    else f"cannot be rejected: {s.status}",
+                )
+                for s in queryset
+            ],
+            apply=lambda s, reason: services.reject_submission(
+                actor=request.user, submission=s, reason=reason
+            ),
+            done_message=("Rejected {count} submission.", "Rejected {count} submissions."),
+            confirm_label="Yes, reject",
+        )
+
+    @admin.action(permissions=["publish"], description="Publish selected submissions")
+    def publish_selected(self, request: HttpRequest, queryset: QuerySet[Submission]) -> HttpResponse | None:
+        submissions = list(queryset.select_related("draft"))
+        names = iter(
+            services.next_draft_names(sum(s.status == Submission.Status.APPROVED for s in submissions))
+        )
+        rows = [
+            (
+                s,
+                f"will be published as {next(names)}"
+                if s.status == Submission.Status.APPROVED
+                else f"cannot be published: {s.status}",
+            )
+            for s in submissions
+        ]
+        return self.confirm_then_apply(
+            request,
+            queryset,
+            title="Publish submissions",
+            rows=rows,
+            apply=lambda s, reason: services.publish_submission(
+                actor=request.user, submission=s, reason=reason
+            ),
+            done_message=("Published {count} submission.", "Published {count} submissions."),
+            confirm_label="Yes, publish",
+        )
+
+
+@admin.register(PublishedDraft)
+class PublishedDraftAdmin(AuditedAdmin):
+    list_display = (
+        "name",
+        "submission",
+        "status",
+        "published_by",
+        "published_at",
+        "data_source",
+        "is_legitimate",
+    )
+    list_filter = ("status", "data_source", "is_legitimate")
+    search_fields = ("name", "submission__ml_number", "submission__title")
+    list_select_related = ("submission", "published_by")
+    show_full_result_count = False
+    list_per_page = 50
+    actions = ("withdraw_selected",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: PublishedDraft | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: PublishedDraft | None = None) -> bool:
+        return False
+
+    def has_withdraw_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("documents.withdraw_publisheddraft")
+
+    @admin.action(permissions=["withdraw"], description="Withdraw selected drafts")
+    def withdraw_selected(
+        self, request: HttpRequest, queryset: QuerySet[PublishedDraft]
+    ) -> HttpResponse | None:
+        return self.confirm_then_apply(
+            request,
+            queryset,
+            title="Withdraw published drafts",
+            rows=[
+                (
+                    d,
+                    "will be withdrawn"
+                    if d.status == PublishedDraft.Status.PUBLISHED
+                    else "already withdrawn",
+                )
+                for d in queryset.select_related("submission")
+            ],
+            apply=lambda d, reason: services.withdraw_draft(actor=request.user, draft=d, reason=reason),
+            done_message=("Withdrew {count} draft.", "Withdrew {count} drafts."),
+            confirm_label="Yes, withdraw",
+        )

@@ -1,0 +1,208 @@
+"""Submissions and published drafts, sealed so that only documents.services can change them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+import deployguard.lookups  # noqa: F401  (registers the numbered_as lookup)
+from deployguard.origin import OriginHistoricalModel
+from documents.exceptions import DirectWriteRefused
+
+ML_NUMBER_PREFIX = "ML-"
+DRAFT_NAME_PREFIX = "rfc"
+
+_service_write: ContextVar[bool] = ContextVar("documents_service_write", default=False)
+
+DIRECT_WRITE_REFUSED = (
+    "{model} rows are written only by documents.services ({operation} refused): "
+    "use the admin's actions, or call the service with an acting user."
+)
+
+
+@contextmanager
+def service_write() -> Iterator[None]:
+    """Lift the direct-write guard for the block. For documents.services only."""
+    token = _service_write.set(True)
+    try:
+        yield
+    finally:
+        _service_write.reset(token)
+
+
+def refuse_unless_service(model: type[models.Model], operation: str) -> None:
+    if not _service_write.get():
+        raise DirectWriteRefused(DIRECT_WRITE_REFUSED.format(model=model.__name__, operation=operation))
+
+
+class ServiceOnlyQuerySet(models.QuerySet):
+    """Bulk writes, which skip save() and signals, are refused outside the services."""
+
+    def update(self, **kwargs: Any) -> int:
+        refuse_unless_service(self.model, "QuerySet.update()")
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        refuse_unless_service(self.model, "QuerySet.delete()")
+        return super().delete()
+
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        refuse_unless_service(self.model, "bulk_create()")
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def bulk_update(self, objs: Any, *args: Any, **kwargs: Any) -> int:
+        refuse_unless_service(self.model, "bulk_update()")
+        return super().bulk_update(objs, *args, **kwargs)
+
+
+class DataSource(models.TextChoices):
+    PRODUCTION = "production", "Production"
+    SEED = "seed", "Seed (development demo data)"
+    TEST = "test", "Test"
+    IMPORT = "import", "Import"
+    QUARANTINE = "quarantine", "Quarantine"
+
+
+ml_number_validator = RegexValidator(
+    rf"^{ML_NUMBER_PREFIX}[0-9]+\Z",
+    f"Enter an ML number: {ML_NUMBER_PREFIX} followed by digits, such as ML-001.",
+)
+draft_name_validator = RegexValidator(
+    rf"^{DRAFT_NAME_PREFIX}[0-9]+\Z",
+    f"Draft names are {DRAFT_NAME_PREFIX} followed by digits, such as rfc9001.",
+)
+
+
+class SubmissionStatus(models.TextChoices):
+    SUBMITTED = "submitted", "Submitted"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    PUBLISHED = "published", "Published"
+
+
+class DraftStatus(models.TextChoices):
+    PUBLISHED = "published", "Published"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class Submission(models.Model):
+    Status = SubmissionStatus
+
+    ml_number = models.CharField("ML number", max_length=32, unique=True, validators=[ml_number_validator])
+    title = models.CharField(max_length=300)
+    submitted_by = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=16, choices=SubmissionStatus.choices, default=SubmissionStatus.SUBMITTED, db_index=True
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    data_source = models.CharField(
+        max_length=16, choices=DataSource.choices, default=DataSource.PRODUCTION, db_index=True
+    )
+    is_legitimate = models.BooleanField(default=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(
+        bases=[OriginHistoricalModel], history_change_reason_field=models.TextField(null=True)
+    )
+
+    objects: ClassVar[ServiceOnlyQuerySet] = ServiceOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-pk"]
+        permissions = [
+            ("approve_submission", "Can approve or reject submissions"),
+            ("publish_submission", "Can publish approved submissions"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ml_number__numbered_as=ML_NUMBER_PREFIX), name="submission_ml_number_format"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=SubmissionStatus.values), name="submission_status_allowed"
+            ),
+            models.CheckConstraint(
+                condition=Q(data_source__in=DataSource.values), name="submission_data_source_allowed"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["submitted", "rejected"]) | Q(approved_by__isnull=False),
+                name="submission_approved_has_approver",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ml_number}: {self.title}"
+
+
+class PublishedDraft(models.Model):
+    Status = DraftStatus
+
+    name = models.CharField(max_length=32, unique=True, validators=[draft_name_validator])
+    submission = models.OneToOneField(Submission, on_delete=models.PROTECT, related_name="draft")
+    status = models.CharField(
+        max_length=16, choices=DraftStatus.choices, default=DraftStatus.PUBLISHED, db_index=True
+    )
+    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    published_at = models.DateTimeField()
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    data_source = models.CharField(
+        max_length=16, choices=DataSource.choices, default=DataSource.PRODUCTION, db_index=True
+    )
+    is_legitimate = models.BooleanField(default=True, db_index=True)
+
+    history = HistoricalRecords(
+        bases=[OriginHistoricalModel], history_change_reason_field=models.TextField(null=True)
+    )
+
+    objects: ClassVar[ServiceOnlyQuerySet] = ServiceOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-pk"]
+        permissions = [("withdraw_publisheddraft", "Can withdraw published drafts")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(name__numbered_as=DRAFT_NAME_PREFIX), name="draft_name_format"
+            ),
+            models.CheckConstraint(condition=Q(status__in=DraftStatus.values), name="draft_status_allowed"),
+            models.CheckConstraint(
+                condition=Q(data_source__in=DataSource.values), name="draft_data_source_allowed"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(status="published", withdrawn_at__isnull=True, withdrawn_by__isnull=True)
+                    | Q(status="withdrawn", withdrawn_at__isnull=False, withdrawn_by__isnull=False)
+                ),
+                name="draft_withdrawal_recorded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DraftNumber(models.Model):
+    """The last number handed out for a draft-name prefix; its row lock serialises publishing."""
+
+    prefix = models.CharField(max_length=16, primary_key=True)
+    last_number = models.PositiveBigIntegerField()
+
+    objects: ClassVar[ServiceOnlyQuerySet] = ServiceOnlyQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.prefix}{self.last_number}"
+
+
+SERVICE_ONLY_MODELS: tuple[type[models.Model], ...] = (Submission, PublishedDraft, DraftNumber)

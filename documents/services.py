@@ -1,0 +1,194 @@
+"""Every write to documents: create, edit, approve, reject, publish and withdraw.
+
+Each service takes keyword-only arguments and an acting user, checks that user's
+permission itself, runs in one transaction, locks the rows it changes and records
+the actor and the reason in the history. Nothing else may write these tables.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db import models, transaction
+from django.db.models import IntegerField, Max
+from django.db.models.functions import Cast, Substr
+from django.utils import timezone
+
+from documents.exceptions import PermissionRefused, ReasonRequired, SamePersonRefused, TransitionRefused
+from documents.models import (
+    DRAFT_NAME_PREFIX,
+    DraftNumber,
+    PublishedDraft,
+    Submission,
+    service_write,
+)
+
+Actor = AbstractBaseUser | AnonymousUser
+
+PERMISSION_REFUSED = "{actor} lacks the permission {permission!r}; ask an administrator to grant it."
+REASON_REQUIRED = "Give a reason for the audit trail: {action} needs one."
+NOT_APPROVED = "{ml_number} is {status}, not approved: approve it first, then publish."
+ALREADY_PUBLISHED = "{ml_number} is already published as {name}; nothing to do."
+NOT_SUBMITTED = "{ml_number} is {status}: only submitted submissions can be {verb}."
+SAME_PERSON = (
+    "{ml_number} was approved by {actor}; the two-person rule needs another admin with the "
+    "publish permission to publish it."
+)
+ALREADY_WITHDRAWN = "{name} is already withdrawn; nothing to do."
+NOT_EDITABLE = "{ml_number} is {status}; published submissions cannot be edited."
+
+DEFAULT_FIRST_DRAFT_NUMBER = 1
+
+
+def _require(actor: Actor, permission: str) -> None:
+    if not (actor.is_authenticated and actor.is_active and actor.has_perm(permission)):
+        raise PermissionRefused(PERMISSION_REFUSED.format(actor=actor, permission=permission))
+
+
+def _require_reason(reason: str, action: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise ReasonRequired(REASON_REQUIRED.format(action=action))
+    return reason
+
+
+def _save(instance: models.Model, *, actor: Actor, reason: str) -> None:
+    instance._history_user = actor  # type: ignore[attr-defined]
+    instance._change_reason = reason  # type: ignore[attr-defined]
+    with service_write():
+        instance.save()
+
+
+def create_submission(
+    *, actor: Actor, ml_number: str, title: str, submitted_by: str, reason: str = "Submitted"
+) -> Submission:
+    _require(actor, "documents.add_submission")
+    submission = Submission(ml_number=ml_number, title=title, submitted_by=submitted_by)
+    submission.full_clean()
+    with transaction.atomic():
+        _save(submission, actor=actor, reason=reason)
+    return submission
+
+
+def update_submission(
+    *, actor: Actor, submission: Submission, title: str, submitted_by: str, reason: str = "Edited"
+) -> Submission:
+    _require(actor, "documents.change_submission")
+    with transaction.atomic():
+        locked = Submission.objects.select_for_update().get(pk=submission.pk)
+        if locked.status == Submission.Status.PUBLISHED:
+            raise TransitionRefused(NOT_EDITABLE.format(ml_number=locked.ml_number, status=locked.status))
+        locked.title, locked.submitted_by = title, submitted_by
+        locked.full_clean()
+        _save(locked, actor=actor, reason=reason)
+    return locked
+
+
+def _review(
+    *, actor: Actor, submission: Submission, status: Submission.Status, verb: str, reason: str
+) -> Submission:
+    _require(actor, "documents.approve_submission")
+    with transaction.atomic():
+        locked = Submission.objects.select_for_update().get(pk=submission.pk)
+        if locked.status != Submission.Status.SUBMITTED:
+            raise TransitionRefused(
+                NOT_SUBMITTED.format(ml_number=locked.ml_number, status=locked.status, verb=verb)
+            )
+        locked.status = status
+        locked.approved_by = actor if status == Submission.Status.APPROVED else None
+        _save(locked, actor=actor, reason=reason)
+    return locked
+
+
+def approve_submission(*, actor: Actor, submission: Submission, reason: str = "Approved") -> Submission:
+    return _review(
+        actor=actor,
+        submission=submission,
+        status=Submission.Status.APPROVED,
+        verb="approved",
+        reason=_require_reason(reason, "approving"),
+    )
+
+
+def reject_submission(*, actor: Actor, submission: Submission, reason: str) -> Submission:
+    return _review(
+        actor=actor,
+        submission=submission,
+        status=Submission.Status.REJECTED,
+        verb="rejected",
+        reason=_require_reason(reason, "rejecting"),
+    )
+
+
+def _first_draft_number() -> int:
+    configured = getattr(settings, "DOCUMENTS_FIRST_DRAFT_NUMBER", DEFAULT_FIRST_DRAFT_NUMBER)
+    highest = PublishedDraft.objects.aggregate(
+        highest=Max(Cast(Substr("name", len(DRAFT_NAME_PREFIX) + 1), IntegerField()))
+    )["highest"]
+    return max(configured, (highest or 0) + 1)
+
+
+def _allocate_draft_number() -> int:
+    """Hand out the next draft number; the caller's transaction holds the counter's row lock."""
+    counters = DraftNumber.objects.select_for_update().filter(prefix=DRAFT_NAME_PREFIX)
+    with service_write():
+        counter = counters.first()
+        if counter is None:
+            # First publication: concurrent first publishers race to insert the same row,
+            # and all but one insert nothing; then every one of them queues on its lock.
+            DraftNumber.objects.bulk_create(
+                [DraftNumber(prefix=DRAFT_NAME_PREFIX, last_number=_first_draft_number() - 1)],
+                ignore_conflicts=True,
+            )
+            counter = counters.get()
+        counter.last_number += 1
+        counter.save(update_fields=["last_number"])
+    return counter.last_number
+
+
+def next_draft_names(count: int) -> list[str]:
+    """The names the next `count` publications would get, without reserving them."""
+    counter = DraftNumber.objects.filter(prefix=DRAFT_NAME_PREFIX).first()
+    start = counter.last_number + 1 if counter else _first_draft_number()
+    return [f"{DRAFT_NAME_PREFIX}{number}" for number in range(start, start + count)]
+
+
+def publish_submission(*, actor: Actor, submission: Submission, reason: str) -> PublishedDraft:
+    """Publish an approved submission as the next rfc<digits> draft."""
+    _require(actor, "documents.publish_submission")
+    reason = _require_reason(reason, "publishing")
+    with transaction.atomic():
+        locked = Submission.objects.select_for_update().get(pk=submission.pk)
+        if locked.status == Submission.Status.PUBLISHED:
+            raise TransitionRefused(
+                ALREADY_PUBLISHED.format(ml_number=locked.ml_number, name=locked.draft.name)
+            )
+        if locked.status != Submission.Status.APPROVED:
+            raise TransitionRefused(NOT_APPROVED.format(ml_number=locked.ml_number, status=locked.status))
+        if settings.DOCUMENTS_REQUIRE_SEPARATE_PUBLISHER and locked.approved_by_id == actor.pk:
+            raise SamePersonRefused(SAME_PERSON.format(ml_number=locked.ml_number, actor=actor))
+        draft = PublishedDraft(
+            name=f"{DRAFT_NAME_PREFIX}{_allocate_draft_number()}",
+            submission=locked,
+            published_by=actor,
+            published_at=timezone.now(),
+        )
+        _save(draft, actor=actor, reason=reason)
+        locked.status = Submission.Status.PUBLISHED
+        _save(locked, actor=actor, reason=reason)
+    return draft
+
+
+def withdraw_draft(*, actor: Actor, draft: PublishedDraft, reason: str) -> PublishedDraft:
+    _require(actor, "documents.withdraw_publisheddraft")
+    reason = _require_reason(reason, "withdrawing")
+    with transaction.atomic():
+        locked = PublishedDraft.objects.select_for_update().get(pk=draft.pk)
+        if locked.status == PublishedDraft.Status.WITHDRAWN:
+            raise TransitionRefused(ALREADY_WITHDRAWN.format(name=locked.name))
+        locked.status = PublishedDraft.Status.WITHDRAWN
+        locked.withdrawn_by = actor
+        locked.withdrawn_at = timezone.now()
+        _save(locked, actor=actor, reason=reason)
+    return locked
