@@ -1,0 +1,34 @@
+"""Fixtures shared by every test."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from tests.factories import EditorFactory, SuperuserFactory
+
+
+@pytest.fixture
+def editor(db):
+    return EditorFactory()
+
+
+@pytest.fixture
+def superuser(db):
+    return SuperuserFactory()
+
+
+@pytest.fixture
+def on_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.db import connections
+
+    if connections["default"].vendor == "postgresql":
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: run with DATABASE_URL=postgres://…")
+    for item in items:
+        if "postgresql" in item.keywords:
+            item.add_marker(skip)

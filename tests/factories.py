@@ -1,0 +1,87 @@
+"""factory-boy factories. Documents rows are made through the services, like any real row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from documents import services
+from documents.models import PublishedDraft, Submission
+
+DOCUMENTS_PERMISSIONS = (
+    "add_submission",
+    "change_submission",
+    "view_submission",
+    "approve_submission",
+    "publish_submission",
+    "view_publisheddraft",
+    "withdraw_publisheddraft",
+)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.org")
+    password = factory.django.Password("correct horse battery staple")
+
+    @factory.post_generation
+    def permissions(self, create: bool, extracted: tuple[str, ...] | None, **kwargs: Any) -> None:
+        """`UserFactory(permissions=("publish_submission",))` grants documents permissions."""
+        if create and extracted:
+            self.user_permissions.add(
+                *Permission.objects.filter(content_type__app_label="documents", codename__in=extracted)
+            )
+
+
+class StaffFactory(UserFactory):
+    is_staff = True
+
+
+class EditorFactory(StaffFactory):
+    """Staff with every documents permission: approve, publish and withdraw."""
+
+    permissions = DOCUMENTS_PERMISSIONS
+
+
+class SuperuserFactory(StaffFactory):
+    is_superuser = True
+
+
+class SubmissionFactory(factory.django.DjangoModelFactory):
+    """Creates through the services; `status=` walks the submission there the real way."""
+
+    class Meta:
+        model = Submission
+
+    ml_number = factory.Sequence(lambda n: f"ML-{n + 1:03d}")
+    title = factory.Sequence(lambda n: f"Guidelines for interoperable widgets, part {n}")
+    submitted_by = "Grace Hopper"
+    actor = factory.SubFactory(SuperuserFactory)
+
+    @classmethod
+    def _create(cls, model_class: type[Submission], *args: Any, **kwargs: Any) -> Submission:
+        status = kwargs.pop("status", Submission.Status.SUBMITTED)
+        actor = kwargs.pop("actor")
+        submission = services.create_submission(actor=actor, **kwargs)
+        if status in (Submission.Status.APPROVED, Submission.Status.PUBLISHED):
+            submission = services.approve_submission(actor=actor, submission=submission)
+        if status == Submission.Status.REJECTED:
+            submission = services.reject_submission(actor=actor, submission=submission, reason="Off topic")
+        if status == Submission.Status.PUBLISHED:
+            services.publish_submission(actor=actor, submission=submission, reason="Ready")
+            submission.refresh_from_db()
+        return submission
+
+
+def published_draft(**kwargs: Any) -> PublishedDraft:
+    """A draft published through the service, with its submission."""
+    submission = SubmissionFactory(status=Submission.Status.PUBLISHED, **kwargs)
+    return submission.draft
