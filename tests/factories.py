@@ -22,23 +22,26 @@ DOCUMENTS_PERMISSIONS = (
 )
 
 
+def grant(user: Any, codenames: tuple[str, ...]) -> None:
+    if codenames:
+        user.user_permissions.add(
+            *Permission.objects.filter(content_type__app_label="documents", codename__in=codenames)
+        )
+
+
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
-        django_get_or_create = ("username",)
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.org")
     password = factory.django.Password("correct horse battery staple")
 
-    @factory.post_generation
-    def permissions(self, create: bool, extracted: tuple[str, ...] | None, **kwargs: Any) -> None:
-        """`UserFactory(permissions=("publish_submission",))` grants documents permissions."""
-        if create and extracted:
-            self.user_permissions.add(
-                *Permission.objects.filter(content_type__app_label="documents", codename__in=extracted)
-            )
+    # `UserFactory(permissions=("publish_submission",))` grants documents permissions.
+    permissions = factory.PostGeneration(
+        lambda user, create, extracted, **kwargs: grant(user, extracted or ())
+    )
 
 
 class StaffFactory(UserFactory):
@@ -48,7 +51,9 @@ class StaffFactory(UserFactory):
 class EditorFactory(StaffFactory):
     """Staff with every documents permission: approve, publish and withdraw."""
 
-    permissions = DOCUMENTS_PERMISSIONS
+    permissions = factory.PostGeneration(
+        lambda user, create, extracted, **kwargs: grant(user, extracted or DOCUMENTS_PERMISSIONS)
+    )
 
 
 class SuperuserFactory(StaffFactory):
