@@ -59,7 +59,7 @@ class ReasonedActionMixin:
             form = ReasonForm(request.POST)
             if form.is_valid():
                 done = 0
-                for obj in queryset:
+                for obj in queryset.order_by("pk"):
                     try:
                         apply(obj, form.cleaned_data["reason"])
                     except DocumentsRefusal as refusal:
@@ -141,6 +141,9 @@ class SubmissionAdmin(AuditedAdmin):
     editable_fields = ("title", "submitted_by")
     readonly_fields = ("status", "approved_by", "data_source", "is_legitimate", "created_at", "updated_at")
 
+    def get_inlines(self, request: HttpRequest, obj: Submission | None = None) -> tuple[type, ...]:
+        return self.inlines if obj else ()
+
     def get_fields(self, request: HttpRequest, obj: Submission | None = None) -> tuple[str, ...]:
         return ("ml_number", *self.editable_fields, *(self.readonly_fields if obj else ()))
 
@@ -215,7 +218,7 @@ class SubmissionAdmin(AuditedAdmin):
                     if s.status == Submission.Status.SUBMITTED
                     else f"cannot be rejected: {s.status}",
                 )
-                for s in queryset
+                for s in queryset.order_by("pk")
             ],
             apply=lambda s, reason: services.reject_submission(
                 actor=request.user, submission=s, reason=reason
@@ -226,7 +229,7 @@ class SubmissionAdmin(AuditedAdmin):
 
     @admin.action(permissions=["publish"], description="Publish selected submissions")
     def publish_selected(self, request: HttpRequest, queryset: QuerySet[Submission]) -> HttpResponse | None:
-        submissions = list(queryset.select_related("draft"))
+        submissions = list(queryset.select_related("draft").order_by("pk"))
         names = iter(
             services.next_draft_names(sum(s.status == Submission.Status.APPROVED for s in submissions))
         )
@@ -297,7 +300,7 @@ class PublishedDraftAdmin(AuditedAdmin):
                     if d.status == PublishedDraft.Status.PUBLISHED
                     else "already withdrawn",
                 )
-                for d in queryset.select_related("submission")
+                for d in queryset.select_related("submission").order_by("pk")
             ],
             apply=lambda d, reason: services.withdraw_draft(actor=request.user, draft=d, reason=reason),
             done_message=("Withdrew {count} draft.", "Withdrew {count} drafts."),

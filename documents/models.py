@@ -63,6 +63,21 @@ class ServiceOnlyQuerySet(models.QuerySet):
         return super().bulk_update(objs, *args, **kwargs)
 
 
+class ServiceOnlyModel(models.Model):
+    """Refuses save() and delete() outside the services before any SQL or transaction starts."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        refuse_unless_service(type(self), "save()")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        refuse_unless_service(type(self), "delete()")
+        return super().delete(*args, **kwargs)
+
+
 class DataSource(models.TextChoices):
     PRODUCTION = "production", "Production"
     SEED = "seed", "Seed (development demo data)"
@@ -93,7 +108,7 @@ class DraftStatus(models.TextChoices):
     WITHDRAWN = "withdrawn", "Withdrawn"
 
 
-class Submission(models.Model):
+class Submission(ServiceOnlyModel):
     Status = SubmissionStatus
 
     ml_number = models.CharField("ML number", max_length=32, unique=True, validators=[ml_number_validator])
@@ -144,7 +159,7 @@ class Submission(models.Model):
         return f"{self.ml_number}: {self.title}"
 
 
-class PublishedDraft(models.Model):
+class PublishedDraft(ServiceOnlyModel):
     Status = DraftStatus
 
     name = models.CharField(max_length=32, unique=True, validators=[draft_name_validator])
@@ -193,7 +208,7 @@ class PublishedDraft(models.Model):
         return self.name
 
 
-class DraftNumber(models.Model):
+class DraftNumber(ServiceOnlyModel):
     """The last number handed out for a draft-name prefix; its row lock serialises publishing."""
 
     prefix = models.CharField(max_length=16, primary_key=True)

@@ -27,14 +27,13 @@ if DJANGO_ENV not in ENVIRONMENTS:
 IS_PRODUCTION = DJANGO_ENV == "production"
 
 if IS_PRODUCTION:
-    try:
-        SECRET_KEY = env.str("SECRET_KEY")
-    except ImproperlyConfigured:
+    SECRET_KEY = env.str("SECRET_KEY", default="")
+    if not SECRET_KEY:
         raise ImproperlyConfigured(
             "SECRET_KEY must be set in production (DJANGO_ENV=production): "
             "export a long random value, for example from "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
-        ) from None
+        )
 else:
     # Development and test may run without one; a fresh key each start only logs users out.
     SECRET_KEY = env.str("SECRET_KEY", default=get_random_secret_key())
