@@ -70,4 +70,4 @@ def test_admins_are_read_from_name_and_address_pairs(raw, parsed):
         "shell", "--no-imports", "-c", "from django.conf import settings; print(settings.ADMINS)", ADMINS=raw
     )
 
-    assert result.stdout.strip() == repr(parsed)
+    assert result.stdout.strip() == repr(parsed), result.stderr[-2000:]
