@@ -6,6 +6,7 @@ variable can override them. See the README's configuration table.
 
 from __future__ import annotations
 
+import os
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -26,17 +27,19 @@ if DJANGO_ENV not in ENVIRONMENTS:
     )
 IS_PRODUCTION = DJANGO_ENV == "production"
 
+# Secrets are read with os.environ, not env.str(): django-environ treats a value that
+# starts with "$" as the name of another variable, and random secrets can start with "$".
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if IS_PRODUCTION:
-    SECRET_KEY = env.str("SECRET_KEY", default="")
     if not SECRET_KEY:
         raise ImproperlyConfigured(
             "SECRET_KEY must be set in production (DJANGO_ENV=production): "
             "export a long random value, for example from "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
         )
-else:
+elif not SECRET_KEY:
     # Development and test may run without one; a fresh key each start only logs users out.
-    SECRET_KEY = env.str("SECRET_KEY", default=get_random_secret_key())
+    SECRET_KEY = get_random_secret_key()
 
 DEBUG = env.bool("DEBUG", default=DJANGO_ENV == "development")
 if IS_PRODUCTION and DEBUG:

@@ -71,3 +71,18 @@ def test_admins_are_read_from_name_and_address_pairs(raw, parsed):
     )
 
     assert result.stdout.strip() == repr(parsed), result.stderr[-2000:]
+
+
+def test_a_secret_key_starting_with_a_dollar_sign_is_taken_literally():
+    key = "$" + PRODUCTION["SECRET_KEY"]
+
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+        **{**PRODUCTION, "SECRET_KEY": key},
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == key
