@@ -21,6 +21,9 @@ REVERT_DISABLED = (
     "Reverting from history is disabled: change documents through the admin's actions, "
     "which record who made the change and why."
 )
+NAMES_MAY_MOVE = (
+    "Names are given out when you confirm: if another admin publishes in the meantime, the numbers move up."
+)
 CONFIRM_TEMPLATE = "admin/documents/confirm_reasoned_action.html"
 MAX_LISTED_ROWS = 200
 
@@ -51,6 +54,7 @@ class ReasonedActionMixin:
         apply: Callable[[Any, str], object],
         done_message: tuple[str, str],
         confirm_label: str,
+        note: str = "",
     ) -> HttpResponse | None:
         modeladmin: admin.ModelAdmin[Any] = self  # type: ignore[assignment]
         action = request.POST.get("action", "")
@@ -83,6 +87,7 @@ class ReasonedActionMixin:
             "action": action,
             "form": form,
             "confirm_label": confirm_label,
+            "note": note,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             "select_across": "1" if select_across else "0",
         }
@@ -252,6 +257,7 @@ class SubmissionAdmin(AuditedAdmin):
             ),
             done_message=("Published {count} submission.", "Published {count} submissions."),
             confirm_label="Yes, publish",
+            note=NAMES_MAY_MOVE,
         )
 
 
