@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe
 PYTEST_ARGS ?=
 
-.PHONY: run test lint test-sqlite test-postgres reset-admin clean
+.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,14 @@ define run_pytest
 	exit $$status
 endef
 
-test-sqlite: $(VENV)/.dev
+# The browser tests need Debian's Chromium; install it when missing (root, as on CI machines).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the browser tests (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	} || { [ "$$CI" != "true" ] && echo "!!! Could not install chromium: the browser tests will be SKIPPED. !!!" >&2; }
+
+test-sqlite: $(VENV)/.dev chromium
 	@echo "=== Test suite on SQLite ==="
 	env -u DATABASE_URL $(run_pytest)
 
@@ -61,6 +68,10 @@ test-postgres: $(VENV)/.dev
 	fi
 
 test: lint test-sqlite test-postgres
+
+# Refresh the README's screenshots from the browser tests.
+screenshots: $(VENV)/.dev chromium
+	E2E_SCREENSHOT_DIR=docs/screenshots $(BIN)/pytest tests/e2e -q
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
