@@ -18,6 +18,7 @@ from deployguard.write_paths.scanner import (
     DEFAULT_EXCLUDED_DIRS,
     ENTRY,
     FIXTURE_ROWS,
+    MODULE_IMPORT,
     RAW_SQL_SCHEMA,
     THROUGH,
     WRITE,
@@ -35,7 +36,7 @@ OUTSIDE_ALLOWED = "writes protected model {model} outside the allowed places; mo
 FIXTURE_SHIPS_PROTECTED = "ships rows of protected model {model}, which `loaddata` would write"
 STARTUP_WRITE = "runs at start-up: {how}; start-up code must not write"
 REACHED_FROM = "reached from {root_kind} {root} ({root_file}:{root_line}){via}"
-MODULE_IMPORT = "runs when {module} is imported"
+RUNS_ON_IMPORT = "runs when {module} is imported"
 
 UNKNOWN_SETTING = "{setting} has unknown keys {keys}; the keys are {known}."
 NOT_A_LIST = "{setting}[{key!r}] must be a list of strings, got {value!r}."
@@ -56,7 +57,7 @@ class AuditConfig:
     exclude: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Violation:
     finding: Finding
     reason: str
@@ -244,14 +245,15 @@ def evaluate(scan: ScanResult, config: AuditConfig) -> tuple[list[Violation], di
                 violations.append(Violation(finding, OUTSIDE_ALLOWED.format(model=model)))
         if finding.function in reach and not place_matches(finding, config.startup_allowed):
             violations.append(Violation(finding, STARTUP_WRITE.format(how=_how(scan, reach, finding))))
-    return sorted(violations), _function_writes(scan, writes)
+    violations.sort(key=lambda v: (*v.finding.sort_key(), v.reason))
+    return violations, _function_writes(scan, writes)
 
 
 def _how(scan: ScanResult, reach: dict[str, tuple[str, list[str]]], finding: Finding) -> str:
     root, chain = reach[finding.function]
     origin = scan.startup_roots[root]
-    if origin.kind == "module import":
-        return MODULE_IMPORT.format(module=root)
+    if origin.kind == MODULE_IMPORT:
+        return RUNS_ON_IMPORT.format(module=origin.module)
     via = f" via {' → '.join(chain[1:])}" if len(chain) > 1 else ""
     root_kind = origin.kind if not origin.detail else f"{origin.detail} {origin.kind}"
     return REACHED_FROM.format(
@@ -266,7 +268,7 @@ def audit(config: AuditConfig) -> AuditReport:
     violations, function_writes = evaluate(scan, config)
     return AuditReport(
         config=config,
-        findings=sorted(scan.findings),
+        findings=sorted(scan.findings, key=Finding.sort_key),
         violations=violations,
         files_scanned=scan.files_scanned,
         seconds=time.perf_counter() - started,

@@ -139,6 +139,8 @@ _SQL_TARGETS = [
 ]
 UNKNOWN_SQL_PART = "\x00"
 THROUGH = "through "
+MODULE_LEVEL = "<module>"
+MODULE_IMPORT = "module import"
 
 # Directory names never scanned: other people's code, tests, build output.
 DEFAULT_EXCLUDED_DIRS = frozenset(
@@ -188,7 +190,7 @@ class ModelIndex:
         return None
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Finding:
     """One place that writes (category "write") or runs unasked (category "entry point")."""
 
@@ -200,6 +202,9 @@ class Finding:
     detail: str = ""
     category: str = WRITE
     module: str = field(default="", compare=False)
+
+    def sort_key(self) -> tuple[str, int, str, str, str, str]:
+        return (self.file, self.line, self.function, self.kind, self.model or "", self.detail)
 
 
 @dataclass
@@ -411,11 +416,10 @@ class _ModuleScanner(ast.NodeVisitor):
 
     def run(self) -> None:
         self._collect_names()
-        module_scope = _Scope(self.module, None, self._function(self.module, 1, []))
-        self.scopes.append(module_scope)
+        key = f"{self.module}.{MODULE_LEVEL}"
+        self.scopes.append(_Scope(key, None, self._function(key, 1, [])))
         self.result.startup_roots.setdefault(
-            self.module,
-            Finding(self.rel, 1, self.module, "module import", category=ENTRY, module=self.module),
+            key, Finding(self.rel, 1, key, MODULE_IMPORT, category=ENTRY, module=self.module)
         )
         self.visit(self.tree)
 
@@ -523,6 +527,24 @@ class _ModuleScanner(ast.NodeVisitor):
                     return ("pair", base[1])
         return None
 
+    def _annotation(self, node: ast.expr | None) -> _Type | None:
+        """`submission: Submission` is an instance; `QuerySet[Submission]` a queryset."""
+        if node is None:
+            return None
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            try:
+                node = ast.parse(node.value, mode="eval").body
+            except SyntaxError:
+                return None
+        if isinstance(node, ast.Subscript) and self._dotted(node.value).endswith("QuerySet"):
+            inner = self._annotation(node.slice)
+            return ("queryset", inner[1]) if inner else None
+        if isinstance(node, ast.Name | ast.Attribute):
+            dotted = self._dotted(node, local=False)
+            if dotted in self.index.classes:
+                return ("instance", self.index.classes[dotted])
+        return None
+
     def _get_model_label(self, node: ast.Call) -> str | None:
         strings = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         if len(strings) >= 2:
@@ -584,9 +606,24 @@ class _ModuleScanner(ast.NodeVisitor):
     def scope(self) -> _Scope:
         return self.scopes[-1]
 
-    def _add(self, node: ast.AST, kind: str, model: str | None, detail: str = "", category: str = WRITE):
+    def _add(
+        self,
+        node: ast.AST,
+        kind: str,
+        model: str | None,
+        detail: str = "",
+        category: str = WRITE,
+        function: str | None = None,
+    ) -> Finding:
         finding = Finding(
-            self.rel, getattr(node, "lineno", 1), self.scope.key, kind, model, detail, category, self.module
+            self.rel,
+            getattr(node, "lineno", 1),
+            function or self.scope.key,
+            kind,
+            model,
+            detail,
+            category,
+            self.module,
         )
         self.result.findings.append(finding)
         return finding
@@ -648,18 +685,23 @@ class _ModuleScanner(ast.NodeVisitor):
             self.visit(decorator)
         parent = self.scope
         owner = ".".join(self.class_stack)
-        if self.class_stack and parent.key == self.module:
-            key = f"{self.module}.{owner}.{node.name}"
+        at_module_level = len(self.scopes) == 1
+        if at_module_level:
+            key = ".".join([self.module, *self.class_stack, node.name])
         else:
             key = f"{parent.key}.{node.name}"
         self._decorators(node, key)
         params = [a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]]
         info = self._function(key, node.lineno, params)
-        if parent.key != self.module:
+        if not at_module_level:
             # A nested function is assumed to run when its parent does.
             parent.info.calls.add(key)  # type: ignore[union-attr]
         scope = _Scope(key, owner if self.class_stack else parent.class_name, info)
         self.scopes.append(scope)
+        for argument in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+            annotated = self._annotation(argument.annotation)
+            if annotated:
+                scope.types[argument.arg] = annotated
         saved_stack, self.class_stack = self.class_stack, []
         for default in [*node.args.defaults, *node.args.kw_defaults]:
             if default is not None:
@@ -823,7 +865,7 @@ class _ModuleScanner(ast.NodeVisitor):
                 if param:
                     self.scope.info.param_writes.setdefault(param, INSTANCE_DELETE)  # type: ignore[union-attr]
         elif method in {"execute", "executemany", "executescript"} and node.args:
-            self._raw_sql(node, node.args[0], RAW_SQL_WRITE)
+            self._raw_sql(node, node.args[0])
         elif method in TASK_ENQUEUE_METHODS:
             self._add(node, TASK_ENQUEUE, None, f".{method}()", ENTRY)
         elif method == "connect" and node.args:
@@ -847,7 +889,7 @@ class _ModuleScanner(ast.NodeVisitor):
             else:
                 return False
 
-    def _raw_sql(self, node: ast.Call, argument: ast.expr, kind: str) -> None:
+    def _raw_sql(self, node: ast.Call, argument: ast.expr, function: str | None = None) -> None:
         statements: list[ast.expr] = []
         if isinstance(argument, ast.List | ast.Tuple):
             for element in argument.elts:
@@ -865,7 +907,8 @@ class _ModuleScanner(ast.NodeVisitor):
                 continue
             label = self.index.tables.get(table) if table else None
             detail = " ".join(text.replace(UNKNOWN_SQL_PART, "{?}").split())[:80]
-            self._add(node, RAW_SQL_WRITE if verb == "DML" else RAW_SQL_SCHEMA, label, detail)
+            kind = RAW_SQL_WRITE if verb == "DML" else RAW_SQL_SCHEMA
+            self._add(node, kind, label, detail, function=function)
 
     def _connect(self, node: ast.Call, signal: ast.expr) -> None:
         name = self._dotted(signal, local=False).rpartition(".")[2]
@@ -900,10 +943,12 @@ class _ModuleScanner(ast.NodeVisitor):
     def _migration_operation(self, node: ast.Call, operation: str) -> None:
         arguments = {k.arg: k.value for k in node.keywords}
         first = node.args[0] if node.args else arguments.get("code" if operation == "RunPython" else "sql")
+        # The operation runs when the migration is applied, not when its module is imported.
+        migration = ".".join([self.module, *self.class_stack]) if self.class_stack else None
         if operation == "RunPython":
             code = self._callee_key(first) if first is not None else None
-            self._add(node, RUN_PYTHON, None, f"runs {code or '?'}", ENTRY)
+            self._add(node, RUN_PYTHON, None, f"runs {code or '?'}", ENTRY, migration)
         else:
-            self._add(node, RUN_SQL, None, "", ENTRY)
+            self._add(node, RUN_SQL, None, "", ENTRY, migration)
             if first is not None:
-                self._raw_sql(node, first, RAW_SQL_WRITE)
+                self._raw_sql(node, first, migration)
