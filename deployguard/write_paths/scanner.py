@@ -12,9 +12,10 @@ import fnmatch
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 # Categories of finding.
 WRITE = "write"
@@ -138,6 +139,15 @@ _SQL_TARGETS = [
     re.compile(rf"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+.*?\bON\s+(?:ONLY\s+)?({_IDENT})", re.I | re.S),
 ]
 UNKNOWN_SQL_PART = "\x00"
+# Nodes that hold no call: the walk does not descend into them.
+_LEAVES = frozenset(
+    {ast.Name, ast.Constant, ast.Load, ast.Store, ast.Del, ast.Pass, ast.Break, ast.Continue}
+    | {
+        cls
+        for cls in vars(ast).values()
+        if isinstance(cls, type) and issubclass(cls, ast.operator | ast.unaryop | ast.cmpop | ast.boolop)
+    }
+)
 THROUGH = "through "
 MODULE_LEVEL = "<module>"
 MODULE_IMPORT = "module import"
@@ -424,27 +434,68 @@ class _ModuleScanner(ast.NodeVisitor):
         self.visit(self.tree)
 
     def _collect_names(self) -> None:
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.asname:
-                        self.aliases[alias.asname] = alias.name
-                    else:
-                        head = alias.name.split(".")[0]
-                        self.aliases[head] = head
-            elif isinstance(node, ast.ImportFrom):
-                base = self._absolute(node.module, node.level)
-                for alias in node.names:
-                    if alias.name != "*":
-                        self.aliases[alias.asname or alias.name] = (
-                            f"{base}.{alias.name}" if base else alias.name
-                        )
+        # Module-level imports (also under `if`/`try`) are known before any function body is
+        # read; imports inside functions are recorded as the walk reaches them.
+        pending = list(self.tree.body)
+        while pending:
+            node = pending.pop()
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                self._import(node)
+            elif isinstance(node, ast.If | ast.Try):
+                pending.extend([*node.body, *node.orelse, *getattr(node, "finalbody", [])])
+                for handler in getattr(node, "handlers", []):
+                    pending.extend(handler.body)
         for node in self.tree.body:
             if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 self.defined.add(node.name)
             elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                 if self._dotted(node.value.func, local=False).rpartition(".")[2] == "Signal":
                     self.signal_names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+
+    def _import(self, node: ast.Import | ast.ImportFrom) -> None:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    self.aliases[alias.asname] = alias.name
+                else:
+                    head = alias.name.split(".")[0]
+                    self.aliases[head] = head
+            return
+        base = self._absolute(node.module, node.level)
+        for alias in node.names:
+            if alias.name != "*":
+                self.aliases[alias.asname or alias.name] = f"{base}.{alias.name}" if base else alias.name
+
+    visit_Import = _import
+    visit_ImportFrom = _import
+
+    # -- the walk: ast.NodeVisitor's, without its per-node method lookup and leaf visits --------
+
+    _dispatch: ClassVar[dict[type, Callable[[Any, Any], None] | None]] = {}
+
+    def visit(self, node: ast.AST) -> None:
+        kind = type(node)
+        try:
+            method = self._dispatch[kind]
+        except KeyError:
+            if kind in _LEAVES:
+                method = None
+            else:
+                method = getattr(type(self), f"visit_{kind.__name__}", type(self).generic_visit)
+            self._dispatch[kind] = method
+        if method is not None:
+            method(self, node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        visit = self.visit
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        visit(item)
+            elif isinstance(value, ast.AST):
+                visit(value)
 
     def _absolute(self, module: str | None, level: int) -> str:
         if not level:
