@@ -648,3 +648,15 @@ def test_protected_setting_narrows_the_policy(planted, settings):
 )
 def test_classify_sql(sql, expected):
     assert classify_sql(sql) == expected
+
+
+def test_the_rogue_start_up_app_of_the_model_guard_tests_is_caught():
+    rogue = Path(django_settings.BASE_DIR) / "tests" / "rogue"
+
+    stdout, _, code = run_command("audit_write_paths", "--format", "json", "--root", str(rogue))
+
+    assert code == 1
+    assert {(v["file"], v["line"], v["kind"], v["model"]) for v in json.loads(stdout)["violations"]} == {
+        ("apps.py", 15, "instantiation + save", "documents.Submission"),
+        ("apps.py", 16, "objects.create", "documents.PublishedDraft"),
+    }
