@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe
 PYTEST_ARGS ?=
 
-.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin clean
+.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	DJANGO_ENV=test $(BIN)/python manage.py makemigrations --check --dry-run
 	DJANGO_ENV=test $(BIN)/python manage.py check
+	DJANGO_ENV=test $(BIN)/python manage.py audit_write_paths --verbosity 0
+
+# Regenerate the write-path catalogue after changing code that writes data.
+write-paths: $(VENV)/.dev
+	DJANGO_ENV=test $(BIN)/python manage.py audit_write_paths --format markdown > docs/WRITE_PATHS.md
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 define run_pytest

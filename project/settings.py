@@ -159,3 +159,13 @@ DOCUMENTS_REQUIRE_SEPARATE_PUBLISHER = env.bool("DOCUMENTS_REQUIRE_SEPARATE_PUBL
 # History records cannot be reverted through the admin: a revert would be a write
 # path around the services.
 SIMPLE_HISTORY_REVERT_DISABLED = True
+
+# The write-path audit (`manage.py audit_write_paths`, run by `make lint`). Protected models
+# default to every model of the project's own apps but deployguard's bookkeeping; only the
+# places below (and deployguard's own package) may write them, and start-up code may write
+# nothing. Entries are paths relative to BASE_DIR, globs allowed, optionally "path::function".
+DEPLOYGUARD_WRITE_PATHS = {
+    "allowed": ["documents/services.py"],
+    # Benchmarks seed scratch databases by hand; they are not deployed code.
+    "exclude": ["benchmarks/*"],
+}
