@@ -11,10 +11,6 @@ from django.conf import settings
 
 from tests.factories import EditorFactory
 
-# Playwright's sync API runs an event loop in the test's thread; the ORM calls the
-# tests make there are ordinary blocking calls, which Django would otherwise refuse.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -39,6 +35,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.is_relative_to(Path(__file__).parent):
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Allow blocking ORM calls while a browser test runs, from its setup to its teardown.
+
+    Playwright's sync API keeps an event loop running in the test's thread, and Django
+    refuses ORM calls made beside a running loop. The variable is set for these tests
+    only, so subprocesses started by other tests never inherit it.
+    """
+    if not item.path.is_relative_to(Path(__file__).parent):
+        return (yield)
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        return (yield)
+    finally:
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture(scope="session")
