@@ -62,8 +62,9 @@ class DeployModeStatus:
         if self.source == "not-installed":
             return "Deploy mode is off: deployguard's table does not exist yet (run `manage.py migrate`)."
         if not self.enabled:
-            by = f" by {self.changed_by}" if self.changed_by else ""
-            return f"Deploy mode is off (last switched{by})." if by else "Deploy mode is off."
+            if self.changed_by:
+                return f"Deploy mode is off (last switched by {self.changed_by})."
+            return "Deploy mode is off."
         parts = [f"It was turned on by {self.changed_by or 'unknown'}"]
         if self.since:
             parts.append(f" at {self.since.isoformat(timespec='seconds')}")

@@ -119,6 +119,4 @@ class Command(BaseCommand):
         if status.enabled:
             self.stdout.write(self.style.WARNING(f"Deploy mode is ON. {status.describe()}"))
         else:
-            self.stdout.write(
-                f"Deploy mode is OFF. {status.describe() if status.changed_by else ''}".rstrip()
-            )
+            self.stdout.write(status.describe())
