@@ -78,8 +78,12 @@ def _tokenize(sql: str) -> list[list[Token]]:
             statements.append([])
         elif kind == "other":
             statements[-1].append(("sym", match.group("other")))
-        elif kind == "skip" and "." in match.group("skip"):
-            statements[-1].append(("sym", "."))
+        elif kind == "skip":
+            gap = match.group("skip")
+            if "." in gap:  # schema.table
+                statements[-1].append(("sym", "."))
+            if "," in gap:  # DROP TABLE a, b
+                statements[-1].append(("sym", ","))
     return [statement for statement in statements if statement]
 
 
@@ -112,6 +116,10 @@ def _ddl_targets(tokens: list[Token], first: int) -> Iterator[tuple[str, str]]:
     if verb == "COMMENT":  # COMMENT ON TABLE t (ON COLUMN and the rest: unknown, so protected)
         index = _skip(tokens, index, frozenset({"ON"}))
     object_type = _word(tokens, index)
+    if object_type == "DATABASE":
+        # CREATE/DROP DATABASE work on whole databases from a maintenance connection (test
+        # databases, for one); they change no table's rows, and the state may not exist yet.
+        return
     if object_type not in _TABLE_OBJECTS:
         yield verb, UNKNOWN_TABLE  # functions, extensions, schemas...: cannot tell, so protected
         return

@@ -169,7 +169,6 @@ def clear_cache() -> None:
     """Forget the cached state: the next check reads the database."""
     global _cache
     _cache = None
-    _table_seen.clear()
 
 
 def _read() -> DeployModeStatus:
