@@ -40,7 +40,7 @@ def migrated_sqlite_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def shared_database_url(request, tmp_path) -> Iterator[str]:
+def shared_database_url(request, tmp_path, transactional_db) -> Iterator[str]:
     """A DATABASE_URL other processes can open, holding this test's data.
 
     PostgreSQL: the test database itself (the test commits). SQLite: the in-memory test
@@ -49,7 +49,6 @@ def shared_database_url(request, tmp_path) -> Iterator[str]:
     from django.db import connection
 
     if connection.vendor == "postgresql":
-        request.getfixturevalue("transactional_db")
         yield database_url_for(connection.settings_dict)
         state.disable(changed_by="pytest")
         return

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 
 from documents.models import PublishedDraft, Submission
@@ -30,7 +31,10 @@ def database_url_for(settings_dict: dict[str, Any]) -> str:
 
 def subprocess_env(url: str, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "DEPLOYMENT_MODE"}
-    env.update(DJANGO_ENV="test", DATABASE_URL=url, SECRET_KEY=SECRET_KEY, PYTHONUNBUFFERED="1", **extra)
+    # The same environment as this test process, so password hashers and the rest agree.
+    env.update(
+        DJANGO_ENV=settings.DJANGO_ENV, DATABASE_URL=url, SECRET_KEY=SECRET_KEY, PYTHONUNBUFFERED="1", **extra
+    )
     return env
 
 
