@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe
 PYTEST_ARGS ?=
 
-.PHONY: run test lint test-sqlite test-postgres reset-admin clean
+.PHONY: run test lint test-sqlite test-postgres reset-admin clean bench-deploy-mode
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ test-postgres: $(VENV)/.dev
 	fi
 
 test: lint test-sqlite test-postgres
+
+# Deploy mode's cost while off (not run in CI): SQLite by default, or BENCH_DATABASE_URL.
+bench-deploy-mode: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_deploy_mode.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -249,7 +249,17 @@ def _exempt() -> tuple[frozenset[str], tuple[str, ...]]:
     return frozenset(tables), prefixes
 
 
+_protected: dict[str, bool] = {}
+
+
 def is_protected(table: str) -> bool:
+    known = _protected.get(table)
+    if known is None:
+        known = _protected[table] = _is_protected(table)
+    return known
+
+
+def _is_protected(table: str) -> bool:
     if table == UNKNOWN_TABLE:
         return True
     tables, prefixes = _exempt()
@@ -264,6 +274,7 @@ def protected_tables(tables: Iterable[str]) -> set[str]:
 def _reset_caches(*, setting: str, **kwargs: Any) -> None:
     if setting.startswith("DEPLOYGUARD_"):
         _exempt.cache_clear()
+        _protected.clear()
         state.clear_cache()
 
 

@@ -136,13 +136,15 @@ def _forced_by_environment() -> bool:
 
 
 def current() -> DeployModeStatus:
-    """The deploy-mode state as this process sees it now. The one reader of the state."""
-    if _forced_by_environment():
-        return FORCED_BY_ENVIRONMENT
+    """The deploy-mode state as this process sees it now. The one reader of the state.
+
+    Both sources, DEPLOYMENT_MODE and the shared row, are read again once the cache has
+    expired (reading the environment costs as much as the rest of a cached check).
+    """
     cached = _cache
     if cached is not None and time.monotonic() < cached[0]:
         return cached[1]
-    status = _read()
+    status = FORCED_BY_ENVIRONMENT if _forced_by_environment() else _read()
     if status.source != "unreadable":
         _remember(status)
     return status
@@ -160,8 +162,8 @@ def _remember(status: DeployModeStatus, seconds: float | None = None) -> None:
 
 
 def prime_cache(status: DeployModeStatus, *, seconds: float = math.inf) -> None:
-    """Make this process believe `status` without reading it. For test suites that start
-    every test from a known state; production code never needs it."""
+    """Make this process believe `status` without reading it (nor DEPLOYMENT_MODE). For test
+    suites that start every test from a known state; production code never needs it."""
     _remember(status, seconds)
 
 
@@ -249,7 +251,7 @@ def enable(
         row._history_user = user  # type: ignore[attr-defined]
         row.save()
     status = _status_from_row(row)
-    _remember(status)
+    clear_cache()
     logger.warning("Deploy mode turned ON by %s: %s", changed_by, reason)
     return status
 
@@ -275,7 +277,7 @@ def disable(
             row._history_user = user  # type: ignore[attr-defined]
             row.save()
     status = _status_from_row(row) if row is not None else DeployModeStatus(enabled=False, source="database")
-    _remember(status)
+    clear_cache()
     if was_on:
         logger.warning("Deploy mode turned OFF by %s: %s", changed_by, reason)
     return status, was_on
