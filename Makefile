@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe
 PYTEST_ARGS ?=
 
-.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean
+.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench-deploy-mode
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ test: lint test-sqlite test-postgres
 # Refresh the README's screenshots from the browser tests.
 screenshots: $(VENV)/.dev chromium
 	E2E_SCREENSHOT_DIR=docs/screenshots $(BIN)/pytest tests/e2e -q
+
+# Deploy mode's cost while off (not run in CI): SQLite by default, or BENCH_DATABASE_URL.
+bench-deploy-mode: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_deploy_mode.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""App configuration for deployguard: connects its signal receivers."""
+"""App configuration for deployguard: checks DEPLOYMENT_MODE, installs the write guard, registers checks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ class DeployguardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from deployguard import origin
+        from deployguard import checks, guard, origin, state
 
+        state.check_environment()
         origin.connect_receivers()
+        guard.connect_receivers()
+        checks.register()

@@ -23,5 +23,9 @@ class SamePersonRefused(DocumentsRefusal):
     """The two-person rule: the approver may not also publish."""
 
 
+class DeployModeRefused(DocumentsRefusal):
+    """Deploy mode is on: documents do not change until it is off."""
+
+
 class ReasonRequired(DocumentsRefusal):
     """The change needs a reason for the audit trail."""

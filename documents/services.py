@@ -15,7 +15,14 @@ from django.db.models import IntegerField, Max
 from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
-from documents.exceptions import PermissionRefused, ReasonRequired, SamePersonRefused, TransitionRefused
+import deployguard
+from documents.exceptions import (
+    DeployModeRefused,
+    PermissionRefused,
+    ReasonRequired,
+    SamePersonRefused,
+    TransitionRefused,
+)
 from documents.models import (
     DRAFT_NAME_PREFIX,
     DraftNumber,
@@ -37,6 +44,10 @@ SAME_PERSON = (
 )
 ALREADY_WITHDRAWN = "{name} is already withdrawn; nothing to do."
 NOT_EDITABLE = "{ml_number} is {status}; published submissions cannot be edited."
+DEPLOY_MODE_REFUSED = (
+    "{action} is paused while the site is being deployed; nothing was changed. {how} "
+    "Try again once deploy mode is off."
+)
 
 DEFAULT_FIRST_DRAFT_NUMBER = 1
 
@@ -44,6 +55,15 @@ DEFAULT_FIRST_DRAFT_NUMBER = 1
 def _require(actor: Actor, permission: str) -> None:
     if not (actor.is_authenticated and actor.is_active and actor.has_perm(permission)):
         raise PermissionRefused(PERMISSION_REFUSED.format(actor=actor, permission=permission))
+
+
+def _refuse_in_deploy_mode(action: str) -> None:
+    try:
+        deployguard.ensure_writable(action)
+    except deployguard.DeployModeActive as active:
+        raise DeployModeRefused(
+            DEPLOY_MODE_REFUSED.format(action=action, how=active.status.describe())
+        ) from active
 
 
 def _require_reason(reason: str, action: str) -> str:
@@ -64,6 +84,7 @@ def create_submission(
     *, actor: Actor, ml_number: str, title: str, submitted_by: str, reason: str = "Submitted"
 ) -> Submission:
     _require(actor, "documents.add_submission")
+    _refuse_in_deploy_mode(f"Creating {ml_number}")
     submission = Submission(ml_number=ml_number, title=title, submitted_by=submitted_by)
     submission.full_clean()
     with transaction.atomic():
@@ -75,6 +96,7 @@ def update_submission(
     *, actor: Actor, submission: Submission, title: str, submitted_by: str, reason: str = "Edited"
 ) -> Submission:
     _require(actor, "documents.change_submission")
+    _refuse_in_deploy_mode(f"Editing {submission.ml_number}")
     with transaction.atomic():
         locked = Submission.objects.select_for_update().get(pk=submission.pk)
         if locked.status == Submission.Status.PUBLISHED:
@@ -89,6 +111,7 @@ def _review(
     *, actor: Actor, submission: Submission, status: Submission.Status, verb: str, reason: str
 ) -> Submission:
     _require(actor, "documents.approve_submission")
+    _refuse_in_deploy_mode(f"Reviewing {submission.ml_number}")
     with transaction.atomic():
         locked = Submission.objects.select_for_update().get(pk=submission.pk)
         if locked.status != Submission.Status.SUBMITTED:
@@ -157,6 +180,7 @@ def next_draft_names(count: int) -> list[str]:
 def publish_submission(*, actor: Actor, submission: Submission, reason: str) -> PublishedDraft:
     """Publish an approved submission as the next rfc<digits> draft."""
     _require(actor, "documents.publish_submission")
+    _refuse_in_deploy_mode(f"Publishing {submission.ml_number}")
     reason = _require_reason(reason, "publishing")
     with transaction.atomic():
         locked = Submission.objects.select_for_update().get(pk=submission.pk)
@@ -182,6 +206,7 @@ def publish_submission(*, actor: Actor, submission: Submission, reason: str) -> 
 
 def withdraw_draft(*, actor: Actor, draft: PublishedDraft, reason: str) -> PublishedDraft:
     _require(actor, "documents.withdraw_publisheddraft")
+    _refuse_in_deploy_mode(f"Withdrawing {draft.name}")
     reason = _require_reason(reason, "withdrawing")
     with transaction.atomic():
         locked = PublishedDraft.objects.select_for_update().get(pk=draft.pk)

@@ -72,6 +72,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so unsafe requests are refused in deploy mode before anything touches the database.
+    "deployguard.middleware.DeployModeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -169,3 +171,12 @@ DEPLOYGUARD_WRITE_PATHS = {
     # Benchmarks seed scratch databases by hand; they are not deployed code.
     "exclude": ["benchmarks/*"],
 }
+
+# Deploy mode (deployguard). DEPLOYMENT_MODE=true in a process's environment forces it on
+# for that process; it is read by deployguard itself, at call time.
+# Bearer token for POST /_deploy/mode; unset, that endpoint is disabled.
+DEPLOYGUARD_TOKEN = os.environ.get("DEPLOYGUARD_TOKEN", "")  # os.environ: no "$" interpolation
+# Seconds each process trusts the deploy-mode state it read; every process must agree.
+DEPLOYGUARD_STATE_CACHE_SECONDS = env.float("DEPLOYGUARD_STATE_CACHE_SECONDS", default=1.0)
+# Tables that stay writable in deploy mode besides deployguard's own.
+DEPLOYGUARD_WRITABLE_TABLES = env.list("DEPLOYGUARD_WRITABLE_TABLES", default=["django_session"])

@@ -18,6 +18,17 @@ def superuser(db):
     return SuperuserFactory()
 
 
+@pytest.fixture(autouse=True)
+def _deploy_mode_starts_off():
+    """Every test starts with deploy mode off as this process sees it, without a query for it
+    (the test database starts with it off); switching it through deployguard updates this."""
+    from deployguard import state
+
+    state.prime_cache(state.DeployModeStatus(enabled=False, source="database"))
+    yield
+    state.clear_cache()
+
+
 @pytest.fixture
 def on_postgresql() -> bool:
     return connection.vendor == "postgresql"

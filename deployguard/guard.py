@@ -1,0 +1,354 @@
+"""The write guard: an execute wrapper on every Django connection that refuses writes in deploy mode.
+
+Each statement is classified once (the result is cached by its SQL text); only a
+statement that writes to a protected table asks whether deploy mode is on, so reads
+never pay a query for the guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import lru_cache
+from typing import Any
+
+from django.apps import apps
+from django.core.signals import setting_changed
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+
+from deployguard import conf, state
+from deployguard.exceptions import DeployModeActive
+
+logger = logging.getLogger("deployguard")
+
+UNKNOWN_TABLE = "?"
+"""The target of a write whose table cannot be told from its SQL: protected."""
+
+REASON_REQUIRED = "allow_writes() needs a reason: it is logged with every block it opens."
+
+# A statement can only write if one of these words appears outside quotes; anything else
+# is classified without tokenizing.
+_MAYBE_WRITE = re.compile(
+    r"\b(?:insert|update|delete|replace|merge|copy|truncate|create|alter|drop|comment|do|call)\b",
+    re.IGNORECASE,
+)
+_TOKENS = re.compile(
+    r"""
+      (?P<skip>(?:%s|%\(\w+\)s|\d|[^\w"'`$;/-]|/(?!\*)|-(?!-))+)  # spaces, punctuation, numbers, placeholders
+    | --[^\n]*                                                # line comment
+    | /\*.*?(?:\*/|\Z)                                        # block comment
+    | '(?:[^']|'')*(?:'|\Z)                                   # string literal
+    | \$(?P<tag>[A-Za-z_]*)\$.*?(?:\$(?P=tag)\$|\Z)           # dollar-quoted string
+    | (?P<quoted>"(?:[^"]|"")*"|`[^`]*`)                      # quoted identifier
+    | (?P<word>[A-Za-z_][\w$]*)                               # keyword or identifier
+    | (?P<semi>;)
+    | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_DDL = frozenset({"CREATE", "ALTER", "DROP", "COMMENT"})
+_OPAQUE = frozenset({"DO", "CALL"})
+_TABLE_OBJECTS = frozenset({"TABLE", "VIEW", "SEQUENCE", "INDEX", "TRIGGER", "RULE", "POLICY"})
+_DDL_MODIFIERS = frozenset(
+    {"OR", "REPLACE", "TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "UNIQUE", "MATERIALIZED",
+     "RECURSIVE", "FOREIGN", "CONSTRAINT", "VIRTUAL"}
+)  # fmt: skip
+_NAME_NOISE = frozenset({"IF", "NOT", "EXISTS", "ONLY", "CONCURRENTLY", "TABLE"})
+_NOT_A_WRITE_BEFORE_UPDATE = frozenset({"FOR", "DO", "ON", "KEY"})
+
+Token = tuple[str, str]  # ("word", "INSERT") keyword/identifier upper-cased, ("name", "x"), ("sym", ";")
+
+
+def _tokenize(sql: str) -> list[list[Token]]:
+    """Split into statements of significant tokens; comments and literals are dropped."""
+    statements: list[list[Token]] = [[]]
+    for match in _TOKENS.finditer(sql):
+        kind = match.lastgroup
+        if kind == "word":
+            text = match.group("word")
+            statements[-1].append(("word", text.upper()))
+        elif kind == "quoted":
+            statements[-1].append(("name", match.group("quoted")[1:-1].replace('""', '"')))
+        elif kind == "semi":
+            statements.append([])
+        elif kind == "other":
+            statements[-1].append(("sym", match.group("other")))
+        elif kind == "skip":
+            gap = match.group("skip")
+            if "." in gap:  # schema.table
+                statements[-1].append(("sym", "."))
+            if "," in gap:  # DROP TABLE a, b
+                statements[-1].append(("sym", ","))
+    return [statement for statement in statements if statement]
+
+
+def _name_at(tokens: list[Token], index: int) -> tuple[str, int]:
+    """Read a possibly schema-qualified name starting at `index`: (last part, next index)."""
+    name = UNKNOWN_TABLE
+    while index < len(tokens) and tokens[index][0] in ("word", "name"):
+        name = tokens[index][1]
+        if index + 1 < len(tokens) and tokens[index + 1] == ("sym", "."):
+            index += 2
+            continue
+        index += 1
+        break
+    return name.lower(), index
+
+
+def _skip(tokens: list[Token], index: int, words: frozenset[str]) -> int:
+    while index < len(tokens) and tokens[index][0] == "word" and tokens[index][1] in words:
+        index += 1
+    return index
+
+
+def _word(tokens: list[Token], index: int) -> str:
+    return tokens[index][1] if 0 <= index < len(tokens) and tokens[index][0] == "word" else ""
+
+
+def _ddl_targets(tokens: list[Token], first: int) -> Iterator[tuple[str, str]]:
+    verb = tokens[first][1]
+    index = _skip(tokens, first + 1, _DDL_MODIFIERS)
+    if verb == "COMMENT":  # COMMENT ON TABLE t (ON COLUMN and the rest: unknown, so protected)
+        index = _skip(tokens, index, frozenset({"ON"}))
+    object_type = _word(tokens, index)
+    if object_type == "DATABASE":
+        # CREATE/DROP DATABASE work on whole databases from a maintenance connection (test
+        # databases, for one); they change no table's rows, and the state may not exist yet.
+        return
+    if object_type not in _TABLE_OBJECTS:
+        yield verb, UNKNOWN_TABLE  # functions, extensions, schemas...: cannot tell, so protected
+        return
+    index = _skip(tokens, index + 1, _NAME_NOISE)
+    if object_type in ("INDEX", "TRIGGER", "RULE", "POLICY") and verb == "CREATE":
+        # CREATE INDEX [name] ON [ONLY] table: the table is what changes.
+        while index < len(tokens) and _word(tokens, index) != "ON":
+            index += 1
+        table, _ = _name_at(tokens, _skip(tokens, index + 1, _NAME_NOISE))
+        yield verb, table
+        return
+    while True:  # DROP TABLE a, b
+        table, index = _name_at(tokens, index)
+        yield verb, table
+        if verb == "DROP" and index < len(tokens) and tokens[index] == ("sym", ","):
+            index += 1
+            continue
+        break
+    if verb == "ALTER":  # ALTER TABLE x RENAME TO y: y is written too
+        for position in range(index, len(tokens) - 1):
+            if _word(tokens, position) == "RENAME" and _word(tokens, position + 1) == "TO":
+                yield verb, _name_at(tokens, position + 2)[0]
+
+
+def _statement_writes(tokens: list[Token]) -> Iterator[tuple[str, str]]:
+    first = _skip_parentheses(tokens)
+    leading = _word(tokens, first)
+    if leading in _DDL:
+        yield from _ddl_targets(tokens, first)
+        return
+    if leading in _OPAQUE:
+        yield leading, UNKNOWN_TABLE
+        return
+    for index, (kind, value) in enumerate(tokens):
+        if kind != "word":
+            continue
+        if value == "INSERT":
+            target = _skip(
+                tokens, index + 1, frozenset({"OR", "ROLLBACK", "ABORT", "REPLACE", "FAIL", "IGNORE"})
+            )
+            if _word(tokens, target) == "INTO":
+                yield value, _name_at(tokens, target + 1)[0]
+        elif value in ("REPLACE", "MERGE") and _word(tokens, index + 1) == "INTO":
+            if value == "MERGE" or _word(tokens, index - 1) not in ("OR",):
+                yield value, _name_at(tokens, index + 2)[0]
+        elif value == "UPDATE" and _word(tokens, index - 1) not in _NOT_A_WRITE_BEFORE_UPDATE:
+            target = _skip(
+                tokens, index + 1, frozenset({"OR", "ROLLBACK", "ABORT", "REPLACE", "FAIL", "IGNORE", "ONLY"})
+            )
+            if target < len(tokens) and tokens[target][0] in ("word", "name"):
+                yield value, _name_at(tokens, target)[0]
+        elif value == "DELETE" and _word(tokens, index + 1) == "FROM":
+            yield value, _name_at(tokens, _skip(tokens, index + 2, frozenset({"ONLY"})))[0]
+        elif value == "TRUNCATE" and index == first:
+            position = _skip(tokens, index + 1, frozenset({"TABLE", "ONLY"}))
+            while True:
+                table, position = _name_at(tokens, position)
+                yield value, table
+                if position < len(tokens) and tokens[position] == ("sym", ","):
+                    position = _skip(tokens, position + 1, frozenset({"ONLY"}))
+                    continue
+                break
+        elif value == "COPY" and index == first:
+            table, position = _name_at(tokens, index + 1)
+            # COPY t [(columns)] FROM ... loads rows; COPY t TO / COPY (query) TO only reads.
+            if (
+                any(_word(tokens, p) == "FROM" for p in range(position, len(tokens)))
+                and table != UNKNOWN_TABLE
+            ):
+                yield value, table
+
+
+def _skip_parentheses(tokens: list[Token]) -> int:
+    index = 0
+    while index < len(tokens) and tokens[index] == ("sym", "("):
+        index += 1
+    return index
+
+
+@lru_cache(maxsize=2048)
+def _classify_cached(sql: str) -> tuple[tuple[str, str], ...]:
+    return _classify(sql)
+
+
+def _classify(sql: str) -> tuple[tuple[str, str], ...]:
+    if not _MAYBE_WRITE.search(sql):
+        return ()
+    writes: list[tuple[str, str]] = []
+    for statement in _tokenize(sql):
+        writes.extend(_statement_writes(statement))
+    return tuple(dict.fromkeys(writes))
+
+
+def write_targets(sql: Any) -> tuple[tuple[str, str], ...]:
+    """The (verb, table) pairs a statement writes to; empty for a read. Tables are lower case."""
+    if not isinstance(sql, str):
+        sql = _as_text(sql)
+        if sql is None:
+            return (("EXECUTE", UNKNOWN_TABLE),)
+    if len(sql) > 4096:  # bulk statements: not worth keeping in the cache
+        return _classify(sql)
+    return _classify_cached(sql)
+
+
+def _as_text(sql: Any) -> str | None:
+    if isinstance(sql, bytes | bytearray):
+        return bytes(sql).decode("utf-8", "replace")
+    as_string = getattr(sql, "as_string", None)  # psycopg.sql.Composable
+    if as_string is not None:
+        try:
+            return str(as_string(None))
+        except Exception:  # an unrenderable statement is treated as an unknown write
+            return None
+    return None
+
+
+# --- which tables are protected -------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _exempt() -> tuple[frozenset[str], tuple[str, ...]]:
+    own = apps.get_app_config("deployguard")
+    tables = {model._meta.db_table.lower() for model in own.get_models(include_auto_created=True)}
+    tables |= {name.lower() for name in conf.get("DEPLOYGUARD_WRITABLE_TABLES")}
+    # Index, sequence and constraint names (and tables not yet created) of deployguard's own.
+    prefixes = (f"{own.label.lower()}_",)
+    return frozenset(tables), prefixes
+
+
+_protected: dict[str, bool] = {}
+
+
+def is_protected(table: str) -> bool:
+    known = _protected.get(table)
+    if known is None:
+        known = _protected[table] = _is_protected(table)
+    return known
+
+
+def _is_protected(table: str) -> bool:
+    if table == UNKNOWN_TABLE:
+        return True
+    tables, prefixes = _exempt()
+    name = table.removeprefix("new__")  # SQLite rebuilds a table as new__<name> when altering it
+    return name not in tables and not name.startswith(prefixes)
+
+
+def protected_tables(tables: Iterable[str]) -> set[str]:
+    return {table for table in tables if is_protected(table.lower())}
+
+
+def _reset_caches(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("DEPLOYGUARD_"):
+        _exempt.cache_clear()
+        _protected.clear()
+        state.clear_cache()
+
+
+# --- the way through --------------------------------------------------------------------
+
+_allowed: ContextVar[str | None] = ContextVar("deployguard_allow_writes", default=None)
+
+
+@contextmanager
+def allow_writes(reason: str) -> Iterator[None]:
+    """Let this block write while deploy mode is on (this thread or task only). Logged.
+
+    For the deploy pipeline's own bookkeeping and schema changes; not inherited by threads
+    the block starts.
+    """
+    if not reason or not reason.strip():
+        raise ValueError(REASON_REQUIRED)
+    logger.warning("Writes allowed through deploy mode: %s", reason)
+    token = _allowed.set(reason)
+    try:
+        yield
+    finally:
+        _allowed.reset(token)
+        logger.info("Writes allowed through deploy mode: done: %s", reason)
+
+
+def writes_allowed() -> bool:
+    """True inside an `allow_writes()` block."""
+    return _allowed.get() is not None
+
+
+# --- the wrapper --------------------------------------------------------------------------
+
+
+class WriteGuard:
+    """Django execute wrapper: refuses writes to protected tables while deploy mode is on."""
+
+    def __call__(
+        self,
+        execute: Callable[..., Any],
+        sql: Any,
+        params: Any,
+        many: bool,
+        context: dict[str, Any],
+    ) -> Any:
+        writes = write_targets(sql)
+        if writes and _allowed.get() is None:
+            for verb, table in writes:
+                if is_protected(table):
+                    status = state.current()
+                    if status.enabled:
+                        where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'
+                        raise DeployModeActive(f"{verb} on {where}", status)
+                    break
+        return execute(sql, params, many, context)
+
+
+write_guard = WriteGuard()
+
+
+def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """Put the guard on a connection (idempotent): the connection_created receiver."""
+    if write_guard not in connection.execute_wrappers:
+        connection.execute_wrappers.append(write_guard)
+
+
+def is_installed(connection: BaseDatabaseWrapper) -> bool:
+    return write_guard in connection.execute_wrappers
+
+
+def connect_receivers() -> None:
+    connection_created.connect(install, dispatch_uid="deployguard.guard.install")
+    setting_changed.connect(_reset_caches, dispatch_uid="deployguard.guard.reset")
+    for alias in connections:
+        connection = connections[alias]
+        if connection.connection is not None:  # opened before the app was ready
+            install(connection)

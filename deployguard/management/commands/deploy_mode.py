@@ -1,0 +1,122 @@
+"""Turn deploy mode on or off, or show who turned it on, why and when."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+
+from deployguard import state
+from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
+from deployguard.origin import current_deploy_id
+
+EXIT_UNREADABLE = 1
+EXIT_ALREADY_ON = 3
+EXIT_DRAIN_TIMEOUT = 4
+
+STATE_UNAVAILABLE = (
+    "The deploy mode state could not be {verb} ({error}): check DATABASE_URL and run `manage.py migrate`."
+)
+FORCED_STILL = (
+    "Note: this process has DEPLOYMENT_MODE set, which forces deploy mode on for it whatever the "
+    "shared state says."
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Deploy mode freezes every write to protected tables, in every process and host that shares "
+        "the database, while reads keep working. "
+        "`on --reason TEXT [--expected-minutes N] [--deploy-id ID]` turns it on and returns once no "
+        "process can still write (it waits out every process's state cache, then for transactions "
+        "that wrote before the switch); `off` turns it off and returns once every process may write "
+        "again; `status [--format json]` shows who turned it on, why and when. "
+        "Exit status: 0 done; 1 the state could not be read or written; 2 usage error; "
+        "3 `on` found deploy mode already on (nothing changed); 4 `on` succeeded but a transaction "
+        "that wrote before it was still open after DEPLOYGUARD_DRAIN_TIMEOUT (deploy mode is on, "
+        "that transaction's writes may still commit)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{on,off,status}")
+        on = actions.add_parser("on", help="Turn deploy mode on.")
+        on.add_argument("--reason", required=True, help="Why: shown to everyone whose write is refused.")
+        on.add_argument(
+            "--expected-minutes",
+            type=float,
+            default=None,
+            help="How long the deploy should take; sets Retry-After on refused requests.",
+        )
+        on.add_argument(
+            "--deploy-id",
+            default=None,
+            help="The deploy this belongs to (default: DEPLOYGUARD_DEPLOY_ID from the environment).",
+        )
+        off = actions.add_parser("off", help="Turn deploy mode off.")
+        off.add_argument("--reason", default="Deploy finished", help="Recorded in the state's history.")
+        status = actions.add_parser("status", help="Show the deploy mode state.")
+        status.add_argument("--format", choices=("text", "json"), default="text")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        try:
+            if action == "on":
+                self.turn_on(**options)
+            elif action == "off":
+                self.turn_off(**options)
+            else:
+                self.show(**options)
+        except DatabaseError as error:
+            verb = "read" if action == "status" else "written"
+            raise CommandError(
+                STATE_UNAVAILABLE.format(verb=verb, error=str(error).strip()), returncode=EXIT_UNREADABLE
+            ) from error
+
+    def turn_on(
+        self, *, reason: str, expected_minutes: float | None, deploy_id: str | None, **options: Any
+    ) -> None:
+        if not reason.strip():
+            raise CommandError(state.REASON_REQUIRED, returncode=2)
+        if expected_minutes is not None and expected_minutes <= 0:
+            raise CommandError("--expected-minutes must be more than 0.", returncode=2)
+        try:
+            status, drained = state.switch_on(
+                reason=reason,
+                changed_by=state.os_actor(),
+                deploy_id=current_deploy_id() if deploy_id is None else deploy_id,
+                expected_minutes=expected_minutes,
+            )
+        except DeployModeAlreadyOn as error:
+            raise CommandError(str(error), returncode=EXIT_ALREADY_ON) from error
+        except DrainTimeout as error:
+            raise CommandError(
+                f"Deploy mode is ON, but: {error} Wait for it or end it, then proceed.",
+                returncode=EXIT_DRAIN_TIMEOUT,
+            ) from error
+        self.stdout.write(self.style.SUCCESS(f"Deploy mode is ON. {status.describe()}"))
+        if options["verbosity"] > 1:
+            self.stdout.write(f"In-flight writes: {drained}.")
+
+    def turn_off(self, *, reason: str, **options: Any) -> None:
+        _, was_on = state.switch_off(changed_by=state.os_actor(), reason=reason)
+        if was_on:
+            self.stdout.write(self.style.SUCCESS("Deploy mode is OFF: writes are allowed again."))
+        else:
+            self.stdout.write("Deploy mode was already off; nothing changed.")
+        if state.current().source == "environment":
+            self.stderr.write(self.style.WARNING(FORCED_STILL))
+
+    def show(self, *, format: str, **options: Any) -> None:
+        status = state.current()
+        if status.source == "unreadable":
+            raise CommandError(
+                STATE_UNAVAILABLE.format(verb="read", error=status.error), returncode=EXIT_UNREADABLE
+            )
+        if format == "json":
+            self.stdout.write(json.dumps(status.as_dict()))
+            return
+        if status.enabled:
+            self.stdout.write(self.style.WARNING(f"Deploy mode is ON. {status.describe()}"))
+        else:
+            self.stdout.write(status.describe())

@@ -1,0 +1,41 @@
+"""Deployguard's own tables: the shared deploy-mode switch, with its history."""
+
+from __future__ import annotations
+
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from deployguard.origin import OriginHistoricalModel
+
+STATE_ROW_ID = 1
+
+
+class DeployModeState(models.Model):
+    """The one row (pk=1) every process and host reads to know whether deploy mode is on.
+
+    No row means deploy mode has never been turned on on this database: off.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=STATE_ROW_ID, editable=False)
+    enabled = models.BooleanField(default=False)
+    reason = models.TextField(blank=True, default="")
+    changed_by = models.CharField(
+        max_length=255, blank=True, default="", help_text="User, or OS user and host, who last switched it."
+    )
+    since = models.DateTimeField(null=True, blank=True, help_text="When deploy mode was last turned on.")
+    deploy_id = models.CharField(max_length=64, blank=True, default="")
+    expected_end = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(
+        bases=[OriginHistoricalModel], history_change_reason_field=models.TextField(null=True)
+    )
+
+    class Meta:
+        verbose_name = "deploy mode state"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=STATE_ROW_ID), name="deploymodestate_single_row")
+        ]
+
+    def __str__(self) -> str:
+        return f"deploy mode {'on' if self.enabled else 'off'}"

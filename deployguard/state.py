@@ -1,0 +1,356 @@
+"""The deploy-mode switch: the one reader of the shared state, and the functions that flip it.
+
+Every process reads the state row in deployguard's table and trusts what it read for
+DEPLOYGUARD_STATE_CACHE_SECONDS; the functions that flip the switch wait that long (and
+then for transactions that wrote before the switch) so that, once they return, the very
+next write in any process sees the new state.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connections, transaction
+from django.utils import timezone
+
+from deployguard import conf
+from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
+
+logger = logging.getLogger("deployguard")
+
+ENVIRONMENT_VARIABLE = "DEPLOYMENT_MODE"
+TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
+FALSE_VALUES = frozenset({"false", "0", "no", "off", ""})
+UNPARSABLE_ENVIRONMENT = (
+    "{variable}={value!r} is neither true nor false: set it to true (deploy mode on for this "
+    "process) or false, or unset it. Accepted: {accepted}."
+)
+REASON_REQUIRED = "Give a reason for turning deploy mode on: it is shown to everyone whose write is refused."
+
+Source = Literal["database", "environment", "unreadable", "not-installed"]
+
+
+@dataclass(frozen=True)
+class DeployModeStatus:
+    """What a process knows about deploy mode, and where it learnt it."""
+
+    enabled: bool
+    source: Source
+    reason: str = ""
+    changed_by: str = ""
+    since: datetime | None = None
+    deploy_id: str = ""
+    expected_end: datetime | None = None
+    error: str = ""
+
+    def describe(self) -> str:
+        """One sentence on how deploy mode got to be what it is."""
+        if self.source == "environment":
+            value = os.environ.get(ENVIRONMENT_VARIABLE, "")
+            return f"It is forced on for this process by the environment variable {ENVIRONMENT_VARIABLE}={value}."  # noqa: E501
+        if self.source == "unreadable":
+            return f"The deploy mode state could not be read ({self.error}), so writes are refused."
+        if self.source == "not-installed":
+            return "Deploy mode is off: deployguard's table does not exist yet (run `manage.py migrate`)."
+        if not self.enabled:
+            if self.changed_by:
+                return f"Deploy mode is off (last switched by {self.changed_by})."
+            return "Deploy mode is off."
+        parts = [f"It was turned on by {self.changed_by or 'unknown'}"]
+        if self.since:
+            parts.append(f" at {self.since.isoformat(timespec='seconds')}")
+        parts.append(f" (reason: {self.reason or 'none given'}")
+        if self.deploy_id:
+            parts.append(f"; deploy {self.deploy_id}")
+        if self.expected_end:
+            parts.append(f"; expected to end at {self.expected_end.isoformat(timespec='seconds')}")
+        parts.append(").")
+        return "".join(parts)
+
+    def retry_after(self, default: int) -> int:
+        """Seconds a client should wait: until the expected end when known, else `default`."""
+        if self.expected_end:
+            remaining = math.ceil((self.expected_end - timezone.now()).total_seconds())
+            if remaining > 0:
+                return remaining
+        return default
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "source": self.source,
+            "reason": self.reason,
+            "who": self.changed_by,
+            "since": self.since.isoformat() if self.since else None,
+            "deploy_id": self.deploy_id,
+            "expected_end": self.expected_end.isoformat() if self.expected_end else None,
+            "error": self.error,
+        }
+
+
+FORCED_BY_ENVIRONMENT = DeployModeStatus(enabled=True, source="environment")
+NOT_INSTALLED = DeployModeStatus(enabled=False, source="not-installed")
+
+_cache: tuple[float, DeployModeStatus] | None = None
+_table_seen: set[tuple[str, str]] = set()
+
+
+def parse_environment(value: str) -> bool:
+    """DEPLOYMENT_MODE's value as a boolean; ImproperlyConfigured when it is neither."""
+    normalised = value.strip().lower()
+    if normalised in TRUE_VALUES:
+        return True
+    if normalised in FALSE_VALUES:
+        return False
+    raise ImproperlyConfigured(
+        UNPARSABLE_ENVIRONMENT.format(
+            variable=ENVIRONMENT_VARIABLE,
+            value=value,
+            accepted=", ".join(sorted(TRUE_VALUES | FALSE_VALUES - {""})),
+        )
+    )
+
+
+def check_environment() -> None:
+    """Stop start-up when DEPLOYMENT_MODE is set to something that is not a boolean."""
+    parse_environment(os.environ.get(ENVIRONMENT_VARIABLE, ""))
+
+
+def _forced_by_environment() -> bool:
+    value = os.environ.get(ENVIRONMENT_VARIABLE)
+    if not value:
+        return False
+    try:
+        return parse_environment(value)
+    except ImproperlyConfigured:
+        return True  # changed after start-up to something unreadable: fail closed
+
+
+def current() -> DeployModeStatus:
+    """The deploy-mode state as this process sees it now. The one reader of the state.
+
+    Both sources, DEPLOYMENT_MODE and the shared row, are read again once the cache has
+    expired (reading the environment costs as much as the rest of a cached check).
+    """
+    cached = _cache
+    if cached is not None and time.monotonic() < cached[0]:
+        return cached[1]
+    status = FORCED_BY_ENVIRONMENT if _forced_by_environment() else _read()
+    if status.source != "unreadable":
+        _remember(status)
+    return status
+
+
+def is_deploy_mode() -> bool:
+    """True while deploy mode is on for this process, or when its state cannot be read."""
+    return current().enabled
+
+
+def _remember(status: DeployModeStatus, seconds: float | None = None) -> None:
+    global _cache
+    ttl = float(conf.get("DEPLOYGUARD_STATE_CACHE_SECONDS")) if seconds is None else seconds
+    _cache = (time.monotonic() + ttl, status)
+
+
+def prime_cache(status: DeployModeStatus, *, seconds: float = math.inf) -> None:
+    """Make this process believe `status` without reading it (nor DEPLOYMENT_MODE). For test
+    suites that start every test from a known state; production code never needs it."""
+    _remember(status, seconds)
+
+
+def clear_cache() -> None:
+    """Forget the cached state: the next check reads the database."""
+    global _cache
+    _cache = None
+
+
+def _read() -> DeployModeStatus:
+    from deployguard.models import STATE_ROW_ID, DeployModeState
+
+    alias = conf.get("DEPLOYGUARD_DATABASE")
+    try:
+        connection = connections[alias]
+        key = (alias, str(connection.settings_dict["NAME"]))
+        if key not in _table_seen:
+            # Until deployguard is migrated (a fresh database), there is no switch to read;
+            # asking first keeps a failing SELECT from aborting the caller's transaction.
+            with connection.cursor() as cursor:
+                if DeployModeState._meta.db_table not in connection.introspection.table_names(cursor):
+                    return NOT_INSTALLED
+            _table_seen.add(key)
+        rows = list(DeployModeState.objects.using(alias).filter(pk=STATE_ROW_ID)[:1])
+    except DatabaseError as error:
+        logger.error("Deploy mode state unreadable, refusing writes: %s", error)
+        return DeployModeStatus(enabled=True, source="unreadable", error=str(error).strip() or repr(error))
+    if not rows:
+        return DeployModeStatus(enabled=False, source="database")
+    return _status_from_row(rows[0])
+
+
+def _status_from_row(row: Any) -> DeployModeStatus:
+    return DeployModeStatus(
+        enabled=row.enabled,
+        source="database",
+        reason=row.reason,
+        changed_by=row.changed_by,
+        since=row.since,
+        deploy_id=row.deploy_id,
+        expected_end=row.expected_end,
+    )
+
+
+def os_actor() -> str:
+    """The OS user and host of this process, for commands run from a shell."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def enable(
+    *,
+    reason: str,
+    changed_by: str,
+    deploy_id: str = "",
+    expected_minutes: float | None = None,
+    user: Any = None,
+) -> DeployModeStatus:
+    """Turn deploy mode on in the shared state. Raises DeployModeAlreadyOn if it is on.
+
+    Returns at once: other processes see it within the cache lifetime. Use `switch_on()`
+    to wait for them.
+    """
+    from deployguard.models import STATE_ROW_ID, DeployModeState
+
+    reason = reason.strip()
+    if not reason:
+        raise ValueError(REASON_REQUIRED)
+    alias = conf.get("DEPLOYGUARD_DATABASE")
+    now = timezone.now()
+    with transaction.atomic(using=alias):
+        row, _ = DeployModeState.objects.using(alias).select_for_update().get_or_create(pk=STATE_ROW_ID)
+        if row.enabled:
+            raise DeployModeAlreadyOn(_status_from_row(row))
+        row.enabled = True
+        row.reason = reason
+        row.changed_by = changed_by[:255]
+        row.since = now
+        row.deploy_id = deploy_id[:64]
+        row.expected_end = now + timedelta(minutes=expected_minutes) if expected_minutes else None
+        row._change_reason = f"Deploy mode on: {reason}"  # type: ignore[attr-defined]
+        row._history_user = user  # type: ignore[attr-defined]
+        row.save()
+    status = _status_from_row(row)
+    clear_cache()
+    logger.warning("Deploy mode turned ON by %s: %s", changed_by, reason)
+    return status
+
+
+def disable(
+    *, changed_by: str, reason: str = "Deploy finished", user: Any = None
+) -> tuple[DeployModeStatus, bool]:
+    """Turn deploy mode off in the shared state; returns (status, whether it was on)."""
+    from deployguard.models import STATE_ROW_ID, DeployModeState
+
+    alias = conf.get("DEPLOYGUARD_DATABASE")
+    with transaction.atomic(using=alias):
+        row = DeployModeState.objects.using(alias).select_for_update().filter(pk=STATE_ROW_ID).first()
+        was_on = row is not None and row.enabled
+        if row is not None and was_on:
+            row.enabled = False
+            row.changed_by = changed_by[:255]
+            row.reason = ""
+            row.since = None
+            row.deploy_id = ""
+            row.expected_end = None
+            row._change_reason = f"Deploy mode off: {reason}"  # type: ignore[attr-defined]
+            row._history_user = user  # type: ignore[attr-defined]
+            row.save()
+    status = _status_from_row(row) if row is not None else DeployModeStatus(enabled=False, source="database")
+    clear_cache()
+    if was_on:
+        logger.warning("Deploy mode turned OFF by %s: %s", changed_by, reason)
+    return status, was_on
+
+
+def wait_for_propagation() -> float:
+    """Sleep until every process's cached state has expired; returns the seconds waited."""
+    delay = conf.propagation_delay()
+    if delay:
+        time.sleep(delay)
+    return delay
+
+
+def drain_in_flight_writes(timeout: float | None = None) -> str:
+    """Wait for transactions that wrote to protected tables before the switch to end.
+
+    PostgreSQL: briefly take SHARE locks on every protected table, which waits for every
+    transaction holding a write lock on one of them (lock_timeout bounds the wait).
+    SQLite: BEGIN IMMEDIATE, which waits for the one current writer. Returns what it did;
+    raises DrainTimeout when a writer outlasts `timeout`.
+    """
+    from deployguard.guard import protected_tables
+
+    timeout = float(conf.get("DEPLOYGUARD_DRAIN_TIMEOUT") if timeout is None else timeout)
+    alias = conf.get("DEPLOYGUARD_DATABASE")
+    connection = connections[alias]
+    if connection.in_atomic_block:
+        return "skipped: called inside a transaction, which would hold the locks until it ends"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            tables = sorted(protected_tables(connection.introspection.table_names(cursor)))
+        if not tables:
+            return "no protected tables"
+        names = ", ".join(connection.ops.quote_name(table) for table in tables)
+        try:
+            with transaction.atomic(using=alias), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(timeout * 1000))}")
+                cursor.execute(f"LOCK TABLE {names} IN SHARE MODE")
+        except DatabaseError as error:
+            raise DrainTimeout(
+                f"A transaction that wrote before deploy mode went on was still open after {timeout:g}s "
+                f"({str(error).strip()}); its writes may still commit. Find it in pg_stat_activity."
+            ) from error
+        return f"waited for writers on {len(tables)} protected tables (PostgreSQL SHARE locks)"
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout")
+            (previous,) = cursor.fetchone()
+            cursor.execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute("COMMIT")
+            except DatabaseError as error:
+                raise DrainTimeout(
+                    f"The SQLite database was still locked by a writer after {timeout:g}s "
+                    f"({str(error).strip()}); its writes may still commit."
+                ) from error
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(previous)}")
+        return "waited for the current writer (SQLite BEGIN IMMEDIATE)"
+    return f"skipped: no drain for {connection.vendor}"
+
+
+def switch_on(**kwargs: Any) -> tuple[DeployModeStatus, str]:
+    """Turn deploy mode on and return once no process can still write: (status, drain report)."""
+    status = enable(**kwargs)
+    wait_for_propagation()
+    return status, drain_in_flight_writes()
+
+
+def switch_off(**kwargs: Any) -> tuple[DeployModeStatus, bool]:
+    """Turn deploy mode off and return once every process may write again."""
+    status, was_on = disable(**kwargs)
+    if was_on:
+        wait_for_propagation()
+    return status, was_on

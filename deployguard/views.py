@@ -1,0 +1,118 @@
+"""The /_deploy/ endpoints: health and status for anyone, the switch for holders of the token."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from django.db import DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from deployguard import conf, state
+from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
+
+ENDPOINT_DISABLED = (
+    "POST /_deploy/mode is disabled: no DEPLOYGUARD_TOKEN is configured. Set it in the environment "
+    "to switch deploy mode over HTTP, or run `manage.py deploy_mode on|off`."
+)
+TOKEN_REQUIRED = "Send the deploy token: `Authorization: Bearer <DEPLOYGUARD_TOKEN>`."  # noqa: S105
+TOKEN_WRONG = "The deploy token is wrong."  # noqa: S105 (a message, not a secret)
+BAD_REQUEST = (
+    'Send JSON such as {"mode": "on", "reason": "release 42", "expected_minutes": 10} '
+    'or {"mode": "off"}: {problem}.'
+)
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """Database reachable, migrations applied, deploy mode: 200 when serving, else 503. No secrets."""
+    connection = connections["default"]
+    body: dict[str, Any] = {"database": "ok", "migrations": "applied"}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if pending:
+            body["migrations"] = f"{len(pending)} pending"
+    except DatabaseError:
+        body["database"] = "unreachable"
+        body["migrations"] = "unknown"
+    body["deploy_mode"] = state.current().enabled
+    healthy = body["database"] == "ok" and body["migrations"] == "applied"
+    body["status"] = "ok" if healthy else "error"
+    return JsonResponse(body, status=200 if healthy else 503)
+
+
+@never_cache
+@require_GET
+def status(request: HttpRequest) -> JsonResponse:
+    """Who turned deploy mode on, why and when, as this process sees it."""
+    return JsonResponse(state.current().as_dict())
+
+
+def _error(message: str, status_code: int) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status_code)
+    if status_code == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="deployguard"'
+    return response
+
+
+def _payload(request: HttpRequest) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        data = json.loads(request.body or b"{}")
+        if not isinstance(data, dict):
+            raise ValueError("the body must be a JSON object")
+        return data
+    return request.POST.dict()
+
+
+@csrf_exempt  # authenticated by the bearer token, not by a session
+@never_cache
+@require_POST
+def mode(request: HttpRequest) -> JsonResponse:
+    """Turn deploy mode on or off; answers once every process has seen the switch."""
+    token = conf.get("DEPLOYGUARD_TOKEN")
+    if not token:
+        return _error(ENDPOINT_DISABLED, 404)
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not offered:
+        return _error(TOKEN_REQUIRED, 401)
+    if not hmac.compare_digest(offered.strip().encode(), token.encode()):
+        return _error(TOKEN_WRONG, 403)
+    try:
+        data = _payload(request)
+        wanted = str(data.get("mode", "")).lower()
+        if wanted not in ("on", "off"):
+            raise ValueError('"mode" must be "on" or "off"')
+        expected = data.get("expected_minutes")
+        expected_minutes = float(expected) if expected not in (None, "") else None
+    except ValueError as error:
+        return _error(BAD_REQUEST.replace("{problem}", str(error)), 400)
+    by = str(data.get("by") or "token holder")[:100]
+    who = f"{by} via POST /_deploy/mode from {request.META.get('REMOTE_ADDR')}"
+    if wanted == "off":
+        current, was_on = state.switch_off(
+            changed_by=who, reason=str(data.get("reason") or "Deploy finished")
+        )
+        return JsonResponse({**current.as_dict(), "changed": was_on})
+    try:
+        current, drained = state.switch_on(
+            reason=str(data.get("reason", "")),
+            changed_by=who,
+            deploy_id=str(data.get("deploy_id", "")),
+            expected_minutes=expected_minutes,
+        )
+    except ValueError as error:
+        return _error(BAD_REQUEST.replace("{problem}", str(error)), 400)
+    except DeployModeAlreadyOn as error:
+        return JsonResponse({**error.status.as_dict(), "error": str(error)}, status=409)
+    except DrainTimeout as error:
+        return JsonResponse({**state.current().as_dict(), "error": str(error)}, status=504)
+    return JsonResponse({**current.as_dict(), "changed": True, "drain": drained})

@@ -1,0 +1,336 @@
+"""The write guard: which statements are writes, and every ORM and SQL path refused in deploy mode."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management.sql import emit_post_migrate_signal
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.models.signals import post_migrate
+from django.test.utils import CaptureQueriesContext
+
+import deployguard
+from deployguard import guard, state
+from deployguard.guard import UNKNOWN_TABLE, write_targets
+from documents import services
+from documents.models import Submission, service_write
+from tests.deployguard.support import snapshot
+from tests.factories import SubmissionFactory
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ('INSERT INTO "auth_group" ("name") VALUES (%s)', [("INSERT", "auth_group")]),
+        ("insert into auth_group (name) values ('x')", [("INSERT", "auth_group")]),
+        ("  /* seeded */ -- note\n INSERT INTO auth_group (name) VALUES (%s)", [("INSERT", "auth_group")]),
+        ("(INSERT INTO auth_group (name) VALUES (%s))", [("INSERT", "auth_group")]),
+        ("INSERT OR REPLACE INTO auth_group (name) VALUES (%s)", [("INSERT", "auth_group")]),
+        ("REPLACE INTO auth_group (name) VALUES (%s)", [("REPLACE", "auth_group")]),
+        ('UPDATE "public"."auth_group" SET "name" = %s', [("UPDATE", "auth_group")]),
+        ("update only auth_group set name = 'x'", [("UPDATE", "auth_group")]),
+        ('DELETE FROM "auth_group" WHERE "id" IN (%s, %s)', [("DELETE", "auth_group")]),
+        (
+            "WITH moved AS (DELETE FROM auth_group RETURNING name) INSERT INTO auth_user (username) "
+            "SELECT name FROM moved",
+            [("DELETE", "auth_group"), ("INSERT", "auth_user")],
+        ),
+        ("with x as (select 1) insert into auth_group (name) select 'a' from x", [("INSERT", "auth_group")]),
+        (
+            "MERGE INTO auth_group g USING src s ON g.id = s.id WHEN MATCHED THEN DELETE",
+            [("MERGE", "auth_group")],
+        ),
+        ("COPY auth_group (name) FROM STDIN", [("COPY", "auth_group")]),
+        (
+            "TRUNCATE TABLE auth_group, auth_user CASCADE",
+            [("TRUNCATE", "auth_group"), ("TRUNCATE", "auth_user")],
+        ),
+        ("SELECT 1; DELETE FROM auth_group", [("DELETE", "auth_group")]),
+        ('CREATE TABLE "documents_extra" ("id" integer)', [("CREATE", "documents_extra")]),
+        ('ALTER TABLE "documents_submission" ADD COLUMN "x" int', [("ALTER", "documents_submission")]),
+        ('DROP TABLE IF EXISTS "a", "b"', [("DROP", "a"), ("DROP", "b")]),
+        (
+            'CREATE UNIQUE INDEX "ix" ON "documents_submission" ("title")',
+            [("CREATE", "documents_submission")],
+        ),
+        ("CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql", [("CREATE", UNKNOWN_TABLE)]),
+        ("DO $$ BEGIN DELETE FROM auth_group; END $$", [("DO", UNKNOWN_TABLE)]),
+        ('INSERT INTO "auth_group" ("name") VALUES (%s), (%s), (%s)', [("INSERT", "auth_group")]),
+    ],
+)
+def test_writes_are_recognised_however_they_are_written(sql, expected):
+    assert list(write_targets(sql)) == expected
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'SELECT "auth_group"."id", "auth_group"."name" FROM "auth_group" WHERE "name" = %s',
+        'SELECT * FROM "documents_submission" FOR UPDATE',
+        "SELECT * FROM auth_group FOR NO KEY UPDATE",
+        "SELECT 'DELETE FROM auth_group; INSERT INTO x' AS text_not_sql",
+        'SELECT "update", "delete" FROM "t"',
+        "SELECT replace(name, 'a', 'b') FROM auth_group",
+        "COPY auth_group TO STDOUT",
+        "SELECT created_at, updated_at FROM documents_submission -- insert into x\n",
+        "SAVEPOINT s1",
+        "LOCK TABLE auth_group IN SHARE MODE",
+        'CREATE DATABASE "test_deploysafe"',
+    ],
+)
+def test_reads_are_not_mistaken_for_writes(sql):
+    assert write_targets(sql) == ()
+
+
+def test_upsert_is_one_write_to_its_own_table():
+    sql = "INSERT INTO auth_group (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+    assert write_targets(sql) == (("INSERT", "auth_group"),)
+
+
+def test_deployguard_tables_and_the_allowlist_are_not_protected_and_everything_else_is(settings):
+    assert not guard.is_protected("deployguard_deploymodestate")
+    assert not guard.is_protected("new__deployguard_deploymodestate")  # SQLite's table rebuild
+    assert not guard.is_protected("django_session")
+    assert guard.is_protected("auth_group")
+    assert guard.is_protected("a_table_created_tomorrow")
+    assert guard.is_protected(UNKNOWN_TABLE)
+    settings.DEPLOYGUARD_WRITABLE_TABLES = ["auth_group"]
+    assert not guard.is_protected("auth_group")
+    assert guard.is_protected("django_session")
+
+
+def test_the_guard_is_on_every_connection(db):
+    connection.ensure_connection()
+    assert guard.is_installed(connection)
+
+
+def test_orm_writes_pass_while_deploy_mode_is_off(db):
+    Group.objects.create(name="editors")
+    assert Group.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda: Group.objects.create(name="late"), id="create"),
+        pytest.param(lambda: Group.objects.get_or_create(name="late"), id="get_or_create"),
+        pytest.param(lambda: Group.objects.bulk_create([Group(name="a"), Group(name="b")]), id="bulk_create"),
+        pytest.param(lambda: Group.objects.update(name="renamed"), id="queryset-update"),
+        pytest.param(lambda: Group.objects.all().delete(), id="queryset-delete"),
+        pytest.param(lambda: _save_renamed(Group.objects.get(name="existing")), id="save"),
+        pytest.param(lambda: Group.objects.get(name="existing").delete(), id="instance-delete"),
+        pytest.param(
+            lambda: Group.objects.update_or_create(name="existing", defaults={"name": "x"}),
+            id="update_or_create",
+        ),
+    ],
+)
+def test_every_orm_write_is_refused_in_deploy_mode_and_changes_nothing(db, write):
+    Group.objects.create(name="existing")
+    SubmissionFactory()
+    before = snapshot()
+    state.enable(reason="Release 42", changed_by="ops@host")
+    with pytest.raises(deployguard.DeployModeActive) as refused:
+        with transaction.atomic():
+            write()
+    assert "manage.py deploy_mode off" in str(refused.value)
+    assert "ops@host" in str(refused.value)
+    assert "Release 42" in str(refused.value)
+    assert snapshot() == before
+
+
+def _save_renamed(group: Group) -> None:
+    group.name = "renamed"
+    group.save()
+
+
+def test_sealed_document_writes_are_refused_by_the_guard_even_inside_the_service_seal(db):
+    submission = SubmissionFactory()
+    before = snapshot()
+    state.enable(reason="Release 42", changed_by="ops@host")
+    submission.title = "Changed during the deploy"
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), service_write():
+        submission.save()
+    assert snapshot() == before
+
+
+def test_a_simple_history_revert_is_refused_in_deploy_mode(db, superuser):
+    submission = SubmissionFactory(title="First title", actor=superuser)
+    services.update_submission(actor=superuser, submission=submission, title="Second title", submitted_by="G")
+    before = snapshot()
+    state.enable(reason="Release 42", changed_by="ops@host")
+    first = submission.history.earliest()
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), service_write():
+        first.instance.save()
+    assert snapshot() == before
+    assert Submission.objects.get().title == "Second title"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO auth_group (name) VALUES ('raw')",
+        "insert into auth_group (name) values ('raw')",
+        "/* backfill */ UPDATE auth_group SET name = 'raw'",
+        "DELETE FROM auth_group",
+        "SELECT 1; DELETE FROM auth_group",
+        "WITH x AS (SELECT 1) INSERT INTO auth_group (name) SELECT 'raw' FROM x",
+        "CREATE TABLE sneaky (id integer)",
+        "DROP TABLE auth_group",
+    ],
+)
+def test_raw_sql_through_connection_cursor_is_refused_in_deploy_mode(db, sql):
+    Group.objects.create(name="existing")
+    before = snapshot()
+    state.enable(reason="Release 42", changed_by="ops@host")
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql)
+    assert snapshot() == before
+
+
+def test_reads_keep_working_in_deploy_mode_with_no_query_for_the_state(db):
+    Group.objects.create(name="existing")
+    state.enable(reason="Release 42", changed_by="ops@host")
+    state.clear_cache()  # even with nothing cached, a read does not ask for the state
+    with CaptureQueriesContext(connection) as queries:
+        assert list(Group.objects.values_list("name", flat=True)) == ["existing"]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM auth_group")
+    assert len(queries) == 2
+
+
+def test_deployguard_tables_and_the_allowlist_stay_writable_in_deploy_mode(db):
+    from django.contrib.sessions.backends.db import SessionStore
+
+    state.enable(reason="Release 42", changed_by="ops@host")
+    session = SessionStore()
+    session["seen"] = True
+    session.create()
+    assert SessionStore(session_key=session.session_key)["seen"] is True
+
+
+def test_allow_writes_lets_one_block_through_and_is_logged(db, caplog):
+    state.enable(reason="Release 42", changed_by="ops@host")
+    with deployguard.allow_writes("deploy_safe: record the deploy"):
+        Group.objects.create(name="bookkeeping")
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic():
+        Group.objects.create(name="after the block")
+    assert list(Group.objects.values_list("name", flat=True)) == ["bookkeeping"]
+    assert "deploy_safe: record the deploy" in caplog.text
+
+
+def test_allow_writes_needs_a_reason():
+    with pytest.raises(ValueError, match="needs a reason"), deployguard.allow_writes(" "):
+        pass
+
+
+def test_a_write_right_after_the_switch_in_this_process_is_refused_without_waiting(db):
+    Group.objects.create(name="before")
+    state.enable(reason="Release 42", changed_by="ops@host")
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic():
+        Group.objects.create(name="after")
+    state.disable(changed_by="ops@host")
+    Group.objects.create(name="after off")
+    assert Group.objects.count() == 2
+
+
+def test_deploy_mode_set_in_the_database_by_another_host_is_seen_once_the_cache_expires(db, settings):
+    settings.DEPLOYGUARD_STATE_CACHE_SECONDS = 0
+    from deployguard.models import DeployModeState
+
+    # Another host flipped the row: this process has only its cache to go on until it expires.
+    DeployModeState.objects.create(enabled=True, reason="Other host", changed_by="ops@other")
+    state.clear_cache()
+    with pytest.raises(deployguard.DeployModeActive, match="ops@other"), transaction.atomic():
+        Group.objects.create(name="late")
+    assert Group.objects.count() == 0
+
+
+def test_deploymentmode_true_in_the_environment_blocks_writes_in_this_process(db, monkeypatch):
+    monkeypatch.setenv("DEPLOYMENT_MODE", "true")
+    state.clear_cache()  # as in a process started with it: read when the cache is empty
+    with pytest.raises(deployguard.DeployModeActive, match="DEPLOYMENT_MODE=true") as refused:
+        with transaction.atomic():
+            Group.objects.create(name="late")
+    assert "Restart this process without DEPLOYMENT_MODE" in str(refused.value)
+    monkeypatch.setenv("DEPLOYMENT_MODE", "false")
+    state.clear_cache()
+    Group.objects.create(name="now")
+    assert Group.objects.count() == 1
+
+
+def test_an_unparsable_deploymentmode_stops_start_up_with_a_message(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setenv("DEPLOYMENT_MODE", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="DEPLOYMENT_MODE='maybe' is neither true nor false"):
+        state.check_environment()
+
+
+def test_writes_are_refused_when_the_state_cannot_be_read(db, monkeypatch):
+    Group.objects.create(name="existing")
+    before = snapshot()
+
+    def unreadable(*args, **kwargs):
+        raise DatabaseError("connection to the state database lost")
+
+    state.clear_cache()
+    monkeypatch.setattr("deployguard.models.DeployModeState.objects.using", unreadable)
+    with pytest.raises(deployguard.DeployModeActive, match="could not be read") as refused:
+        with transaction.atomic():
+            Group.objects.create(name="late")
+    assert "`manage.py migrate deployguard`" in str(refused.value)
+    monkeypatch.undo()
+    assert snapshot() == before
+
+
+def test_a_background_thread_cannot_write_in_deploy_mode(deploy_mode_on_committed):
+    state.clear_cache()  # the thread's own connection reads the shared state
+    outcome: list[BaseException | None] = []
+
+    def background_job() -> None:
+        try:
+            Group.objects.create(name="from a thread")
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=background_job)
+    worker.start()
+    worker.join(timeout=30)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], deployguard.DeployModeActive)
+    assert Group.objects.count() == 0
+
+
+def test_a_post_migrate_receiver_cannot_write_in_deploy_mode(db):
+    def seed_groups(**kwargs):
+        Group.objects.get_or_create(name="seeded on start-up")
+
+    post_migrate.connect(seed_groups, dispatch_uid="test.seed_groups")
+    try:
+        state.enable(reason="Release 42", changed_by="ops@host")
+        before = snapshot()
+        with pytest.raises(deployguard.DeployModeActive), transaction.atomic():
+            emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+    finally:
+        post_migrate.disconnect(dispatch_uid="test.seed_groups")
+    assert snapshot() == before
+
+
+def test_recording_a_migration_is_refused_in_deploy_mode_unless_the_pipeline_allows_it(db):
+    from django.db.migrations.recorder import MigrationRecorder
+
+    recorder = MigrationRecorder(connection)
+    applied = set(recorder.applied_migrations())
+    state.enable(reason="Release 42", changed_by="ops@host")
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic():
+        recorder.record_applied("documents", "9999_during_the_deploy")
+    assert set(recorder.applied_migrations()) == applied
+    with deployguard.allow_writes("deploy_safe: migrate"):
+        recorder.record_applied("documents", "9999_during_the_deploy")
+    assert ("documents", "9999_during_the_deploy") in recorder.applied_migrations()

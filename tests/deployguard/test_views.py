@@ -1,0 +1,103 @@
+"""The /_deploy/ endpoints: health, status, and the token-protected switch."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.urls import reverse
+
+import deployguard
+from deployguard import state
+from deployguard.views import ENDPOINT_DISABLED, TOKEN_REQUIRED, TOKEN_WRONG
+
+TOKEN = "t" * 40
+
+
+@pytest.fixture
+def token(settings, fast_switch, db):
+    settings.DEPLOYGUARD_TOKEN = TOKEN
+    return TOKEN
+
+
+def switch(client, body, token=TOKEN):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    return client.post(reverse("deployguard:mode"), body, content_type="application/json", **headers)
+
+
+def test_health_reports_database_migrations_and_deploy_mode(client, db):
+    response = client.get(reverse("deployguard:health"))
+    assert response.status_code == 200
+    assert response.json() == {
+        "database": "ok",
+        "migrations": "applied",
+        "deploy_mode": False,
+        "status": "ok",
+    }
+
+
+def test_health_stays_200_in_deploy_mode_and_says_so(client, deploy_mode_on):
+    response = client.get(reverse("deployguard:health"))
+    assert response.status_code == 200
+    assert response.json()["deploy_mode"] is True
+
+
+def test_status_says_who_turned_deploy_mode_on_why_and_when(client, deploy_mode_on):
+    body = client.get(reverse("deployguard:status")).json()
+    assert body["enabled"] is True
+    assert body["reason"] == "Release 42"
+    assert body["who"] == "ops@deploy-host"
+    assert body["deploy_id"] == "d-42"
+    assert body["since"] == deploy_mode_on.since.isoformat()
+
+
+def test_the_switch_is_disabled_without_a_configured_token(client, db, settings):
+    settings.DEPLOYGUARD_TOKEN = ""
+    response = switch(client, {"mode": "on", "reason": "x"}, token="anything")
+    assert response.status_code == 404
+    assert response.json() == {"error": ENDPOINT_DISABLED}
+    assert state.current().enabled is False
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status", "message"),
+    [(None, 401, TOKEN_REQUIRED), ("Basic abc", 401, TOKEN_REQUIRED), ("Bearer wrong", 403, TOKEN_WRONG)],
+)
+def test_the_switch_refuses_requests_without_the_token(client, token, authorization, status, message):
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = client.post(
+        reverse("deployguard:mode"), {"mode": "on", "reason": "x"}, content_type="application/json", **headers
+    )
+    assert response.status_code == status
+    assert response.json() == {"error": message}
+    assert state.current().enabled is False
+
+
+def test_the_switch_turns_deploy_mode_on_and_off_with_the_token(client, token):
+    response = switch(client, {"mode": "on", "reason": "CI release 7", "expected_minutes": 5, "by": "ci"})
+    assert response.status_code == 200, response.content
+    assert response.json()["enabled"] is True
+    assert response.json()["who"].startswith("ci via POST /_deploy/mode")
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic():
+        Group.objects.create(name="late")
+    assert client.post("/admin/auth/group/add/").status_code == 503
+    again = switch(client, {"mode": "on", "reason": "second pipeline"})
+    assert again.status_code == 409
+    response = switch(client, {"mode": "off"})
+    assert response.status_code == 200
+    assert response.json()["enabled"] is False
+    Group.objects.create(name="after")
+    assert Group.objects.count() == 1
+
+
+def test_the_switch_needs_a_mode_and_a_reason(client, token):
+    assert switch(client, {"mode": "sideways"}).status_code == 400
+    assert switch(client, {"mode": "on", "reason": "  "}).status_code == 400
+    assert state.current().enabled is False
+
+
+def test_the_switch_is_not_csrf_protected_because_the_token_authenticates(token, db):
+    from django.test import Client
+
+    response = switch(Client(enforce_csrf_checks=True), {"mode": "on", "reason": "CI"})
+    assert response.status_code == 200
