@@ -1,4 +1,4 @@
-"""App configuration for deployguard: connects its signal receivers."""
+"""App configuration for deployguard: connects its signal receivers, finds apps' integrity rules."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ class DeployguardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from deployguard import origin
+        from deployguard import integrity, monitoring, origin
 
         origin.connect_receivers()
+        integrity.autodiscover()
+        monitoring.connect_receivers()

@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "deployguard.origin.OriginMiddleware",
+    "deployguard.monitoring.AuditLogMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -157,3 +158,19 @@ DOCUMENTS_REQUIRE_SEPARATE_PUBLISHER = env.bool("DOCUMENTS_REQUIRE_SEPARATE_PUBL
 # History records cannot be reverted through the admin: a revert would be a write
 # path around the services.
 SIMPLE_HISTORY_REVERT_DISABLED = True
+
+# Integrity (deployguard): rule ids to silence; the largest share of a table that
+# `scrub_fake_data --apply` quarantines without --force; the write monitor, and whether it
+# quarantines a row that breaks an error-level rule (it always logs and mails ADMINS).
+DEPLOYGUARD_SILENCED_RULES = env.list("DEPLOYGUARD_SILENCED_RULES", default=[])
+DEPLOYGUARD_SCRUB_MAX_SHARE = env.float("DEPLOYGUARD_SCRUB_MAX_SHARE", default=0.2)
+DEPLOYGUARD_MONITOR_WRITES = env.bool("DEPLOYGUARD_MONITOR_WRITES", default=True)
+DEPLOYGUARD_QUARANTINE_ON_VIOLATION = env.bool("DEPLOYGUARD_QUARANTINE_ON_VIOLATION", default=False)
+# Documents' test-data rules: submitter names (exact, case-insensitive) and words (whole
+# words, case-insensitive) that mark a submission as test data.
+DOCUMENTS_TEST_SUBMITTERS = env.list(
+    "DOCUMENTS_TEST_SUBMITTERS", default=["Anonymous User", "test", "Test User"]
+)
+DOCUMENTS_TEST_WORDS = env.list(
+    "DOCUMENTS_TEST_WORDS", default=["test", "fake", "dummy", "sample", "example", "lorem"]
+)
