@@ -57,7 +57,10 @@ def test_a_document_published_through_the_services_breaks_no_rule(legitimate):
 
 def test_ml_number_and_status_outside_the_formats_are_flagged(legitimate):
     with check_constraints_off(
-        "documents_submission", "submission_ml_number_format", "submission_status_allowed"
+        "documents_submission",
+        "submission_ml_number_format",
+        "submission_status_allowed",
+        "submission_approved_has_approver",
     ):
         bad_number = raw_insert_submission("ML-12a")
         bad_status = raw_insert_submission("ML-900", status="lost")
@@ -67,7 +70,9 @@ def test_ml_number_and_status_outside_the_formats_are_flagged(legitimate):
 
 def test_draft_name_and_status_outside_the_formats_are_flagged(legitimate):
     submission = legitimate.submission
-    with check_constraints_off("documents_publisheddraft", "draft_name_format", "draft_status_allowed"):
+    with check_constraints_off(
+        "documents_publisheddraft", "draft_name_format", "draft_status_allowed", "draft_withdrawal_recorded"
+    ):
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE documents_publisheddraft SET name = 'RFC-1', status = 'gone' WHERE id = %s",
