@@ -54,11 +54,12 @@ class AuditLogMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method in SAFE_METHODS:
             return self.get_response(request)
+        # The user who sent the request: read before the view, which may log them in or out.
+        user = getattr(request, "user", None)
+        username = user.get_username() if user is not None and user.is_authenticated else "anonymous"
         started = time.perf_counter()
         response = self.get_response(request)
         duration_ms = (time.perf_counter() - started) * 1000
-        user = getattr(request, "user", None)
-        username = user.get_username() if user is not None and user.is_authenticated else "anonymous"
         fields = {
             "user": username,
             "method": request.method,

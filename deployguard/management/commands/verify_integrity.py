@@ -89,9 +89,8 @@ class Command(IntegrityCommand):
         duration = time.perf_counter() - started
         failed = any(fails_at(result, options["fail_level"]) for result in results)
         failed = failed or (comparison is not None and not comparison.ok)
-        silenced = sorted(
-            {r.id for r in default_registry.select(only=options["rule"])} - {r.id for r in rules}
-        )
+        chosen = options["rule"] or list(default_registry.rules)
+        silenced = sorted(set(chosen) - {rule.id for rule in rules})
         if options["format"] == "json":
             self._json(results, comparison, options, duration, silenced, ok=not failed)
         else:
