@@ -78,7 +78,7 @@ class Quarantine:
     quarantine(pks, reason) -> {pk: prior state (JSON-serialisable)} for the rows it changed;
     restore({pk: prior state}, reason) -> number of rows restored;
     purge(pks, reason) -> number of rows deleted;
-    cascade(queryset of rows of `model`) -> {model: queryset}: rows that must follow them.
+    cascade(queryset of rows of `model`) -> {other model: Q}: rows that must follow them.
     """
 
     model: type[models.Model]
@@ -86,7 +86,7 @@ class Quarantine:
     quarantine: Callable[[list[Any], str], dict[Any, Any]]
     restore: Callable[[dict[Any, Any], str], int]
     purge: Callable[[list[Any], str], int]
-    cascade: Callable[[models.QuerySet[Any]], dict[type[models.Model], models.QuerySet[Any]]] | None = None
+    cascade: Callable[[models.QuerySet[Any]], dict[type[models.Model], Q]] | None = None
     display_field: str | None = None
 
     def display(self, rows: Iterable[Any]) -> list[str]:

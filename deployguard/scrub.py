@@ -51,17 +51,12 @@ def _any(conditions: Sequence[Q]) -> Q:
 class ModelPreview:
     model: type[models.Model]
     total: int
-    direct: int
     count: int
     labels: list[str] = field(default_factory=list)
 
     @property
     def share(self) -> float:
         return self.count / self.total if self.total else 0.0
-
-    @property
-    def cascaded(self) -> int:
-        return self.count - self.direct
 
 
 def _labels(
@@ -83,7 +78,7 @@ def _cascade_conditions(rules: Sequence[Rule], registry: IntegrityRegistry) -> d
             continue
         flagged = parent._base_manager.filter(_any(conditions))
         for child, children in quarantine.cascade(flagged).items():
-            extra[child] = extra.get(child, Q(pk__in=[])) | Q(pk__in=children.values("pk"))
+            extra[child] = extra.get(child, Q(pk__in=[])) | children
     return extra
 
 
@@ -94,14 +89,18 @@ def preview(rules: Sequence[Rule], *, registry: IntegrityRegistry | None = None)
     cascades = _cascade_conditions(rules, registry)
     previews = []
     for model in registry.quarantines:
+        scope = registry.in_scope(model)
         direct = _any([rule.scoped_condition(registry) for rule in rules if rule.model is model])
-        chosen = registry.in_scope(model) & (direct | cascades.get(model, Q(pk__in=[])))
-        counts = model._base_manager.aggregate(
-            total=Count("pk"), direct=Count("pk", filter=direct), count=Count("pk", filter=chosen)
-        )
-        result = ModelPreview(model=model, **counts)
+        cascade = cascades.get(model)
+        chosen = scope & (direct | cascade) if cascade is not None else scope & direct
+        # One pass; the cascade's subquery (the flagged parents) is computed once per query,
+        # so the labels come from the directly flagged rows when there are enough of them.
+        counts = model._base_manager.aggregate(total=Count("pk"), count=Count("pk", filter=chosen))
+        result = ModelPreview(model=model, total=counts["total"], count=counts["count"])
         if result.count:
-            result.labels = _labels(model, model._base_manager.filter(chosen), registry)
+            result.labels = _labels(model, model._base_manager.filter(scope & direct), registry)
+            if len(result.labels) < min(result.count, LISTED_ROWS):
+                result.labels = _labels(model, model._base_manager.filter(chosen), registry)
         previews.append(result)
     return previews
 
@@ -125,7 +124,8 @@ def add_cascades(selection: Selection, *, registry: IntegrityRegistry | None = N
         for child, children in quarantine.cascade(parent._base_manager.filter(pk__in=pks)).items():
             rows = selection.setdefault(child, {})
             reason = f"{CASCADE_PREFIX}{parent._meta.label_lower}"
-            for pk in children.filter(registry.in_scope(child)).values_list("pk", flat=True):
+            in_scope = child._base_manager.filter(children, registry.in_scope(child))
+            for pk in in_scope.values_list("pk", flat=True):
                 rows.setdefault(pk, [reason])
     return selection
 
@@ -245,7 +245,7 @@ def plan_purge(older_than_days: int, *, registry: IntegrityRegistry | None = Non
         if quarantine.cascade is None or not rows.get(parent):
             continue
         for child, children in quarantine.cascade(parent._base_manager.filter(pk__in=rows[parent])).items():
-            extra = children.exclude(pk__in=rows.get(child, []))
+            extra = child._base_manager.filter(children).exclude(pk__in=rows.get(child, []))
             unquarantined = extra.exclude(registry.quarantines[child].is_quarantined())
             if unquarantined.exists():
                 labels = _labels(child, unquarantined, registry)

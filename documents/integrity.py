@@ -215,8 +215,9 @@ RULES = (
 )
 
 
-def _drafts_of(submissions: QuerySet[Submission]) -> dict[Any, QuerySet[Any]]:
-    return {PublishedDraft: PublishedDraft.objects.filter(submission__in=submissions.values("pk"))}
+def _drafts_of(submissions: QuerySet[Submission]) -> dict[Any, Q]:
+    """A quarantined submission takes its draft along: a draft of non-production data is not production."""
+    return {PublishedDraft: Q(submission__in=submissions.values("pk"))}
 
 
 register(*RULES)

@@ -79,10 +79,7 @@ class Command(IntegrityCommand):
         for p in previews:
             if not p.count:
                 continue
-            note = f" ({p.cascaded} because rows they depend on are quarantined)" if p.cascaded else ""
-            self.stdout.write(
-                f"Would quarantine {_plural(p.model, p.count)}: {_listing(p.labels, p.count)}{note}"
-            )
+            self.stdout.write(f"Would quarantine {_plural(p.model, p.count)}: {_listing(p.labels, p.count)}")
             if p.share > limit:
                 self.stdout.write(
                     self.style.WARNING(

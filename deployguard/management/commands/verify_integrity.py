@@ -32,6 +32,7 @@ Exit status: 0 clean; 1 a rule at or above --fail-level has offending rows, or t
 differs from --baseline; 2 misuse (bad arguments, unknown rule id, unreadable baseline)."""
 
 
+TABLE_ORIGINS = 5
 VIOLATIONS_FOUND = (
     "Integrity violations found (see above); `manage.py scrub_fake_data` shows what it would quarantine."
 )
@@ -154,13 +155,13 @@ class Command(IntegrityCommand):
         out = self.stdout
         shown = results if verbosity >= 2 else [r for r in results if r.failed] or []
         if shown:
-            out.write(f"{'RULE':<16}{'SEVERITY':<10}{'COUNT':>8}  {'SAMPLE PKS':<24}DESCRIPTION")
+            out.write(f"{'RULE':<16}{'SEVERITY':<10}{'COUNT':>8}  {'SAMPLE PKS':<24} DESCRIPTION")
             for result in shown:
                 sample = ", ".join(str(pk) for pk in result.sample_pks[:5])
                 if result.count > len(result.sample_pks[:5]):
                     sample += ", …" if sample else "…"
                 line = (
-                    f"{result.rule.id:<16}{result.rule.severity:<10}{result.count:>8}  {sample or '-':<24}"
+                    f"{result.rule.id:<16}{result.rule.severity:<10}{result.count:>8}  {sample or '-':<24} "
                     f"{result.rule.model_label}: {result.rule.description}"
                 )
                 style = self.style.ERROR if result.rule.severity == "error" else self.style.WARNING
@@ -170,8 +171,11 @@ class Command(IntegrityCommand):
                 if not result.failed or not result.origins:
                     continue
                 out.write(f"\n{result.rule.id} ({result.rule.model_label}), where the rows came from:")
-                for pk in result.sample_pks:
+                listed = result.sample_pks if verbosity >= 2 else result.sample_pks[:TABLE_ORIGINS]
+                for pk in listed:
                     out.write(f"  {pk}: {describe_origin(result.origins[pk])}")
+                if len(listed) < result.count:
+                    out.write(f"  … {result.count - len(listed)} more (--format json or -v 2 lists more)")
         if comparison is not None:
             out.write(f"\nBaseline {comparison.path} (saved {comparison.created_at}):")
             for table in comparison.tables:
