@@ -87,10 +87,8 @@ class Quarantine:
     restore: Callable[[dict[Any, Any], str], int]
     purge: Callable[[list[Any], str], int]
     cascade: Callable[[models.QuerySet[Any]], dict[type[models.Model], Q]] | None = None
+    # The field that names a row in scrub_fake_data's listings (default: the primary key).
     display_field: str | None = None
-
-    def display(self, rows: Iterable[Any]) -> list[str]:
-        return [str(row) for row in rows]
 
 
 @dataclass
