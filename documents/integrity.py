@@ -217,7 +217,10 @@ RULES = (
 
 def _drafts_of(submissions: QuerySet[Submission]) -> dict[Any, Q]:
     """A quarantined submission takes its draft along: a draft of non-production data is not production."""
-    return {PublishedDraft: Q(submission__in=submissions.values("pk"))}
+    # A correlated EXISTS (one index probe per draft), not `submission__in`: PostgreSQL cannot
+    # estimate how many submissions a rule set flags and, guessing many, runs an IN inside
+    # an aggregate FILTER as an unhashed subplan: a full rescan per draft.
+    return {PublishedDraft: Q(Exists(submissions.filter(pk=OuterRef("submission_id"))))}
 
 
 register(*RULES)
