@@ -99,3 +99,26 @@ def test_seed_data_is_quarantined_and_restored_to_seed(db, settings):
     run_command("scrub_fake_data", "--restore", ScrubRun.objects.get().id)
     seed.refresh_from_db()
     assert (seed.data_source, seed.is_legitimate) == (DataSource.SEED, True)
+
+
+def test_a_draft_follows_its_flagged_submission_into_quarantine_and_back(db, settings):
+    settings.DEPLOYGUARD_SCRUB_MAX_SHARE = 1
+    published_draft()
+    draft = published_draft()
+    # Only the submission breaks a rule: its title was rewritten without a history record.
+    raw_update_submission(draft.submission_id, title="Rewritten outside the audit trail")
+    stdout, _stderr, _status = run_command("scrub_fake_data")
+    assert "Would quarantine 1 submission: " in stdout
+    assert f"Would quarantine 1 published draft: {draft.name}" in stdout
+
+    run_command("scrub_fake_data", "--apply")
+
+    rows = {(row.model_label, row.object_pk): row.rule_ids for row in ScrubRow.objects.all()}
+    assert rows == {
+        ("documents.submission", str(draft.submission_id)): ["documents.E022"],
+        ("documents.publisheddraft", str(draft.pk)): ["cascade:documents.submission"],
+    }
+    assert run_command("verify_integrity")[2] == 0
+    run_command("scrub_fake_data", "--restore", ScrubRun.objects.get().id)
+    draft.refresh_from_db()
+    assert draft.data_source == DataSource.PRODUCTION
