@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe
 PYTEST_ARGS ?=
 
-.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench-deploy-mode
+.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench-deploy-mode bench-integrity
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,21 @@ screenshots: $(VENV)/.dev chromium
 # Deploy mode's cost while off (not run in CI): SQLite by default, or BENCH_DATABASE_URL.
 bench-deploy-mode: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_deploy_mode.py
+
+# Scale benchmark of the integrity tools against hand-written SQL (not part of `make test`):
+# generates BENCH_ROWS documents with history in var/bench-integrity.sqlite3 and in
+# BENCH_PG_URL, then prints BENCH lines. It replaces every documents row in those databases.
+BENCH_ROWS ?= 1000000
+BENCH_PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe_int
+
+bench-integrity: $(VENV)/.dev
+	@echo "=== Integrity benchmark on SQLite, $(BENCH_ROWS) rows ==="
+	DJANGO_ENV=test DATABASE_URL=sqlite:///$(CURDIR)/var/bench-integrity.sqlite3 \
+		$(BIN)/python benchmarks/bench_integrity.py --rows $(BENCH_ROWS)
+	@echo "=== Integrity benchmark on PostgreSQL ($(BENCH_PG_URL)), $(BENCH_ROWS) rows ==="
+	@$(BIN)/python -c "import psycopg; c = psycopg.connect('$(BENCH_PG_URL:/deploysafe_int=/postgres)', autocommit=True); \
+		c.execute('CREATE DATABASE deploysafe_int') if not c.execute(\"SELECT 1 FROM pg_database WHERE datname = 'deploysafe_int'\").fetchone() else None"
+	DJANGO_ENV=test DATABASE_URL=$(BENCH_PG_URL) $(BIN)/python benchmarks/bench_integrity.py --rows $(BENCH_ROWS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

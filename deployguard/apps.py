@@ -1,4 +1,4 @@
-"""App configuration for deployguard: checks DEPLOYMENT_MODE, installs the write guard, registers checks."""
+"""App configuration for deployguard: checks DEPLOYMENT_MODE, installs the guard, registers checks, rules."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ class DeployguardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from deployguard import checks, guard, origin, state
+        from deployguard import checks, guard, integrity, monitoring, origin, state
 
         state.check_environment()
         origin.connect_receivers()
         guard.connect_receivers()
         checks.register()
+        integrity.autodiscover()
+        monitoring.connect_receivers()

@@ -39,3 +39,9 @@ class DeployModeState(models.Model):
 
     def __str__(self) -> str:
         return f"deploy mode {'on' if self.enabled else 'off'}"
+
+
+# Integrity keeps its own models in models_integrity; they are deployguard's tables too.
+from deployguard.models_integrity import ScrubRow, ScrubRun  # noqa: E402
+
+__all__ = ["DeployModeState", "ScrubRow", "ScrubRun"]

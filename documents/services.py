@@ -7,6 +7,9 @@ the actor and the reason in the history. Nothing else may write these tables.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -25,6 +28,7 @@ from documents.exceptions import (
 )
 from documents.models import (
     DRAFT_NAME_PREFIX,
+    DataSource,
     DraftNumber,
     PublishedDraft,
     Submission,
@@ -217,3 +221,104 @@ def withdraw_draft(*, actor: Actor, draft: PublishedDraft, reason: str) -> Publi
         locked.withdrawn_at = timezone.now()
         _save(locked, actor=actor, reason=reason)
     return locked
+
+
+# --- Quarantine, restore and purge: the services deployguard's scrub and monitor call ----------
+# Operators run these from `manage.py scrub_fake_data`; there is no acting user, so the
+# history records they write carry the reason (which names the run) and the origin.
+# Only data_source and is_legitimate change: nothing else, not even updated_at, so a
+# restore puts every row back exactly.
+
+QUARANTINABLE_MODELS: tuple[type[models.Model], ...] = (Submission, PublishedDraft)
+PK_BATCH = 500
+
+
+def _batches(items: list[Any], size: int = PK_BATCH) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _record_changes(model: type[models.Model], pks: list[Any], reason: str) -> None:
+    """Write one "changed" history record per row, stamped with the reason and the origin."""
+    from deployguard.origin import current_deploy_id, current_origin
+
+    manager = model.history  # type: ignore[attr-defined]
+    stamp = {"history_origin": current_origin(), "history_deploy_id": current_deploy_id()}
+    for batch in _batches(pks):
+        manager.bulk_history_create(
+            list(model._base_manager.filter(pk__in=batch)),
+            update=True,
+            default_change_reason=reason,
+            custom_historical_attrs=stamp,
+        )
+
+
+def _require_quarantinable(model: type[models.Model]) -> None:
+    if model not in QUARANTINABLE_MODELS:
+        raise ValueError(f"{model.__name__} rows cannot be quarantined.")
+
+
+def quarantine_rows(*, model: type[models.Model], pks: list[Any], reason: str) -> dict[Any, dict[str, Any]]:
+    """Mark the rows data_source=quarantine, is_legitimate=false; return each changed row's prior state."""
+    _require_quarantinable(model)
+    reason = _require_reason(reason, "quarantining")
+    prior: dict[Any, dict[str, Any]] = {}
+    with transaction.atomic():
+        for batch in _batches(list(pks)):
+            rows = (
+                model._base_manager.select_for_update()
+                .filter(pk__in=batch)
+                .exclude(data_source=DataSource.QUARANTINE)
+                .values_list("pk", "data_source", "is_legitimate")
+            )
+            prior.update({pk: {"data_source": ds, "is_legitimate": legit} for pk, ds, legit in rows})
+        with service_write():
+            for batch in _batches(list(prior)):
+                model._default_manager.filter(pk__in=batch).update(
+                    data_source=DataSource.QUARANTINE, is_legitimate=False
+                )
+        _record_changes(model, list(prior), reason)
+    return prior
+
+
+def restore_rows(*, model: type[models.Model], prior: dict[Any, dict[str, Any]], reason: str) -> int:
+    """Put quarantined rows back to the state `quarantine_rows` returned; rows no longer quarantined stay."""
+    _require_quarantinable(model)
+    reason = _require_reason(reason, "restoring")
+    groups: dict[tuple[str, bool], list[Any]] = {}
+    for pk, state in prior.items():
+        groups.setdefault((state["data_source"], state["is_legitimate"]), []).append(pk)
+    restored: list[Any] = []
+    with transaction.atomic():
+        for (data_source, is_legitimate), pks in groups.items():
+            for batch in _batches(pks):
+                present = list(
+                    model._base_manager.select_for_update()
+                    .filter(pk__in=batch, data_source=DataSource.QUARANTINE)
+                    .values_list("pk", flat=True)
+                )
+                with service_write():
+                    model._default_manager.filter(pk__in=present).update(
+                        data_source=data_source, is_legitimate=is_legitimate
+                    )
+                restored += present
+        _record_changes(model, restored, reason)
+    return len(restored)
+
+
+def purge_quarantined(*, model: type[models.Model], pks: list[Any], reason: str) -> int:
+    """Delete quarantined rows, one by one so that each leaves a deletion record with the reason."""
+    _require_quarantinable(model)
+    reason = _require_reason(reason, "purging")
+    deleted = 0
+    with transaction.atomic():
+        for batch in _batches(list(pks)):
+            rows = model._base_manager.select_for_update().filter(
+                pk__in=batch, data_source=DataSource.QUARANTINE
+            )
+            for row in rows:
+                row._change_reason = reason  # type: ignore[attr-defined]
+                with service_write():
+                    row.delete()
+                deleted += 1
+    return deleted

@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "deployguard.origin.OriginMiddleware",
+    "deployguard.monitoring.AuditLogMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -180,3 +181,19 @@ DEPLOYGUARD_TOKEN = os.environ.get("DEPLOYGUARD_TOKEN", "")  # os.environ: no "$
 DEPLOYGUARD_STATE_CACHE_SECONDS = env.float("DEPLOYGUARD_STATE_CACHE_SECONDS", default=1.0)
 # Tables that stay writable in deploy mode besides deployguard's own.
 DEPLOYGUARD_WRITABLE_TABLES = env.list("DEPLOYGUARD_WRITABLE_TABLES", default=["django_session"])
+
+# Integrity (deployguard): rule ids to silence; the largest share of a table that
+# `scrub_fake_data --apply` quarantines without --force; the write monitor, and whether it
+# quarantines a row that breaks an error-level rule (it always logs and mails ADMINS).
+DEPLOYGUARD_SILENCED_RULES = env.list("DEPLOYGUARD_SILENCED_RULES", default=[])
+DEPLOYGUARD_SCRUB_MAX_SHARE = env.float("DEPLOYGUARD_SCRUB_MAX_SHARE", default=0.2)
+DEPLOYGUARD_MONITOR_WRITES = env.bool("DEPLOYGUARD_MONITOR_WRITES", default=True)
+DEPLOYGUARD_QUARANTINE_ON_VIOLATION = env.bool("DEPLOYGUARD_QUARANTINE_ON_VIOLATION", default=False)
+# Documents' test-data rules: submitter names (exact, case-insensitive) and words (whole
+# words, case-insensitive) that mark a submission as test data.
+DOCUMENTS_TEST_SUBMITTERS = env.list(
+    "DOCUMENTS_TEST_SUBMITTERS", default=["Anonymous User", "test", "Test User"]
+)
+DOCUMENTS_TEST_WORDS = env.list(
+    "DOCUMENTS_TEST_WORDS", default=["test", "fake", "dummy", "sample", "example", "lorem"]
+)

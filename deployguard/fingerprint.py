@@ -1,0 +1,136 @@
+"""Fingerprints of tables: a row count and an order-independent hash of every row, computed in SQL.
+
+A fingerprint is the number of rows and the sum, modulo 2**64, of a 64-bit hash of
+each row's columns. The sum does not depend on row order and counts duplicate rows
+as often as they occur, so two fingerprints are equal exactly when the tables hold
+the same multiset of rows (up to a 64-bit hash collision). PostgreSQL hashes with
+its built-in `hashtextextended(ROW(...)::text, 0)`; SQLite has no hash function, so
+deterministic Python ones are registered on the connection on first use: a scalar
+`deployguard_rowhash(...)` for per-row hashes and an aggregate
+`deployguard_fingerprint(...)` that hashes and sums in one call per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from hashlib import blake2b
+from marshal import dumps
+
+from django.db import connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+MODULUS = 2**64
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    table: str
+    count: int
+    digest: str
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"table": self.table, "count": self.count, "digest": self.digest}
+
+
+def sqlite_row_hash(*values: object) -> int:
+    """A signed 64-bit hash of one row's values (SQLite integers are signed 64-bit).
+
+    The row's bytes are marshal format 2 of its tuple of values: SQLite hands Python only
+    None, int, float, str and bytes, which that format encodes deterministically (no
+    back-references, which arrived in format 3) and with their types, so NULL differs from
+    '' and 1 from '1'. It is the cheapest canonical encoding available without C code.
+    """
+    return int.from_bytes(blake2b(dumps(values, 2), digest_size=8).digest(), "big", signed=True)
+
+
+class _SQLiteFingerprint:
+    """Aggregate: the sum of the rows' hashes modulo 2**64, as text (SQLite's sum() overflows)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def step(self, *values: object) -> None:
+        # sqlite_row_hash inlined: this runs once per row.
+        self.total += int.from_bytes(blake2b(dumps(values, 2), digest_size=8).digest(), "big", signed=True)
+
+    def finalize(self) -> str:
+        return str(self.total % MODULUS)
+
+
+def _prepare(connection: BaseDatabaseWrapper) -> None:
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        raw = connection.connection
+        raw.create_function("deployguard_rowhash", -1, sqlite_row_hash, deterministic=True)
+        raw.create_aggregate("deployguard_fingerprint", -1, _SQLiteFingerprint)
+    elif connection.vendor != "postgresql":
+        raise NotImplementedError(f"Fingerprints support SQLite and PostgreSQL, not {connection.vendor}.")
+
+
+def table_columns(
+    table: str | type[models.Model], *, using: str = "default", columns: Sequence[str] | None = None
+) -> tuple[str, list[str]]:
+    """The table name and the columns a fingerprint hashes: the model's concrete columns by default."""
+    connection = connections[using]
+    if isinstance(table, str):
+        name = table
+        if columns is None:
+            with connection.cursor() as cursor:
+                columns = [c.name for c in connection.introspection.get_table_description(cursor, name)]
+    else:
+        name = table._meta.db_table
+        if columns is None:
+            columns = [field.column for field in table._meta.concrete_fields]
+    if not columns:
+        raise ValueError(f"Table {name!r} has no columns to fingerprint.")
+    return name, list(columns)
+
+
+def row_hash_sql(columns: Sequence[str], connection: BaseDatabaseWrapper, alias: str = "") -> str:
+    """SQL for one row's signed 64-bit hash over `columns`."""
+    quote = connection.ops.quote_name
+    prefix = f"{quote(alias)}." if alias else ""
+    cols = ", ".join(f"{prefix}{quote(c)}" for c in columns)
+    if connection.vendor == "postgresql":
+        # ROW(...)::text is the row's canonical text form; hashtextextended is built in (PG 11+).
+        return f"hashtextextended(ROW({cols})::text, 0)"
+    return f"deployguard_rowhash({cols})"
+
+
+def fingerprint_table(
+    table: str | type[models.Model], *, using: str = "default", columns: Sequence[str] | None = None
+) -> Fingerprint:
+    """Count and hash every row of `table` (a model or a table name) in one pass, in the database."""
+    connection = connections[using]
+    _prepare(connection)
+    name, columns = table_columns(table, using=using, columns=columns)
+    # Only identifiers go into the SQL, each quoted by the backend: no values, no injection.
+    quote = connection.ops.quote_name
+    if connection.vendor == "postgresql":
+        # sum(bigint) is numeric in PostgreSQL: no overflow at any row count.
+        sql = f"SELECT count(*), sum({row_hash_sql(columns, connection)}) FROM {quote(name)}"  # noqa: S608
+    else:
+        cols = ", ".join(quote(c) for c in columns)
+        sql = f"SELECT count(*), deployguard_fingerprint({cols}) FROM {quote(name)}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        count, total = cursor.fetchone()
+    digest = int(total or 0) % MODULUS
+    return Fingerprint(table=name, count=int(count), digest=f"{digest:016x}")
+
+
+def row_hashes(
+    model: type[models.Model], *, using: str = "default", chunk_size: int = 10_000
+) -> Iterator[tuple[object, int]]:
+    """Yield (pk, row hash) for every row of the model's table, in primary-key order, streamed."""
+    connection = connections[using]
+    _prepare(connection)
+    name, columns = table_columns(model, using=using)
+    quote = connection.ops.quote_name
+    pk = quote(model._meta.pk.column)
+    sql = f"SELECT {pk}, {row_hash_sql(columns, connection)} FROM {quote(name)} ORDER BY {pk}"  # noqa: S608
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(chunk_size):
+            yield from rows

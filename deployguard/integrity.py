@@ -1,0 +1,363 @@
+"""The integrity engine: rules that apps register, evaluated set-based, one pass per table.
+
+A rule names the rows that break it with a `Q` on its model (which may hold `Exists`
+subqueries). The engine evaluates every rule of a table in one query of conditional
+aggregates, then fetches a sample of primary keys only for the rules that fail: the
+number of queries depends on the number of rules, never on the number of rows.
+
+An app also registers how its rows are quarantined (`Quarantine`): which rows are
+quarantined already, and the services that quarantine, restore and purge them. Rules
+look only at rows that are not quarantined, unless a rule says otherwise.
+deployguard knows nothing of the apps it checks.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import BooleanField, CharField, Count, ExpressionWrapper, Lookup, Q, TextField
+from django.db.models.sql.compiler import SQLCompiler
+from django.utils.module_loading import autodiscover_modules
+
+Severity = Literal["error", "warning"]
+SEVERITIES: tuple[Severity, ...] = ("warning", "error")
+DEFAULT_SAMPLE_SIZE = 20
+_RULE_ID = re.compile(r"^[a-z_][a-z0-9_]*\.[EW][0-9]{3}$")
+
+
+class IntegrityError(Exception):
+    """Misuse of the engine: an unknown rule id, a rule registered twice, a bad argument."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule: `condition()` is the Q that holds for the rows that break it."""
+
+    id: str
+    severity: Severity
+    model: type[models.Model]
+    description: str
+    condition: Callable[[], Q]
+    # Quarantined rows are known non-production data: rules skip them unless told not to.
+    include_quarantined: bool = False
+
+    def __post_init__(self) -> None:
+        if not _RULE_ID.match(self.id):
+            raise IntegrityError(f"Rule id {self.id!r} must look like 'app.E001' or 'app.W001'.")
+        if self.severity not in SEVERITIES:
+            raise IntegrityError(f"Rule {self.id}: severity must be one of {', '.join(SEVERITIES)}.")
+        if (self.severity == "error") != (self.id.split(".")[1][0] == "E"):
+            raise IntegrityError(f"Rule {self.id}: E ids are errors and W ids are warnings.")
+
+    @property
+    def model_label(self) -> str:
+        return self.model._meta.label_lower
+
+    def scoped_condition(self, registry: IntegrityRegistry) -> Q:
+        condition = self.condition()
+        if self.include_quarantined:
+            return condition
+        return registry.in_scope(self.model) & condition
+
+    def offending(self, registry: IntegrityRegistry | None = None) -> models.QuerySet[Any]:
+        """The rows that break the rule now."""
+        return self.model._base_manager.filter(self.scoped_condition(registry or default_registry))
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """How an app puts its rows aside. The callables are the app's own services.
+
+    Each is called with keyword arguments, `model` first:
+    quarantine(model=, pks=, reason=) -> {pk: prior state (JSON-serialisable)} for the rows it changed;
+    restore(model=, prior={pk: prior state}, reason=) -> number of rows restored;
+    purge(model=, pks=, reason=) -> number of rows deleted;
+    cascade(queryset of rows of `model`) -> {other model: Q}: rows that must follow them.
+    """
+
+    model: type[models.Model]
+    is_quarantined: Callable[[], Q]
+    quarantine: Callable[..., dict[Any, Any]]
+    restore: Callable[..., int]
+    purge: Callable[..., int]
+    cascade: Callable[[models.QuerySet[Any]], dict[type[models.Model], Q]] | None = None
+    # The field that names a row in scrub_fake_data's listings (default: the primary key).
+    display_field: str | None = None
+
+
+@dataclass
+class IntegrityRegistry:
+    rules: dict[str, Rule] = field(default_factory=dict)
+    quarantines: dict[type[models.Model], Quarantine] = field(default_factory=dict)
+
+    def register(self, *rules: Rule) -> None:
+        for rule in rules:
+            if rule.id in self.rules and self.rules[rule.id] != rule:
+                raise IntegrityError(f"Rule {rule.id} is registered twice.")
+            self.rules[rule.id] = rule
+
+    def register_quarantine(self, quarantine: Quarantine) -> None:
+        self.quarantines[quarantine.model] = quarantine
+
+    def models(self) -> list[type[models.Model]]:
+        """Every model with rules or a quarantine, in registration order."""
+        seen: dict[type[models.Model], None] = {}
+        for rule in self.rules.values():
+            seen.setdefault(rule.model)
+        for model in self.quarantines:
+            seen.setdefault(model)
+        return list(seen)
+
+    def in_scope(self, model: type[models.Model]) -> Q:
+        quarantine = self.quarantines.get(model)
+        return ~quarantine.is_quarantined() if quarantine else Q()
+
+    def get_model(self, label: str) -> type[models.Model]:
+        for model in self.models():
+            if model._meta.label_lower == label.lower():
+                return model
+        known = ", ".join(m._meta.label_lower for m in self.models()) or "none"
+        raise IntegrityError(f"No integrity rules are registered for {label!r} (known: {known}).")
+
+    def select(self, only: Sequence[str] = (), silence: Sequence[str] = ()) -> list[Rule]:
+        """The rules to run: `only` if given, minus the silenced ones (settings and `silence`)."""
+        unknown = sorted({*only, *silence} - self.rules.keys())
+        if unknown:
+            raise IntegrityError(
+                f"Unknown rule id {', '.join(unknown)}; "
+                "`manage.py verify_integrity --list-rules` shows the known ones."
+            )
+        silenced = set(silence) | set(getattr(settings, "DEPLOYGUARD_SILENCED_RULES", ()))
+        chosen = [self.rules[rule_id] for rule_id in only] if only else list(self.rules.values())
+        return [rule for rule in chosen if rule.id not in silenced]
+
+
+default_registry = IntegrityRegistry()
+
+
+def register(*rules: Rule) -> None:
+    default_registry.register(*rules)
+
+
+def register_quarantine(quarantine: Quarantine) -> None:
+    default_registry.register_quarantine(quarantine)
+
+
+def autodiscover() -> None:
+    """Import every installed app's `integrity` module, where it registers its rules."""
+    autodiscover_modules("integrity")
+
+
+@dataclass
+class RuleResult:
+    rule: Rule
+    count: int
+    sample_pks: list[Any] = field(default_factory=list)
+    duration: float = 0.0
+    origins: dict[Any, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.count > 0
+
+
+def fails_at(result: RuleResult, fail_level: Severity) -> bool:
+    return result.failed and SEVERITIES.index(result.rule.severity) >= SEVERITIES.index(fail_level)
+
+
+def _by_model(rules: Iterable[Rule]) -> dict[type[models.Model], list[Rule]]:
+    grouped: dict[type[models.Model], list[Rule]] = {}
+    for rule in rules:
+        grouped.setdefault(rule.model, []).append(rule)
+    return grouped
+
+
+def evaluate(
+    rules: Sequence[Rule],
+    *,
+    registry: IntegrityRegistry | None = None,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    pks: Sequence[Any] | None = None,
+    with_origins: bool = False,
+) -> list[RuleResult]:
+    """Run `rules`: per table, one pass of conditional aggregates, then samples for failures.
+
+    `pks` restricts every rule to those rows (the monitor checks the rows a write touched).
+    """
+    registry = registry or default_registry
+    results: list[RuleResult] = []
+    for model, model_rules in _by_model(rules).items():
+        started = time.perf_counter()
+        queryset = model._base_manager.all()
+        if pks is not None:
+            queryset = queryset.filter(pk__in=list(pks))
+        conditions = [rule.scoped_condition(registry) for rule in model_rules]
+        counts = queryset.aggregate(
+            **{f"rule_{i}": Count("pk", filter=condition) for i, condition in enumerate(conditions)}
+        )
+        pass_duration = time.perf_counter() - started
+        model_results = []
+        for i, (rule, condition) in enumerate(zip(model_rules, conditions, strict=True)):
+            result = RuleResult(rule=rule, count=counts[f"rule_{i}"] or 0, duration=pass_duration)
+            if result.failed and sample_size:
+                started = time.perf_counter()
+                result.sample_pks = list(
+                    queryset.filter(condition).order_by("pk").values_list("pk", flat=True)[:sample_size]
+                )
+                result.duration += time.perf_counter() - started
+            model_results.append(result)
+        if with_origins:
+            sampled = {pk for result in model_results for pk in result.sample_pks}
+            origins = creation_origins(model, sampled)
+            for result in model_results:
+                result.origins = {pk: origins[pk] for pk in result.sample_pks}
+        results.extend(model_results)
+    order = {rule.id: i for i, rule in enumerate(rules)}
+    return sorted(results, key=lambda result: order[result.rule.id])
+
+
+def flag_rows(
+    rules: Sequence[Rule], model: type[models.Model], *, registry: IntegrityRegistry | None = None
+) -> dict[Any, list[str]]:
+    """{pk: ids of the rules it breaks} for every row of `model` breaking any of `rules`: one query."""
+    registry = registry or default_registry
+    model_rules = [rule for rule in rules if rule.model is model]
+    if not model_rules:
+        return {}
+    conditions = [rule.scoped_condition(registry) for rule in model_rules]
+    any_broken = Q()
+    for condition in conditions:
+        any_broken |= condition
+    flags = {
+        f"rule_{i}": ExpressionWrapper(condition, output_field=BooleanField())
+        for i, condition in enumerate(conditions)
+    }
+    rows = model._base_manager.filter(any_broken).annotate(**flags).order_by("pk").values("pk", *flags)
+    return {row["pk"]: [rule.id for i, rule in enumerate(model_rules) if row[f"rule_{i}"]] for row in rows}
+
+
+def broken_by_row(
+    model: type[models.Model], pk: Any, *, registry: IntegrityRegistry | None = None
+) -> list[Rule]:
+    """The rules one row breaks now, quarantined or not (for explaining the row)."""
+    registry = registry or default_registry
+    rules = [rule for rule in registry.rules.values() if rule.model is model]
+    if not rules:
+        return []
+    counts = model._base_manager.filter(pk=pk).aggregate(
+        **{f"rule_{i}": Count("pk", filter=rule.condition()) for i, rule in enumerate(rules)}
+    )
+    return [rule for i, rule in enumerate(rules) if counts[f"rule_{i}"]]
+
+
+def history_model(model: type[models.Model]) -> type[models.Model] | None:
+    """The simple-history model recording `model`'s changes, if there is one."""
+    manager_name = getattr(model._meta, "simple_history_manager_attribute", None)
+    return getattr(model, manager_name).model if manager_name else None
+
+
+def creation_origins(model: type[models.Model], pks: Iterable[Any]) -> dict[Any, dict[str, Any]]:
+    """For each pk, what its first history record says about where it came from: one query."""
+    pks = list(pks)
+    origins: dict[Any, dict[str, Any]] = {
+        pk: {"origin": None, "deploy_id": None, "user": None, "history": "none"} for pk in pks
+    }
+    history = history_model(model)
+    if history is None or not pks:
+        return origins
+    first_seen: set[Any] = set()
+    fields = ["id", "history_type", "history_user_id"]
+    has_origin = any(f.name == "history_origin" for f in history._meta.fields)
+    if has_origin:
+        fields += ["history_origin", "history_deploy_id"]
+    records = history._base_manager.filter(id__in=pks).order_by("id", "history_id").values(*fields)
+    users = {}
+    for record in records:
+        if record["id"] in first_seen:
+            continue
+        first_seen.add(record["id"])
+        origins[record["id"]] = {
+            "origin": record.get("history_origin") or None,
+            "deploy_id": record.get("history_deploy_id") or None,
+            "user": record["history_user_id"],
+            "history": "created" if record["history_type"] == "+" else "first record is a change",
+        }
+        users[record["id"]] = record["history_user_id"]
+    user_ids = {uid for uid in users.values() if uid is not None}
+    if user_ids:
+        from django.contrib.auth import get_user_model
+
+        user_model = get_user_model()
+        names = {u.pk: u.get_username() for u in user_model._base_manager.filter(pk__in=user_ids).only("pk")}
+        for pk, uid in users.items():
+            origins[pk]["user"] = names.get(uid, uid) if uid is not None else None
+    return origins
+
+
+def describe_origin(origin: dict[str, Any]) -> str:
+    if origin["history"] == "none":
+        return "no history record (written outside the ORM, e.g. raw SQL)"
+    parts = [origin["history"], f"by {origin['user'] or 'no user'}"]
+    if origin["origin"]:
+        parts.append(f"from {origin['origin']}")
+    if origin["deploy_id"]:
+        parts.append(f"during deploy {origin['deploy_id']}")
+    return " ".join(parts)
+
+
+# --- matching the backend evaluates natively ---------------------------------------------------
+
+_WORD_CHARS = "A-Za-z0-9_"
+
+
+@CharField.register_lookup
+@TextField.register_lookup
+class HasWord(Lookup):
+    """`Q(title__has_word=["test", "fake"])`: the value contains one of the words as a whole word.
+
+    Case-insensitive; a word is bounded by the start or end of the value or by a character
+    that is not an ASCII letter, digit or underscore ("contest" and "test_user" do not
+    contain the word "test"; "Test-User" and "a test." do). PostgreSQL evaluates one `~*`
+    with `\\m`/`\\M`; SQLite a LIKE prefilter and a GLOB with character classes, both
+    native, instead of Django's REGEXP, which SQLite runs as a Python call per row.
+    """
+
+    lookup_name = "has_word"
+    prepare_rhs = False
+
+    def _words(self) -> list[str]:
+        words = [self.rhs] if isinstance(self.rhs, str) else list(self.rhs)
+        if not words or not all(isinstance(w, str) and w.strip() for w in words):
+            raise ValueError("has_word takes a non-empty list of non-empty words.")
+        return [w.strip() for w in words]
+
+    def get_db_prep_lookup(self, value: Any, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        return "%s", [value]
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        raise NotImplementedError(f"has_word supports SQLite and PostgreSQL, not {connection.vendor}.")
+
+    def as_postgresql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        alternatives = "|".join(re.escape(w) for w in self._words())
+        return f"({lhs})::text ~* %s", [*lhs_params, rf"\m({alternatives})\M"]
+
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        clauses, params = [], []
+        for word in self._words():
+            like = re.sub(r"([\\%_])", r"\\\1", word)
+            glob = "".join(
+                f"[{c.lower()}{c.upper()}]" if c.lower() != c.upper() else re.sub(r"([*?\[])", r"[\1]", c)
+                for c in word
+            )
+            clauses.append(f"({lhs} LIKE %s ESCAPE '\\' AND (' ' || {lhs} || ' ') GLOB %s)")
+            params += [*lhs_params, f"%{like}%", *lhs_params, f"*[^{_WORD_CHARS}]{glob}[^{_WORD_CHARS}]*"]
+        return "(" + " OR ".join(clauses) + ")", params

@@ -1,0 +1,157 @@
+"""Quarantine the rows that break error-level integrity rules; restore a run; purge old quarantine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+from django.db import models
+
+from deployguard import scrub
+from deployguard.integrity import default_registry
+from deployguard.management.commands._integrity import EXIT_VIOLATIONS, IntegrityCommand, misuse
+from deployguard.models_integrity import ScrubRun
+
+HELP = """Quarantine fake data: every row breaking an error-level integrity rule (and the rows
+that depend on it) gets data_source=quarantine, is_legitimate=false and a history record
+naming the run and the rules, in one transaction. A dry run unless --apply. Rows that pass
+every rule are never touched. Refuses to quarantine more than DEPLOYGUARD_SCRUB_MAX_SHARE
+(default 20%) of a table without --force. --restore RUN_ID undoes a run exactly;
+--purge --older-than DAYS --apply deletes rows quarantined more than DAYS ago.
+
+Exit status: 0 done (or nothing to do, or a dry run); 1 refused (share over the limit,
+a purge that would take unquarantined rows, a run already restored); 2 misuse."""
+
+NOTHING_TO_DO = "Nothing to quarantine: every row passes the error-level rules."
+DRY_RUN_DONE = "Dry run: nothing changed. Rerun with --apply to quarantine."
+NOTHING_TO_PURGE = "Nothing to purge: no quarantined rows older than {days} days."
+PURGE_DRY_RUN_DONE = "Dry run: nothing deleted. Rerun with --apply to delete."
+
+
+def _plural(model: type[models.Model], count: int) -> str:
+    name = model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural
+    return f"{count} {name}"
+
+
+def _listing(labels: list[str], count: int) -> str:
+    more = f", … ({count - len(labels)} more)" if count > len(labels) else ""
+    return ", ".join(labels) + more
+
+
+class Command(IntegrityCommand):
+    help = HELP
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--apply", action="store_true", help="Make the changes (default: dry run).")
+        parser.add_argument("--force", action="store_true", help="Quarantine even over the share limit.")
+        action = parser.add_mutually_exclusive_group()
+        action.add_argument("--restore", metavar="RUN_ID", help="Undo the quarantine run RUN_ID.")
+        action.add_argument(
+            "--purge", action="store_true", help="Delete quarantined rows (needs --older-than)."
+        )
+        action.add_argument("--list-runs", action="store_true", help="List quarantine runs.")
+        parser.add_argument(
+            "--older-than", type=int, metavar="DAYS", help="With --purge: age of the quarantine."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["older_than"] is not None and not options["purge"]:
+            raise misuse("--older-than goes with --purge.")
+        if options["list_runs"]:
+            self._list_runs()
+        elif options["restore"]:
+            self._restore(options["restore"])
+        elif options["purge"]:
+            if options["older_than"] is None or options["older_than"] < 0:
+                raise misuse("--purge needs --older-than DAYS (0 or more).")
+            self._purge(options["older_than"], apply=options["apply"])
+        elif options["apply"]:
+            self._apply(force=options["force"])
+        else:
+            self._dry_run()
+
+    def _dry_run(self) -> None:
+        previews = scrub.preview(default_registry.select())
+        if not any(p.count for p in previews):
+            self.stdout.write(self.style.SUCCESS(NOTHING_TO_DO))
+            return
+        limit = scrub.max_share()
+        for p in previews:
+            if not p.count:
+                continue
+            self.stdout.write(f"Would quarantine {_plural(p.model, p.count)}: {_listing(p.labels, p.count)}")
+            if p.share > limit:
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"  That is {p.share:.0%} of {p.total} rows, over "
+                        f"DEPLOYGUARD_SCRUB_MAX_SHARE={limit:.0%}: --apply will refuse without --force."
+                    )
+                )
+        self.stdout.write(DRY_RUN_DONE)
+
+    def _apply(self, *, force: bool) -> None:
+        selection = scrub.select_rows(default_registry.select())
+        try:
+            scrub.refuse_implausible_share(selection, force=force)
+        except scrub.ScrubRefused as refusal:
+            raise CommandError(str(refusal), returncode=EXIT_VIOLATIONS) from None
+        run = scrub.quarantine(selection)
+        if run is None:
+            self.stdout.write(self.style.SUCCESS(NOTHING_TO_DO))
+            return
+        done = " and ".join(
+            _plural(model, run.counts.get(model._meta.label_lower, 0))
+            for model in selection
+            if selection[model]
+        )
+        self.stdout.write(
+            self.style.SUCCESS(f"Quarantined {done} in run {run.id} ({', '.join(run.rule_ids)}).")
+        )
+        self.stdout.write(f"Undo with: manage.py scrub_fake_data --restore {run.id}")
+
+    def _restore(self, run_id: str) -> None:
+        try:
+            restored = scrub.restore(run_id)
+        except LookupError as error:
+            raise misuse(str(error.args[0])) from None
+        except scrub.ScrubRefused as refusal:
+            raise CommandError(str(refusal), returncode=EXIT_VIOLATIONS) from None
+        done = " and ".join(
+            _plural(default_registry.get_model(label), count) for label, count in restored.items()
+        )
+        self.stdout.write(self.style.SUCCESS(f"Restored {done or 'no rows'} from run {run_id}."))
+
+    def _purge(self, days: int, *, apply: bool) -> None:
+        try:
+            plan = scrub.plan_purge(days)
+        except scrub.ScrubRefused as refusal:
+            raise CommandError(str(refusal), returncode=EXIT_VIOLATIONS) from None
+        if not any([*plan.rows.values(), *plan.cascaded.values()]):
+            self.stdout.write(NOTHING_TO_PURGE.format(days=days))
+            return
+        verb = "Deleting" if apply else "Would delete"
+        for model in reversed(list(default_registry.quarantines)):
+            rows, cascaded = plan.rows.get(model, []), plan.cascaded.get(model, [])
+            if not rows and not cascaded:
+                continue
+            count = len(rows) + len(cascaded)
+            note = f" ({len(cascaded)} cascading from the rows below)" if cascaded else ""
+            self.stdout.write(f"{verb} {_plural(model, count)}: {_listing(plan.labels[model], count)}{note}")
+        if not apply:
+            self.stdout.write(PURGE_DRY_RUN_DONE)
+            return
+        deleted = scrub.purge(plan)
+        done = " and ".join(_plural(default_registry.get_model(label), n) for label, n in deleted.items())
+        self.stdout.write(self.style.SUCCESS(f"Deleted {done}."))
+
+    def _list_runs(self) -> None:
+        runs = ScrubRun.objects.all()[:50]
+        if not runs:
+            self.stdout.write("No quarantine runs.")
+        for run in runs:
+            state = f"restored {run.restored_at:%Y-%m-%d %H:%M}" if run.restored_at else "in force"
+            counts = ", ".join(f"{n} {label}" for label, n in run.counts.items())
+            self.stdout.write(
+                f"{run.id}  {run.kind:<7}  {run.created_at:%Y-%m-%d %H:%M}  {state:<24}  {counts}  "
+                f"{', '.join(run.rule_ids)}"
+            )

@@ -1,0 +1,66 @@
+"""The incident's ways of making fake rows: a script without a user, raw SQL, a flipped status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from documents.models import PublishedDraft, Submission, service_write
+
+
+def raw_insert_submission(
+    ml_number: str,
+    *,
+    title: str = "Widgets for everyone",
+    submitted_by: str = "Ada Lovelace",
+    status: str = "submitted",
+    approved_by_id: int | None = None,
+    data_source: str = "production",
+) -> int:
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO documents_submission (ml_number, title, submitted_by, status, approved_by_id, "
+            "data_source, is_legitimate, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [ml_number, title, submitted_by, status, approved_by_id, data_source, True, now, now],
+        )
+        cursor.execute("SELECT id FROM documents_submission WHERE ml_number = %s", [ml_number])
+        return cursor.fetchone()[0]
+
+
+def raw_insert_draft(name: str, *, submission_id: int, published_by_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO documents_publisheddraft (name, submission_id, status, published_by_id, "
+            "published_at, data_source, is_legitimate) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [name, submission_id, "published", published_by_id, timezone.now(), "production", True],
+        )
+        cursor.execute("SELECT id FROM documents_publisheddraft WHERE name = %s", [name])
+        return cursor.fetchone()[0]
+
+
+def raw_update_submission(pk: int, **values: Any) -> None:
+    # Column names come from the test's keyword arguments, quoted; values are parameters.
+    assignments = ", ".join(f"{connection.ops.quote_name(column)} = %s" for column in values)
+    with connection.cursor() as cursor:
+        sql = f"UPDATE documents_submission SET {assignments} WHERE id = %s"  # noqa: S608
+        cursor.execute(sql, [*values.values(), pk])
+
+
+def script_publishes_without_user(ml_number: str, *, published_by: Any, name: str) -> PublishedDraft:
+    """Start-up code that lifts the guard and saves with no acting user: history names nobody."""
+    with service_write():
+        submission = Submission(ml_number=ml_number, title="Interop notes", submitted_by="Ada Lovelace")
+        submission.save()
+        submission.status = Submission.Status.APPROVED
+        submission.approved_by = published_by
+        submission.save()
+        draft = PublishedDraft(
+            name=name, submission=submission, published_by=published_by, published_at=timezone.now()
+        )
+        draft.save()
+        submission.status = Submission.Status.PUBLISHED
+        submission.save()
+    return draft
