@@ -1,0 +1,291 @@
+"""Verified backups of the whole database, each with a manifest, and verified restores.
+
+SQLite: the online backup API into a temporary file beside the target, PRAGMA
+integrity_check, then an atomic rename; restore through the backup API into the
+live database, never by replacing the file under open connections.
+PostgreSQL: `pg_dump -Fc`, then `pg_restore --list` to prove the file reads; restore
+with `pg_restore --single-transaction --clean --if-exists`, so a failed restore
+changes nothing.
+The manifest beside each backup records the engine, database, applied migrations,
+the fingerprints of the protected tables, the size and the SHA-256 of the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+from django.db.migrations.recorder import MigrationRecorder
+from django.utils import timezone
+
+from deployguard.fingerprint import fingerprint_table
+from deployguard.guard import allow_writes, protected_tables
+
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_VERSION = 1
+SUFFIXES = {"sqlite": ".sqlite3", "postgresql": ".dump"}
+
+
+class BackupError(Exception):
+    """The backup could not be made or proved readable; nothing was left at the target path."""
+
+
+class RestoreRefused(Exception):
+    """The file does not match its manifest or this database; nothing was touched."""
+
+
+class RestoreUnverified(Exception):
+    """The restore ran but the data does not match the manifest: a person must look."""
+
+
+@dataclass
+class Manifest:
+    engine: str
+    database: str
+    created_at: str
+    migrations: dict[str, list[str]]
+    fingerprints: dict[str, dict[str, Any]]
+    file: str
+    size: int
+    sha256: str
+    version: int = MANIFEST_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, backup: Path) -> Manifest:
+        path = manifest_path(backup)
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except FileNotFoundError:
+            raise RestoreRefused(
+                f"No manifest at {path}: restore only files made by `manage.py backup_db`."
+            ) from None
+        except (ValueError, TypeError) as error:
+            raise RestoreRefused(f"The manifest {path} is unreadable ({error}).") from None
+
+    def write(self, backup: Path) -> Path:
+        path = manifest_path(backup)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        os.replace(temporary, path)
+        return path
+
+
+def manifest_path(backup: Path) -> Path:
+    return backup.with_name(backup.name + MANIFEST_SUFFIX)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_backup_dir() -> Path:
+    return Path(getattr(settings, "DEPLOYGUARD_BACKUP_DIR", Path(settings.BASE_DIR) / "var" / "backups"))
+
+
+def default_backup_path(using: str = "default", directory: Path | None = None) -> Path:
+    connection = connections[using]
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S%fZ")
+    name = Path(str(connection.settings_dict["NAME"])).stem or "database"
+    return (directory or default_backup_dir()) / f"{name}-{stamp}{SUFFIXES.get(connection.vendor, '.bak')}"
+
+
+def applied_migrations(using: str = "default") -> dict[str, list[str]]:
+    applied: dict[str, list[str]] = {}
+    for app, name in sorted(MigrationRecorder(connections[using]).applied_migrations()):
+        applied.setdefault(app, []).append(name)
+    return applied
+
+
+def fingerprints(using: str = "default") -> dict[str, dict[str, Any]]:
+    """Fingerprints of every protected table, by table name."""
+    connection = connections[using]
+    tables = sorted(protected_tables(connection.introspection.table_names()))
+    return {
+        table: {"count": fp.count, "digest": fp.digest}
+        for table in tables
+        for fp in [fingerprint_table(table, using=using)]
+    }
+
+
+def _postgres_environment(using: str) -> dict[str, str]:
+    params = connections[using].settings_dict
+    env = {**os.environ, "PGDATABASE": str(params["NAME"])}
+    for key, variable in (
+        ("USER", "PGUSER"),
+        ("PASSWORD", "PGPASSWORD"),
+        ("HOST", "PGHOST"),
+        ("PORT", "PGPORT"),
+    ):
+        if params.get(key):
+            env[variable] = str(params[key])
+    return env
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    executable = shutil.which(command[0])
+    if executable is None:
+        raise BackupError(f"{command[0]} is not installed: install the PostgreSQL client tools.")
+    result = subprocess.run([executable, *command[1:]], env=env, capture_output=True, text=True)  # noqa: S603
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise BackupError(f"{command[0]} failed: {detail[-1] if detail else f'exit {result.returncode}'}")
+
+
+def _backup_sqlite(target: Path, using: str) -> None:
+    connection = connections[using]
+    connection.ensure_connection()
+    destination = sqlite3.connect(target)
+    try:
+        connection.connection.backup(destination)
+        (verdict,) = destination.execute("PRAGMA integrity_check").fetchone()
+    finally:
+        destination.close()
+    if verdict != "ok":
+        raise BackupError(f"The copy failed SQLite's integrity check: {verdict}")
+
+
+def _backup_postgresql(target: Path, using: str) -> None:
+    env = _postgres_environment(using)
+    _run(["pg_dump", "--format=custom", "--file", str(target)], env)
+    _run(["pg_restore", "--list", str(target)], env)
+
+
+def backup_database(output: Path | None = None, *, using: str = "default") -> tuple[Path, Manifest]:
+    """Write a verified backup and its manifest; return the backup's path and manifest."""
+    connection = connections[using]
+    target = Path(output) if output else default_backup_path(using)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as error:
+        raise BackupError(
+            f"Cannot write to {target.parent}: {error.strerror}. Choose a writable directory."
+        ) from None
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        before = fingerprints(using)
+        if connection.vendor == "sqlite":
+            temporary.unlink()
+            _backup_sqlite(temporary, using)
+        elif connection.vendor == "postgresql":
+            _backup_postgresql(temporary, using)
+        else:
+            raise BackupError(f"backup_db supports SQLite and PostgreSQL, not {connection.vendor}.")
+        manifest = Manifest(
+            engine=connection.vendor,
+            database=str(connection.settings_dict["NAME"]),
+            created_at=timezone.now().isoformat(),
+            migrations=applied_migrations(using),
+            fingerprints=before,
+            file=target.name,
+            size=temporary.stat().st_size,
+            sha256=sha256_of(temporary),
+        )
+        os.replace(temporary, target)
+        manifest.write(target)
+    except OSError as error:
+        raise BackupError(f"Writing {target} failed: {error.strerror or error}.") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return target, manifest
+
+
+def check_backup(backup: Path, *, using: str = "default") -> Manifest:
+    """The manifest of `backup` after proving the file is the one it describes, for this engine."""
+    if not backup.is_file():
+        raise RestoreRefused(f"No backup file at {backup}.")
+    manifest = Manifest.read(backup)
+    vendor = connections[using].vendor
+    if manifest.engine != vendor:
+        raise RestoreRefused(
+            f"{backup} is a {manifest.engine} backup and this database is {vendor}: "
+            "restore it into a database of the same engine."
+        )
+    actual = sha256_of(backup)
+    if actual != manifest.sha256:
+        raise RestoreRefused(
+            f"{backup} does not match its manifest (SHA-256 {actual[:12]}…, expected "
+            f"{manifest.sha256[:12]}…): the file is damaged or was changed; use another backup."
+        )
+    return manifest
+
+
+def _restore_sqlite(backup: Path, using: str) -> None:
+    connection = connections[using]
+    connection.close()
+    connection.ensure_connection()
+    source = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+    try:
+        source.backup(connection.connection)
+    finally:
+        source.close()
+
+
+def _restore_postgresql(backup: Path, using: str) -> None:
+    connections[using].close()
+    _run(
+        [
+            "pg_restore",
+            "--single-transaction",
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--dbname",
+            str(connections[using].settings_dict["NAME"]),
+            str(backup),
+        ],
+        _postgres_environment(using),
+    )
+
+
+def restore_database(backup: Path, *, using: str = "default", reason: str = "restore_db") -> Manifest:
+    """Put the database back as `backup` holds it, then prove it by fingerprints."""
+    manifest = check_backup(backup, using=using)
+    vendor = connections[using].vendor
+    with allow_writes(reason):
+        try:
+            if vendor == "sqlite":
+                _restore_sqlite(backup, using)
+            else:
+                _restore_postgresql(backup, using)
+        except (BackupError, sqlite3.Error) as error:
+            raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
+    differences = compare_fingerprints(manifest.fingerprints, fingerprints(using))
+    if differences:
+        raise RestoreUnverified(
+            f"After restoring {backup} the data does not match its manifest: {'; '.join(differences)}."
+        )
+    return manifest
+
+
+def compare_fingerprints(expected: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per table whose fingerprint differs; empty when the data is the same."""
+    lines = []
+    for table in sorted(set(expected) | set(actual)):
+        before, after = expected.get(table), actual.get(table)
+        if before == after:
+            continue
+        if before is None or after is None:
+            lines.append(f"{table} {'appeared' if before is None else 'disappeared'}")
+        elif before["count"] != after["count"]:
+            lines.append(f"{table}: {before['count']} rows before, {after['count']} after")
+        else:
+            lines.append(f"{table}: {before['count']} rows both times, contents differ")
+    return lines
