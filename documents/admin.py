@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
+from deployguard.admin import IntegrityListFilter
 from documents import services
 from documents.exceptions import DocumentsRefusal
 from documents.models import PublishedDraft, Submission
@@ -136,7 +137,7 @@ class SubmissionAdmin(AuditedAdmin):
         "is_legitimate",
         "created_at",
     )
-    list_filter = ("status", "data_source", "is_legitimate")
+    list_filter = ("status", "data_source", "is_legitimate", IntegrityListFilter)
     search_fields = ("ml_number", "title", "submitted_by")
     list_select_related = ("draft",)
     show_full_result_count = False
@@ -147,7 +148,7 @@ class SubmissionAdmin(AuditedAdmin):
     readonly_fields = ("status", "approved_by", "data_source", "is_legitimate", "created_at", "updated_at")
 
     def get_inlines(self, request: HttpRequest, obj: Submission | None = None) -> tuple[type, ...]:
-        return self.inlines if obj else ()
+        return self.inlines if obj is not None and hasattr(obj, "draft") else ()
 
     def get_fields(self, request: HttpRequest, obj: Submission | None = None) -> tuple[str, ...]:
         return ("ml_number", *self.editable_fields, *(self.readonly_fields if obj else ()))
@@ -272,7 +273,7 @@ class PublishedDraftAdmin(AuditedAdmin):
         "data_source",
         "is_legitimate",
     )
-    list_filter = ("status", "data_source", "is_legitimate")
+    list_filter = ("status", "data_source", "is_legitimate", IntegrityListFilter)
     search_fields = ("name", "submission__ml_number", "submission__title")
     list_select_related = ("submission", "published_by")
     show_full_result_count = False

@@ -251,3 +251,20 @@ def test_history_page_shows_who_published_and_why(editor_client):
 
     assert response.status_code == 200
     assert b"Ready" in response.content
+
+
+def test_the_integrity_filter_lists_rows_that_break_rules_and_never_the_legitimate_one(editor_client):
+    from tests.documents.fakes import raw_insert_submission
+
+    legitimate = SubmissionFactory(status="published")
+    fake = raw_insert_submission("ML-900", submitted_by="Test User")
+
+    response = editor_client.get(CHANGELIST, {"integrity": "errors"})
+
+    assert [s.pk for s in response.context["cl"].result_list] == [fake]
+    assert legitimate.pk not in [s.pk for s in response.context["cl"].result_list]
+    choices = [
+        choice["display"]
+        for choice in response.context["cl"].filter_specs[-1].choices(response.context["cl"])
+    ]
+    assert "Breaks an error-level rule" in choices
