@@ -260,6 +260,7 @@ def _require_quarantinable(model: type[models.Model]) -> None:
 
 def quarantine_rows(*, model: type[models.Model], pks: list[Any], reason: str) -> dict[Any, dict[str, Any]]:
     """Mark the rows data_source=quarantine, is_legitimate=false; return each changed row's prior state."""
+    _refuse_in_deploy_mode(f"Quarantining {model._meta.verbose_name_plural}")
     _require_quarantinable(model)
     reason = _require_reason(reason, "quarantining")
     prior: dict[Any, dict[str, Any]] = {}
@@ -283,6 +284,7 @@ def quarantine_rows(*, model: type[models.Model], pks: list[Any], reason: str) -
 
 def restore_rows(*, model: type[models.Model], prior: dict[Any, dict[str, Any]], reason: str) -> int:
     """Put quarantined rows back to the state `quarantine_rows` returned; rows no longer quarantined stay."""
+    _refuse_in_deploy_mode(f"Restoring {model._meta.verbose_name_plural}")
     _require_quarantinable(model)
     reason = _require_reason(reason, "restoring")
     groups: dict[tuple[str, bool], list[Any]] = {}
@@ -308,6 +310,7 @@ def restore_rows(*, model: type[models.Model], prior: dict[Any, dict[str, Any]],
 
 def purge_quarantined(*, model: type[models.Model], pks: list[Any], reason: str) -> int:
     """Delete quarantined rows, one by one so that each leaves a deletion record with the reason."""
+    _refuse_in_deploy_mode(f"Purging {model._meta.verbose_name_plural}")
     _require_quarantinable(model)
     reason = _require_reason(reason, "purging")
     deleted = 0

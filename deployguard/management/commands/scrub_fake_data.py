@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import models
 
+import deployguard
 from deployguard import scrub
 from deployguard.integrity import default_registry
 from deployguard.management.commands._integrity import EXIT_VIOLATIONS, IntegrityCommand, misuse
@@ -19,8 +20,9 @@ every rule are never touched. Refuses to quarantine more than DEPLOYGUARD_SCRUB_
 (default 20%) of a table without --force. --restore RUN_ID undoes a run exactly;
 --purge --older-than DAYS --apply deletes rows quarantined more than DAYS ago.
 
-Exit status: 0 done (or nothing to do, or a dry run); 1 refused (share over the limit,
-a purge that would take unquarantined rows, a run already restored); 2 misuse."""
+Exit status: 0 done (or nothing to do, or a dry run); 1 refused (deploy mode is on, share
+over the limit, a purge that would take unquarantined rows, a run already restored);
+2 misuse."""
 
 NOTHING_TO_DO = "Nothing to quarantine: every row passes the error-level rules."
 DRY_RUN_DONE = "Dry run: nothing changed. Rerun with --apply to quarantine."
@@ -57,6 +59,13 @@ class Command(IntegrityCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["older_than"] is not None and not options["purge"]:
             raise misuse("--older-than goes with --purge.")
+        writes = options["restore"] or (options["apply"] and not options["list_runs"])
+        if writes:
+            # Refuse before any work, with deploy mode's own message, rather than half way through.
+            try:
+                deployguard.ensure_writable("scrub_fake_data")
+            except deployguard.DeployModeActive as active:
+                raise CommandError(str(active), returncode=EXIT_VIOLATIONS) from None
         if options["list_runs"]:
             self._list_runs()
         elif options["restore"]:
