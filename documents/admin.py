@@ -162,7 +162,7 @@ class SubmissionAdmin(AuditedAdmin):
         return draft.name if draft else "—"
 
     def has_change_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
-        if obj is not None and obj.status == Submission.Status.PUBLISHED:
+        if obj is not None and obj.status != Submission.Status.SUBMITTED:
             return False
         return super().has_change_permission(request, obj)
 

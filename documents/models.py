@@ -135,6 +135,9 @@ class Submission(ServiceOnlyModel):
 
     class Meta:
         ordering = ["-pk"]
+        # Related lookups and internal queries use the guarded manager too: a plain
+        # _base_manager would be a way around the guard.
+        base_manager_name = "objects"
         permissions = [
             ("approve_submission", "Can approve or reject submissions"),
             ("publish_submission", "Can publish approved submissions"),
@@ -186,6 +189,7 @@ class PublishedDraft(ServiceOnlyModel):
 
     class Meta:
         ordering = ["-pk"]
+        base_manager_name = "objects"
         permissions = [("withdraw_publisheddraft", "Can withdraw published drafts")]
         constraints = [
             models.CheckConstraint(
@@ -215,6 +219,9 @@ class DraftNumber(ServiceOnlyModel):
     last_number = models.PositiveBigIntegerField()
 
     objects: ClassVar[ServiceOnlyQuerySet] = ServiceOnlyQuerySet.as_manager()
+
+    class Meta:
+        base_manager_name = "objects"
 
     def __str__(self) -> str:
         return f"{self.prefix}{self.last_number}"

@@ -41,13 +41,20 @@ PERMISSION_REFUSED = "{actor} lacks the permission {permission!r}; ask an admini
 REASON_REQUIRED = "Give a reason for the audit trail: {action} needs one."
 NOT_APPROVED = "{ml_number} is {status}, not approved: approve it first, then publish."
 ALREADY_PUBLISHED = "{ml_number} is already published as {name}; nothing to do."
+PUBLISHED_WITHOUT_DRAFT = (
+    "{ml_number} is marked published but has no draft, which only a write around the services "
+    "can cause: see `manage.py explain_row documents.submission {pk}` and `manage.py scrub_fake_data`."
+)
 NOT_SUBMITTED = "{ml_number} is {status}: only submitted submissions can be {verb}."
 SAME_PERSON = (
     "{ml_number} was approved by {actor}; the two-person rule needs another admin with the "
     "publish permission to publish it."
 )
 ALREADY_WITHDRAWN = "{name} is already withdrawn; nothing to do."
-NOT_EDITABLE = "{ml_number} is {status}; published submissions cannot be edited."
+NOT_EDITABLE = (
+    "{ml_number} is {status}: only submitted submissions can be edited, so that what is "
+    "published is what was approved."
+)
 DEPLOY_MODE_REFUSED = (
     "{action} is paused while the site is being deployed; nothing was changed. {how} "
     "Try again once deploy mode is off."
@@ -103,7 +110,7 @@ def update_submission(
     _refuse_in_deploy_mode(f"Editing {submission.ml_number}")
     with transaction.atomic():
         locked = Submission.objects.select_for_update().get(pk=submission.pk)
-        if locked.status == Submission.Status.PUBLISHED:
+        if locked.status != Submission.Status.SUBMITTED:
             raise TransitionRefused(NOT_EDITABLE.format(ml_number=locked.ml_number, status=locked.status))
         locked.title, locked.submitted_by = title, submitted_by
         locked.full_clean()
@@ -189,9 +196,12 @@ def publish_submission(*, actor: Actor, submission: Submission, reason: str) -> 
     with transaction.atomic():
         locked = Submission.objects.select_for_update().get(pk=submission.pk)
         if locked.status == Submission.Status.PUBLISHED:
-            raise TransitionRefused(
-                ALREADY_PUBLISHED.format(ml_number=locked.ml_number, name=locked.draft.name)
-            )
+            draft = PublishedDraft.objects.filter(submission=locked).first()
+            if draft is None:
+                raise TransitionRefused(
+                    PUBLISHED_WITHOUT_DRAFT.format(ml_number=locked.ml_number, pk=locked.pk)
+                )
+            raise TransitionRefused(ALREADY_PUBLISHED.format(ml_number=locked.ml_number, name=draft.name))
         if locked.status != Submission.Status.APPROVED:
             raise TransitionRefused(NOT_APPROVED.format(ml_number=locked.ml_number, status=locked.status))
         if settings.DOCUMENTS_REQUIRE_SEPARATE_PUBLISHER and locked.approved_by_id == actor.pk:

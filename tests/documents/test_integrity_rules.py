@@ -55,6 +55,14 @@ def test_a_document_published_through_the_services_breaks_no_rule(legitimate):
     assert broken_rules() == {}
 
 
+def test_empty_test_name_and_word_lists_flag_nothing(legitimate, settings):
+    settings.DOCUMENTS_TEST_SUBMITTERS = []
+    settings.DOCUMENTS_TEST_WORDS = []
+
+    assert offending("documents.E007") == set()
+    assert offending("documents.E008") == set()
+
+
 def test_ml_number_and_status_outside_the_formats_are_flagged(legitimate):
     with check_constraints_off(
         "documents_submission",

@@ -96,6 +96,15 @@ def test_saving_a_changed_status_outside_the_services_is_refused(approved):
     assert_unpublished(approved)
 
 
+def test_the_base_manager_is_guarded_too(approved):
+    with pytest.raises(DirectWriteRefused):
+        Submission._base_manager.filter(pk=approved.pk).update(status="published")
+    with pytest.raises(DirectWriteRefused):
+        PublishedDraft._base_manager.bulk_create([draft_for(approved)])
+
+    assert_unpublished(approved)
+
+
 def test_deleting_documents_rows_outside_the_services_is_refused():
     published = SubmissionFactory(status=Submission.Status.PUBLISHED)
 

@@ -206,14 +206,33 @@ def test_withdraw_marks_the_draft_withdrawn_and_refuses_a_second_time(editor):
     assert str(refusal.value) == f"{draft.name} is already withdrawn; nothing to do."
 
 
-def test_editing_a_published_submission_is_refused(editor):
-    submission = SubmissionFactory(status=Submission.Status.PUBLISHED)
+@pytest.mark.parametrize("status", ["approved", "rejected", "published"])
+def test_only_a_submitted_submission_can_be_edited_so_what_is_published_is_what_was_approved(editor, status):
+    submission = SubmissionFactory(status=status)
 
-    with pytest.raises(TransitionRefused):
+    with pytest.raises(TransitionRefused) as refusal:
         services.update_submission(actor=editor, submission=submission, title="New", submitted_by="X")
 
+    assert str(refusal.value) == (
+        f"{submission.ml_number} is {status}: only submitted submissions can be edited, so that what is "
+        "published is what was approved."
+    )
     submission.refresh_from_db()
     assert submission.title != "New"
+
+
+def test_publishing_a_published_submission_whose_draft_is_missing_is_refused_not_a_crash(editor):
+    from tests.documents.fakes import raw_insert_submission
+
+    pk = raw_insert_submission("ML-777", status="published", approved_by_id=editor.pk)
+
+    with pytest.raises(TransitionRefused) as refusal:
+        services.publish_submission(actor=editor, submission=Submission.objects.get(pk=pk), reason="Again")
+
+    assert str(refusal.value) == (
+        "ML-777 is marked published but has no draft, which only a write around the services "
+        f"can cause: see `manage.py explain_row documents.submission {pk}` and `manage.py scrub_fake_data`."
+    )
 
 
 def test_publishing_costs_a_constant_number_of_queries(editor, django_assert_max_num_queries):
