@@ -217,6 +217,23 @@ def os_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+MAX_EXPECTED_MINUTES = 7 * 24 * 60
+EXPECTED_MINUTES_INVALID = "expected minutes must be a number more than 0 and at most {limit} (a week)."
+
+
+def valid_expected_minutes(value: Any) -> float | None:
+    """The expected duration in minutes, or None; ValueError for anything else (bools included)."""
+    if value is None or value == "":
+        return None
+    try:
+        minutes = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        minutes = math.nan
+    if not 0 < minutes <= MAX_EXPECTED_MINUTES:  # also false for NaN
+        raise ValueError(EXPECTED_MINUTES_INVALID.format(limit=MAX_EXPECTED_MINUTES))
+    return minutes
+
+
 def enable(
     *,
     reason: str,
@@ -235,6 +252,7 @@ def enable(
     reason = reason.strip()
     if not reason:
         raise ValueError(REASON_REQUIRED)
+    expected_minutes = valid_expected_minutes(expected_minutes)
     alias = conf.get("DEPLOYGUARD_DATABASE")
     now = timezone.now()
     with transaction.atomic(using=alias):

@@ -91,8 +91,9 @@ def mode(request: HttpRequest) -> JsonResponse:
         wanted = str(data.get("mode", "")).lower()
         if wanted not in ("on", "off"):
             raise ValueError('"mode" must be "on" or "off"')
-        expected = data.get("expected_minutes")
-        expected_minutes = float(expected) if expected not in (None, "") else None
+        expected_minutes = state.valid_expected_minutes(data.get("expected_minutes"))
+    except RecursionError:
+        return _error(BAD_REQUEST.replace("{problem}", "the JSON body is nested too deeply"), 400)
     except ValueError as error:
         return _error(BAD_REQUEST.replace("{problem}", str(error)), 400)
     by = str(data.get("by") or "token holder")[:100]

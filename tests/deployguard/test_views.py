@@ -96,6 +96,29 @@ def test_the_switch_needs_a_mode_and_a_reason(client, token):
     assert state.current().enabled is False
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"mode": "on", "reason": "r", "expected_minutes": [1]}',
+        '{"mode": "on", "reason": "r", "expected_minutes": 1e400}',
+        '{"mode": "on", "reason": "r", "expected_minutes": 1e12}',
+        '{"mode": "on", "reason": "r", "expected_minutes": -5}',
+        '{"mode": "on", "reason": "r", "expected_minutes": true}',
+        '{"mode": "on", "reason": "r", "expected_minutes": "soon"}',
+        '{"mode": "on"' + ', "x": [' * 5000 + "]" * 5000 + "}",
+        "[1, 2]",
+        "{not json",
+    ],
+    ids=["list", "overflow", "too-long", "negative", "bool", "word", "nested", "array", "not-json"],
+)
+def test_malformed_bodies_get_400_and_change_nothing(client, token, body):
+    response = switch(client, body)
+
+    assert response.status_code == 400
+    assert response.json()["error"].startswith('Send JSON such as {"mode": "on"')
+    assert state.current().enabled is False
+
+
 def test_the_switch_is_not_csrf_protected_because_the_token_authenticates(token, db):
     from django.test import Client
 

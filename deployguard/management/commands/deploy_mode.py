@@ -78,8 +78,10 @@ class Command(BaseCommand):
     ) -> None:
         if not reason.strip():
             raise CommandError(state.REASON_REQUIRED, returncode=2)
-        if expected_minutes is not None and expected_minutes <= 0:
-            raise CommandError("--expected-minutes must be more than 0.", returncode=2)
+        try:
+            state.valid_expected_minutes(expected_minutes)
+        except ValueError as error:
+            raise CommandError(f"--expected-minutes: {error}", returncode=2) from None
         try:
             status, drained = state.switch_on(
                 reason=reason,
