@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
@@ -32,6 +32,9 @@ from deployguard.fingerprint import fingerprint_table
 from deployguard.guard import allow_writes, protected_tables
 
 MANIFEST_SUFFIX = ".manifest.json"
+# Seconds to wait for SQLite's write lock before a backup.
+_LOCK_TIMEOUT = 30
+
 MANIFEST_VERSION = 1
 SUFFIXES = {"sqlite": ".sqlite3", "postgresql": ".dump"}
 
@@ -147,23 +150,49 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> None:
         raise BackupError(f"{command[0]} failed: {detail[-1] if detail else f'exit {result.returncode}'}")
 
 
-def _backup_sqlite(target: Path, using: str) -> None:
+def _backup_sqlite(target: Path, using: str) -> dict[str, dict[str, Any]]:
+    """Fingerprint and copy the database while a second connection holds the write lock.
+
+    Other writers queue (readers carry on), so the fingerprints describe exactly the
+    copy. The lock is held on a separate connection because SQLite's backup API
+    cannot copy from a connection that is itself inside a write transaction.
+    """
     connection = connections[using]
     connection.ensure_connection()
-    destination = sqlite3.connect(target)
+    name = str(connection.settings_dict["NAME"])
+    locker = None if connection.is_in_memory_db() else sqlite3.connect(name, timeout=_LOCK_TIMEOUT)
     try:
-        connection.connection.backup(destination)
-        (verdict,) = destination.execute("PRAGMA integrity_check").fetchone()
+        if locker is not None:
+            locker.execute("BEGIN IMMEDIATE")
+        before = fingerprints(using)
+        destination = sqlite3.connect(target)
+        try:
+            connection.connection.backup(destination)
+            (verdict,) = destination.execute("PRAGMA integrity_check").fetchone()
+        finally:
+            destination.close()
     finally:
-        destination.close()
+        if locker is not None:
+            locker.rollback()
+            locker.close()
     if verdict != "ok":
         raise BackupError(f"The copy failed SQLite's integrity check: {verdict}")
+    return before
 
 
-def _backup_postgresql(target: Path, using: str) -> None:
+def _backup_postgresql(target: Path, using: str) -> dict[str, dict[str, Any]]:
+    """pg_dump the snapshot in which the fingerprints were taken, then prove the file reads."""
+    connection = connections[using]
     env = _postgres_environment(using)
-    _run(["pg_dump", "--format=custom", "--file", str(target)], env)
+    with transaction.atomic(using=using):
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("SELECT pg_export_snapshot()")
+            (snapshot,) = cursor.fetchone()
+        before = fingerprints(using)
+        _run(["pg_dump", "--format=custom", f"--snapshot={snapshot}", "--file", str(target)], env)
     _run(["pg_restore", "--list", str(target)], env)
+    return before
 
 
 def backup_database(output: Path | None = None, *, using: str = "default") -> tuple[Path, Manifest]:
@@ -180,12 +209,11 @@ def backup_database(output: Path | None = None, *, using: str = "default") -> tu
     os.close(handle)
     temporary = Path(temporary_name)
     try:
-        before = fingerprints(using)
         if connection.vendor == "sqlite":
             temporary.unlink()
-            _backup_sqlite(temporary, using)
+            before = _backup_sqlite(temporary, using)
         elif connection.vendor == "postgresql":
-            _backup_postgresql(temporary, using)
+            before = _backup_postgresql(temporary, using)
         else:
             raise BackupError(f"backup_db supports SQLite and PostgreSQL, not {connection.vendor}.")
         manifest = Manifest(
@@ -202,13 +230,19 @@ def backup_database(output: Path | None = None, *, using: str = "default") -> tu
         manifest.write(target)
     except OSError as error:
         raise BackupError(f"Writing {target} failed: {error.strerror or error}.") from None
+    except (sqlite3.Error, DatabaseError) as error:
+        raise BackupError(f"The database refused the backup: {error}.") from None
     finally:
         temporary.unlink(missing_ok=True)
     return target, manifest
 
 
-def check_backup(backup: Path, *, using: str = "default") -> Manifest:
-    """The manifest of `backup` after proving the file is the one it describes, for this engine."""
+def database_name(using: str = "default") -> str:
+    return str(connections[using].settings_dict["NAME"])
+
+
+def check_backup(backup: Path, *, using: str = "default", other_database: bool = False) -> Manifest:
+    """The manifest of `backup` after proving the file is the one it describes, for this database."""
     if not backup.is_file():
         raise RestoreRefused(f"No backup file at {backup}.")
     manifest = Manifest.read(backup)
@@ -217,6 +251,12 @@ def check_backup(backup: Path, *, using: str = "default") -> Manifest:
         raise RestoreRefused(
             f"{backup} is a {manifest.engine} backup and this database is {vendor}: "
             "restore it into a database of the same engine."
+        )
+    if manifest.database != database_name(using) and not other_database:
+        raise RestoreRefused(
+            f"{backup} is a backup of {manifest.database}, and this database is {database_name(using)}: "
+            "restoring it here would replace another database's data. Point DATABASE_URL at "
+            f"{manifest.database}, or pass --into-other-database if that is what you mean."
         )
     actual = sha256_of(backup)
     if actual != manifest.sha256:
@@ -255,9 +295,11 @@ def _restore_postgresql(backup: Path, using: str) -> None:
     )
 
 
-def restore_database(backup: Path, *, using: str = "default", reason: str = "restore_db") -> Manifest:
+def restore_database(
+    backup: Path, *, using: str = "default", reason: str = "restore_db", other_database: bool = False
+) -> Manifest:
     """Put the database back as `backup` holds it, then prove it by fingerprints."""
-    manifest = check_backup(backup, using=using)
+    manifest = check_backup(backup, using=using, other_database=other_database)
     vendor = connections[using].vendor
     with allow_writes(reason):
         try:

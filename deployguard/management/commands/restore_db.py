@@ -8,7 +8,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from deployguard.backup import RestoreRefused, RestoreUnverified, check_backup, restore_database
+from deployguard.backup import (
+    RestoreRefused,
+    RestoreUnverified,
+    check_backup,
+    database_name,
+    restore_database,
+)
 
 
 class Command(BaseCommand):
@@ -25,11 +31,19 @@ class Command(BaseCommand):
             "path", type=Path, help="The backup file (its .manifest.json must sit beside it)."
         )
         parser.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
+        parser.add_argument(
+            "--into-other-database",
+            action="store_true",
+            help="Restore a backup of another database into this one (refused otherwise).",
+        )
         parser.add_argument("--database", default="default", help="Database alias (default: default).")
 
-    def handle(self, *args: Any, path: Path, yes: bool, database: str, **options: Any) -> None:
+    def handle(
+        self, *args: Any, path: Path, yes: bool, database: str, into_other_database: bool, **options: Any
+    ) -> None:
+        target = database_name(database)
         try:
-            manifest = check_backup(path, using=database)
+            manifest = check_backup(path, using=database, other_database=into_other_database)
         except RestoreRefused as error:
             raise CommandError(str(error), returncode=1) from None
         if not yes:
@@ -43,14 +57,14 @@ class Command(BaseCommand):
             if answer.strip().lower() not in {"y", "yes"}:
                 raise CommandError("Not confirmed: nothing was restored.", returncode=1)
         try:
-            restore_database(path, using=database)
+            restore_database(path, using=database, other_database=into_other_database)
         except RestoreUnverified as error:
             raise CommandError(f"{error} The backup is still at {path}.", returncode=4) from None
         except RestoreRefused as error:
             raise CommandError(str(error), returncode=1) from None
         self.stdout.write(
             self.style.SUCCESS(
-                f"Restored {manifest.database} from {path}; fingerprints of {len(manifest.fingerprints)} "
+                f"Restored {target} from {path}; fingerprints of {len(manifest.fingerprints)} "
                 "protected tables match the manifest."
             )
         )
