@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
@@ -166,8 +166,17 @@ def _backup_postgresql(target: Path, using: str) -> None:
     _run(["pg_restore", "--list", str(target)], env)
 
 
-def backup_database(output: Path | None = None, *, using: str = "default") -> tuple[Path, Manifest]:
-    """Write a verified backup and its manifest; return the backup's path and manifest."""
+def backup_database(
+    output: Path | None = None,
+    *,
+    using: str = "default",
+    known_fingerprints: dict[str, dict[str, Any]] | None = None,
+) -> tuple[Path, Manifest]:
+    """Write a verified backup and its manifest; return the backup's path and manifest.
+
+    `known_fingerprints`: the protected tables' fingerprints, already taken while nothing can
+    write (deploy_safe, in deploy mode), so they are not computed a second time.
+    """
     connection = connections[using]
     target = Path(output) if output else default_backup_path(using)
     try:
@@ -180,7 +189,7 @@ def backup_database(output: Path | None = None, *, using: str = "default") -> tu
     os.close(handle)
     temporary = Path(temporary_name)
     try:
-        before = fingerprints(using)
+        before = known_fingerprints if known_fingerprints is not None else fingerprints(using)
         if connection.vendor == "sqlite":
             temporary.unlink()
             _backup_sqlite(temporary, using)
@@ -238,7 +247,21 @@ def _restore_sqlite(backup: Path, using: str) -> None:
         source.close()
 
 
-def _restore_postgresql(backup: Path, using: str) -> None:
+def _drop_tables_not_in(manifest: Manifest, using: str) -> list[str]:
+    """Drop the protected tables the backup does not hold (made after it, by a failed migrate, say):
+    `pg_restore --clean` drops only what is in the dump, so they would survive the restore."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        extra = sorted(
+            protected_tables(connection.introspection.table_names(cursor)) - set(manifest.fingerprints)
+        )
+        for table in extra:
+            cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)} CASCADE")
+    return extra
+
+
+def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
+    _drop_tables_not_in(manifest, using)
     connections[using].close()
     _run(
         [
@@ -264,8 +287,8 @@ def restore_database(backup: Path, *, using: str = "default", reason: str = "res
             if vendor == "sqlite":
                 _restore_sqlite(backup, using)
             else:
-                _restore_postgresql(backup, using)
-        except (BackupError, sqlite3.Error) as error:
+                _restore_postgresql(backup, using, manifest)
+        except (BackupError, sqlite3.Error, DatabaseError) as error:
             raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
     differences = compare_fingerprints(manifest.fingerprints, fingerprints(using))
     if differences:
