@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 from django.apps import AppConfig
+
+logger = logging.getLogger("deployguard")
+
+
+def running_command() -> str:
+    """The management command this process runs (`manage.py NAME`, `django-admin NAME`), or ""."""
+    argv = sys.argv or [""]
+    program = os.path.basename(argv[0])
+    if program in {"manage.py", "django-admin", "__main__.py"} and len(argv) > 1:
+        return argv[1]
+    return ""
 
 
 class DeployguardConfig(AppConfig):
@@ -16,6 +31,18 @@ class DeployguardConfig(AppConfig):
         state.check_environment()
         origin.connect_receivers()
         guard.connect_receivers()
+        if running_command() == "deploy_safe":
+            # deployguard is first in INSTALLED_APPS, so every later app's ready() runs frozen.
+            from deployguard import pipeline
+
+            state.force_for_process(pipeline.FROZEN_REASON)
+            pipeline.install_start_up_excepthook()
+        schema_reason = os.environ.get(guard.SCHEMA_CHANGES_VARIABLE, "")
+        if schema_reason:
+            guard.allow_schema_changes_for_process(schema_reason)
+            from deployguard import pipeline
+
+            pipeline.install_data_migration_allowance()
         checks.register()
         integrity.autodiscover()
         monitoring.connect_receivers()

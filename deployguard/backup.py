@@ -31,6 +31,8 @@ from django.utils import timezone
 from deployguard.fingerprint import fingerprint_table
 from deployguard.guard import allow_writes, protected_tables
 
+Fingerprints = dict[str, dict[str, Any]]
+
 MANIFEST_SUFFIX = ".manifest.json"
 # Seconds to wait for SQLite's write lock before a backup.
 _LOCK_TIMEOUT = 30
@@ -150,7 +152,7 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> None:
         raise BackupError(f"{command[0]} failed: {detail[-1] if detail else f'exit {result.returncode}'}")
 
 
-def _backup_sqlite(target: Path, using: str) -> dict[str, dict[str, Any]]:
+def _backup_sqlite(target: Path, using: str, known: Fingerprints | None) -> Fingerprints:
     """Fingerprint and copy the database while a second connection holds the write lock.
 
     Other writers queue (readers carry on), so the fingerprints describe exactly the
@@ -164,7 +166,7 @@ def _backup_sqlite(target: Path, using: str) -> dict[str, dict[str, Any]]:
     try:
         if locker is not None:
             locker.execute("BEGIN IMMEDIATE")
-        before = fingerprints(using)
+        before = known if known is not None else fingerprints(using)
         destination = sqlite3.connect(target)
         try:
             connection.connection.backup(destination)
@@ -180,7 +182,7 @@ def _backup_sqlite(target: Path, using: str) -> dict[str, dict[str, Any]]:
     return before
 
 
-def _backup_postgresql(target: Path, using: str) -> dict[str, dict[str, Any]]:
+def _backup_postgresql(target: Path, using: str, known: Fingerprints | None) -> Fingerprints:
     """pg_dump the snapshot in which the fingerprints were taken, then prove the file reads."""
     connection = connections[using]
     env = _postgres_environment(using)
@@ -189,14 +191,23 @@ def _backup_postgresql(target: Path, using: str) -> dict[str, dict[str, Any]]:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cursor.execute("SELECT pg_export_snapshot()")
             (snapshot,) = cursor.fetchone()
-        before = fingerprints(using)
+        before = known if known is not None else fingerprints(using)
         _run(["pg_dump", "--format=custom", f"--snapshot={snapshot}", "--file", str(target)], env)
     _run(["pg_restore", "--list", str(target)], env)
     return before
 
 
-def backup_database(output: Path | None = None, *, using: str = "default") -> tuple[Path, Manifest]:
-    """Write a verified backup and its manifest; return the backup's path and manifest."""
+def backup_database(
+    output: Path | None = None,
+    *,
+    using: str = "default",
+    known_fingerprints: dict[str, dict[str, Any]] | None = None,
+) -> tuple[Path, Manifest]:
+    """Write a verified backup and its manifest; return the backup's path and manifest.
+
+    `known_fingerprints`: the protected tables' fingerprints, already taken while nothing can
+    write (deploy_safe, in deploy mode), so they are not computed a second time.
+    """
     connection = connections[using]
     target = Path(output) if output else default_backup_path(using)
     try:
@@ -211,9 +222,9 @@ def backup_database(output: Path | None = None, *, using: str = "default") -> tu
     try:
         if connection.vendor == "sqlite":
             temporary.unlink()
-            before = _backup_sqlite(temporary, using)
+            before = _backup_sqlite(temporary, using, known_fingerprints)
         elif connection.vendor == "postgresql":
-            before = _backup_postgresql(temporary, using)
+            before = _backup_postgresql(temporary, using, known_fingerprints)
         else:
             raise BackupError(f"backup_db supports SQLite and PostgreSQL, not {connection.vendor}.")
         manifest = Manifest(
@@ -278,7 +289,21 @@ def _restore_sqlite(backup: Path, using: str) -> None:
         source.close()
 
 
-def _restore_postgresql(backup: Path, using: str) -> None:
+def _drop_tables_not_in(manifest: Manifest, using: str) -> list[str]:
+    """Drop the protected tables the backup does not hold (made after it, by a failed migrate, say):
+    `pg_restore --clean` drops only what is in the dump, so they would survive the restore."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        extra = sorted(
+            protected_tables(connection.introspection.table_names(cursor)) - set(manifest.fingerprints)
+        )
+        for table in extra:
+            cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)} CASCADE")
+    return extra
+
+
+def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
+    _drop_tables_not_in(manifest, using)
     connections[using].close()
     _run(
         [
@@ -306,8 +331,8 @@ def restore_database(
             if vendor == "sqlite":
                 _restore_sqlite(backup, using)
             else:
-                _restore_postgresql(backup, using)
-        except (BackupError, sqlite3.Error) as error:
+                _restore_postgresql(backup, using, manifest)
+        except (BackupError, sqlite3.Error, DatabaseError) as error:
             raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
     differences = compare_fingerprints(manifest.fingerprints, fingerprints(using))
     if differences:

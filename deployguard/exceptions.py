@@ -16,6 +16,10 @@ WAY_OUT_ENVIRONMENT = (
     "Restart this process without DEPLOYMENT_MODE (or with DEPLOYMENT_MODE=false); "
     "`manage.py deploy_mode off` does not lift it."
 )
+WAY_OUT_PROCESS = (
+    "deploy_safe loads the project with every write to protected tables frozen: move this write "
+    "out of start-up code (AppConfig.ready, module import) into a service an admin calls."
+)
 WAY_OUT_UNREADABLE = (
     "Check the database connection and that deployguard's migrations are applied "
     "(`manage.py migrate deployguard`); `manage.py deploy_mode status` shows the state once it can be read."
@@ -34,6 +38,7 @@ class DeployModeActive(Exception):
 def refusal_message(action: str, status: DeployModeStatus) -> str:
     way_out = {
         "environment": WAY_OUT_ENVIRONMENT,
+        "process": WAY_OUT_PROCESS,
         "unreadable": WAY_OUT_UNREADABLE,
     }.get(status.source, WAY_OUT_DATABASE)
     return REFUSED.format(action=action, how=status.describe(), way_out=way_out)

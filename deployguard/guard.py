@@ -306,6 +306,65 @@ def writes_allowed() -> bool:
     return _allowed.get() is not None
 
 
+# --- the narrower way through, for `migrate` during a deploy -------------------------------
+
+DDL_VERBS = frozenset(_DDL)
+DEFAULT_MIGRATE_WRITABLE_TABLES = ("django_migrations", "django_content_type", "auth_permission")
+SCHEMA_CHANGES_VARIABLE = "DEPLOYGUARD_SCHEMA_CHANGES"
+"""Set by deploy_safe in its migrate subprocess; deployguard's ready() reads it."""
+
+_schema_allowed: ContextVar[str | None] = ContextVar("deployguard_allow_schema_changes", default=None)
+_process_schema_reason: str | None = None
+
+
+def migrate_writable_tables() -> frozenset[str]:
+    """Bookkeeping tables `migrate` writes rows into: DEPLOYGUARD_MIGRATE_WRITABLE_TABLES."""
+    from django.conf import settings
+
+    names = getattr(settings, "DEPLOYGUARD_MIGRATE_WRITABLE_TABLES", DEFAULT_MIGRATE_WRITABLE_TABLES)
+    return frozenset(name.lower() for name in names)
+
+
+def _schema_change_allowed(verb: str, table: str) -> bool:
+    """What `allow_schema_changes` lets through: DDL on any table, rows of the bookkeeping
+    tables, and the copy into SQLite's `new__<table>` when it rebuilds a table."""
+    if verb in DDL_VERBS and table != UNKNOWN_TABLE:
+        return True
+    if verb == "INSERT" and table.startswith("new__"):
+        return True
+    return table in migrate_writable_tables()
+
+
+@contextmanager
+def allow_schema_changes(reason: str) -> Iterator[None]:
+    """Let this block change the schema (not the data) while deploy mode is on. Logged.
+
+    DDL passes on any table, and DML on the bookkeeping tables only; every other write to a
+    protected table is still refused. For `migrate` during a deploy.
+    """
+    if not reason or not reason.strip():
+        raise ValueError(REASON_REQUIRED)
+    logger.warning("Schema changes allowed through deploy mode: %s", reason)
+    token = _schema_allowed.set(reason)
+    try:
+        yield
+    finally:
+        _schema_allowed.reset(token)
+
+
+def allow_schema_changes_for_process(reason: str) -> None:
+    """`allow_schema_changes` for the whole process: deploy_safe's migrate subprocess."""
+    global _process_schema_reason
+    if not reason or not reason.strip():
+        raise ValueError(REASON_REQUIRED)
+    logger.warning("Schema changes allowed through deploy mode for this process: %s", reason)
+    _process_schema_reason = reason
+
+
+def schema_changes_allowed() -> bool:
+    return _schema_allowed.get() is not None or _process_schema_reason is not None
+
+
 # --- the wrapper --------------------------------------------------------------------------
 
 
@@ -322,8 +381,9 @@ class WriteGuard:
     ) -> Any:
         writes = write_targets(sql)
         if writes and _allowed.get() is None:
+            schema_only = schema_changes_allowed()
             for verb, table in writes:
-                if is_protected(table):
+                if is_protected(table) and not (schema_only and _schema_change_allowed(verb, table)):
                     status = state.current()
                     if status.enabled:
                         where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'

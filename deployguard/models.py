@@ -41,7 +41,42 @@ class DeployModeState(models.Model):
         return f"deploy mode {'on' if self.enabled else 'off'}"
 
 
+class DeployRecord(models.Model):
+    """One `deploy_safe` run: what it did, where its backup is, and how it ended.
+
+    Saved as `running` before anything is changed, so that a deploy killed half way is
+    found by the next one (and by `deploy_safe --recover`).
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "deployed and verified"
+        ROLLED_BACK = "rolled_back", "failed; data restored (or proved unchanged) and verified"
+        RESTORE_FAILED = "restore_failed", "failed; restore failed or unverified: a person must act"
+        RECOVERED = "recovered", "killed; recovered by deploy_safe --recover"
+
+    deploy_id = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_by = models.CharField(max_length=255, blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    exit_status = models.SmallIntegerField(null=True, blank=True)
+    backup_path = models.CharField(max_length=1024, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    report = models.JSONField(default=dict, blank=True)
+
+    history = HistoricalRecords(
+        bases=[OriginHistoricalModel], history_change_reason_field=models.TextField(null=True)
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"deploy {self.deploy_id} ({self.status})"
+
+
 # Integrity keeps its own models in models_integrity; they are deployguard's tables too.
 from deployguard.models_integrity import ScrubRow, ScrubRun  # noqa: E402
 
-__all__ = ["DeployModeState", "ScrubRow", "ScrubRun"]
+__all__ = ["DeployModeState", "DeployRecord", "ScrubRow", "ScrubRun"]

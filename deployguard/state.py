@@ -36,7 +36,7 @@ UNPARSABLE_ENVIRONMENT = (
 )
 REASON_REQUIRED = "Give a reason for turning deploy mode on: it is shown to everyone whose write is refused."
 
-Source = Literal["database", "environment", "unreadable", "not-installed"]
+Source = Literal["database", "environment", "process", "unreadable", "not-installed"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class DeployModeStatus:
         if self.source == "environment":
             value = os.environ.get(ENVIRONMENT_VARIABLE, "")
             return f"It is forced on for this process by the environment variable {ENVIRONMENT_VARIABLE}={value}."  # noqa: E501
+        if self.source == "process":
+            return f"It is forced on for this process: {self.reason}."
         if self.source == "unreadable":
             return f"The deploy mode state could not be read ({self.error}), so writes are refused."
         if self.source == "not-installed":
@@ -101,6 +103,7 @@ FORCED_BY_ENVIRONMENT = DeployModeStatus(enabled=True, source="environment")
 NOT_INSTALLED = DeployModeStatus(enabled=False, source="not-installed")
 
 _cache: tuple[float, DeployModeStatus] | None = None
+_forced_for_process: DeployModeStatus | None = None
 _table_seen: set[tuple[str, str]] = set()
 
 
@@ -141,6 +144,8 @@ def current() -> DeployModeStatus:
     Both sources, DEPLOYMENT_MODE and the shared row, are read again once the cache has
     expired (reading the environment costs as much as the rest of a cached check).
     """
+    if _forced_for_process is not None:
+        return _forced_for_process
     cached = _cache
     if cached is not None and time.monotonic() < cached[0]:
         return cached[1]
@@ -165,6 +170,17 @@ def prime_cache(status: DeployModeStatus, *, seconds: float = math.inf) -> None:
     """Make this process believe `status` without reading it (nor DEPLOYMENT_MODE). For test
     suites that start every test from a known state; production code never needs it."""
     _remember(status, seconds)
+
+
+def force_for_process(reason: str) -> None:
+    """Deploy mode on for this process until it exits, whatever the shared state says.
+
+    deploy_safe runs its own start-up (every app's ready()) and its work this way, so no
+    code it loads can write a protected row; its bookkeeping goes to deployguard's tables.
+    """
+    global _forced_for_process
+    _forced_for_process = DeployModeStatus(enabled=True, source="process", reason=reason)
+    logger.info("Deploy mode forced on for this process: %s", reason)
 
 
 def clear_cache() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deployguard import state
+from tests.deploy_apps.support import scratch, scratch_template  # noqa: F401 (fixtures)
 from tests.deployguard.support import database_url_for, manage
 
 

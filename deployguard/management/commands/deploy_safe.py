@@ -1,0 +1,111 @@
+"""manage.py deploy_safe: the verified, reversible deploy that CI runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from deployguard.pipeline import EXIT_MISUSE, Options, Pipeline
+
+HELP = """Deploy safely: run the pre-checks, freeze the data, back it up, migrate, and prove the data
+after the deploy equals the data before it; put it back when it does not.
+
+Steps, each timed: pre-checks (one deploy at a time, no incomplete earlier deploy, deploy mode
+off, backup directory writable, clean git tree, check --deploy, makemigrations --check,
+integrity rules or --baseline, the write-path audit) -> deploy mode on -> fingerprints of the
+protected tables and the applied migrations -> verified backup -> migrate (in a subprocess:
+schema changes and bookkeeping rows only; data migrations only with --allow-data-migration)
+-> post-checks (fingerprints equal over the columns each table had before, new tables empty,
+integrity no worse, no unapplied migration) -> deploy mode off -> DeployRecord and one JSON line
+in the deploy log. Deploy mode goes on BEFORE the fingerprint and the backup, so that no live
+write can land between them and the freeze. This process itself starts frozen: an app whose
+ready() hook writes stops it at start-up (exit 1), before anything is touched.
+
+Exit status: 0 deployed and verified; 1 verification failed, and the data was restored (or
+proved unchanged) and verified; 2 misuse; 3 a pre-check failed, nothing was touched; 4 the
+restore failed or could not be verified: the database may differ, deploy mode stays on, a
+person must act (the message names the backup and the command to run). --recover finishes a
+deploy whose process was killed: 0 recovered, 4 could not."""
+
+
+class Command(BaseCommand):
+    help = HELP
+    # The pipeline runs the system checks itself, at --check-level.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--check-level",
+            choices=("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"),
+            default="ERROR",
+            help="Fail the `check --deploy` pre-check at this level or above (default ERROR).",
+        )
+        parser.add_argument(
+            "--baseline", metavar="FILE", help="Compare integrity against this baseline file."
+        )
+        parser.add_argument("--allow-dirty", action="store_true", help="Skip the clean git tree pre-check.")
+        parser.add_argument(
+            "--backup-dir",
+            type=Path,
+            help="Where the backup goes (default: DEPLOYGUARD_BACKUP_DIR, var/backups).",
+        )
+        parser.add_argument(
+            "--allow-data-migration",
+            action="append",
+            default=[],
+            metavar="APP.NAME",
+            help="Let this pending migration write rows; the report lists each row it changed. Repeatable.",
+        )
+        parser.add_argument(
+            "--expected-minutes", type=float, default=15.0, help="Expected length, shown while frozen (15)."
+        )
+        parser.add_argument(
+            "--report", type=Path, metavar="FILE", help="Write the whole run as JSON to FILE."
+        )
+        parser.add_argument(
+            "--recover",
+            action="store_true",
+            help="Finish a killed deploy: restore or prove unchanged, unfreeze.",
+        )
+        parser.add_argument("--database", default="default", help="Database alias (default: default).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        for name in options["allow_data_migration"]:
+            if name.count(".") != 1 or not all(name.split(".")):
+                raise CommandError(
+                    f"--allow-data-migration {name!r}: write it as APP.NAME.", returncode=EXIT_MISUSE
+                )
+        if options["expected_minutes"] <= 0:
+            raise CommandError("--expected-minutes must be positive.", returncode=EXIT_MISUSE)
+        pipeline = Pipeline(
+            Options(
+                check_level=options["check_level"],
+                baseline=options["baseline"],
+                allow_dirty=options["allow_dirty"],
+                backup_dir=options["backup_dir"],
+                allow_data_migrations=options["allow_data_migration"],
+                expected_minutes=options["expected_minutes"],
+                verbosity=options["verbosity"],
+                using=options["database"],
+            ),
+            self._write,
+        )
+        status = pipeline.recover() if options["recover"] else pipeline.run()
+        if options["report"]:
+            try:
+                options["report"].write_text(json.dumps(pipeline.report(), indent=2, default=str) + "\n")
+            except OSError as error:
+                self.stderr.write(
+                    f"Could not write the report {options['report']}: {error.strerror or error}"
+                )
+        if status:
+            raise CommandError(pipeline.message, returncode=status)
+        if options["verbosity"] >= 1:
+            self.stdout.write(self.style.SUCCESS(pipeline.message))
+
+    def _write(self, style: str, text: str) -> None:
+        styler = getattr(self.style, style, None) if style else None
+        self.stdout.write(styler(text) if styler else text)

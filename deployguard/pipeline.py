@@ -1,0 +1,948 @@
+"""The deploy pipeline behind `manage.py deploy_safe`: check, freeze, back up, migrate, verify, restore.
+
+Order: pre-checks → deploy mode on → fingerprints and applied migrations → verified backup →
+`migrate` in a subprocess (schema changes only) → post-checks → deploy mode off → record.
+Deploy mode goes on before the fingerprint and the backup, not after: otherwise a live
+write between the fingerprint and the freeze would make the comparison race. Any failure
+after the backup is undone: nothing to restore when the fingerprints and the applied
+migrations prove the data unchanged, else the backup is restored and verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from io import StringIO
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from deployguard import backup, guard, origin, state
+from deployguard.fingerprint import _prepare, fingerprint_table, row_hash_sql
+
+logger = logging.getLogger("deployguard")
+
+EXIT_DEPLOYED, EXIT_RESTORED, EXIT_MISUSE, EXIT_PRECHECK, EXIT_HUMAN = 0, 1, 2, 3, 4
+
+FROZEN_REASON = (
+    "deploy_safe runs with deploy mode on from start-up, so no app's ready() hook or other "
+    "start-up code can write"
+)
+DATA_MIGRATION_VARIABLE = "DEPLOYGUARD_ALLOW_DATA_MIGRATION"
+DATA_MIGRATION_REPORT_VARIABLE = "DEPLOYGUARD_DATA_MIGRATION_REPORT"
+DEPLOY_ID_VARIABLE = "DEPLOYGUARD_DEPLOY_ID"
+ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
+
+ANOTHER_DEPLOY = "Another deploy_safe is running ({who}); wait for it to finish. Nothing was touched."
+INCOMPLETE_DEPLOY = (
+    "Deploy {deploy_id} (started {started} by {who}) never finished: the process was killed. "
+    "Run `manage.py deploy_safe --recover` first. Nothing was touched."
+)
+HUMAN_MUST_ACT = (
+    "Deploy {deploy_id} failed ({why}) and the restore from {path} {how}: the database may differ from "
+    "before the deploy. Deploy mode stays ON. Run `manage.py restore_db {path} --yes`, check with "
+    "`manage.py verify_integrity`, then `manage.py deploy_mode off`."
+)
+
+
+class PipelineStop(Exception):
+    """Ends the run with `exit_status`; `message` is the one line the operator reads."""
+
+    def __init__(self, exit_status: int, message: str) -> None:
+        self.exit_status = exit_status
+        self.message = message
+        super().__init__(message)
+
+
+# --- what runs inside deploy_safe's own process and its migrate subprocess ----------------
+
+
+def install_start_up_excepthook() -> None:
+    """Name the start-up hook that stopped deploy_safe, rather than leave a bare traceback."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        from django.apps import apps
+
+        if not apps.ready and not isinstance(error, KeyboardInterrupt):
+            frames = traceback.extract_tb(tb)
+            hooks = [f for f in frames if f.name == "ready"] or frames[-1:]
+            where = f"{hooks[-1].filename}:{hooks[-1].lineno} in {hooks[-1].name}()" if hooks else "?"
+            sys.stderr.write(
+                f"deploy_safe stopped at start-up: {where} tried to write while the deploy is frozen "
+                f"({kind.__name__}: {error}). Nothing was written and deploy mode was not turned on. "
+                "Move that write out of start-up code.\n"
+            )
+        previous(kind, error, tb)
+
+    sys.excepthook = hook
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the migrate subprocess gets SIGKILL when deploy_safe dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def table_rows(table: str, *, using: str = "default") -> dict[Any, int] | None:
+    """{pk: row hash} of a table, or None when it has no single-column primary key."""
+    connection = connections[using]
+    _prepare(connection)
+    with connection.cursor() as cursor:
+        pk = connection.introspection.get_primary_key_column(cursor, table)
+        if pk is None:
+            return None
+        columns = [c.name for c in connection.introspection.get_table_description(cursor, table)]
+        quote = connection.ops.quote_name
+        cursor.execute(
+            f"SELECT {quote(pk)}, {row_hash_sql(columns, connection)} FROM {quote(table)}"  # noqa: S608
+        )
+        return dict(cursor.fetchall())
+
+
+def snapshot_rows(*, using: str = "default") -> dict[str, dict[Any, int] | None]:
+    connection = connections[using]
+    tables = guard.protected_tables(connection.introspection.table_names())
+    return {table: table_rows(table, using=using) for table in sorted(tables - bookkeeping_tables())}
+
+
+def diff_rows(
+    before: dict[str, dict[Any, int] | None], after: dict[str, dict[Any, int] | None]
+) -> dict[str, dict[str, list[Any]]]:
+    """Per table, the primary keys of rows added, removed and changed; only tables that changed."""
+    changes: dict[str, dict[str, list[Any]]] = {}
+    for table in sorted(set(before) | set(after)):
+        then, now = before.get(table) or {}, after.get(table) or {}
+        entry = {
+            "added": sorted(set(now) - set(then), key=str),
+            "removed": sorted(set(then) - set(now), key=str),
+            "changed": sorted((pk for pk in set(then) & set(now) if then[pk] != now[pk]), key=str),
+        }
+        if any(entry.values()):
+            changes[table] = entry
+    return changes
+
+
+def install_data_migration_allowance() -> None:
+    """In the migrate subprocess: full writes for the migrations named by deploy_safe
+    --allow-data-migration, and nothing else; the rows each changed go to a report file."""
+    allowed = {name for name in os.environ.get(DATA_MIGRATION_VARIABLE, "").split(",") if name}
+    report = os.environ.get(DATA_MIGRATION_REPORT_VARIABLE, "")
+    if not allowed:
+        return
+    from django.db.migrations.migration import Migration
+
+    original = Migration.apply
+
+    def apply(self: Migration, project_state: Any, schema_editor: Any, collect_sql: bool = False) -> Any:
+        key = f"{self.app_label}.{self.name}"
+        if key not in allowed:
+            return original(self, project_state, schema_editor, collect_sql)
+        using = schema_editor.connection.alias
+        before = snapshot_rows(using=using)
+        with guard.allow_writes(f"deploy_safe --allow-data-migration {key}"):
+            result = original(self, project_state, schema_editor, collect_sql)
+        changes = diff_rows(before, snapshot_rows(using=using))
+        if report:
+            with open(report, "a", encoding="utf-8") as out:
+                out.write(json.dumps({"migration": key, "changes": changes}, default=str) + "\n")
+        return result
+
+    Migration.apply = apply  # type: ignore[method-assign]
+    logger.warning("Data migrations allowed to write during this deploy: %s", ", ".join(sorted(allowed)))
+
+
+# --- pieces the pipeline uses -------------------------------------------------------------
+
+
+def bookkeeping_tables() -> frozenset[str]:
+    return guard.migrate_writable_tables()
+
+
+def table_fingerprints(*, using: str = "default") -> dict[str, dict[str, Any]]:
+    """Every protected table's columns, row count and digest (bookkeeping tables included)."""
+    connection = connections[using]
+    result: dict[str, dict[str, Any]] = {}
+    with connection.cursor() as cursor:
+        tables = sorted(guard.protected_tables(connection.introspection.table_names(cursor)))
+        described = {
+            table: [c.name for c in connection.introspection.get_table_description(cursor, table)]
+            for table in tables
+        }
+    for table, columns in described.items():
+        fp = fingerprint_table(table, using=using, columns=columns)
+        result[table] = {"columns": columns, "count": fp.count, "digest": fp.digest}
+    return result
+
+
+def pending_migrations(*, using: str = "default", app: str | None = None) -> list[str]:
+    connection = connections[using]
+    executor = MigrationExecutor(connection)
+    targets = [node for node in executor.loader.graph.leaf_nodes() if app is None or node[0] == app]
+    return [f"{m.app_label}.{m.name}" for m, backwards in executor.migration_plan(targets) if not backwards]
+
+
+def table_exists(table: str, *, using: str = "default") -> bool:
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        return table in connection.introspection.table_names(cursor)
+
+
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
+_EXCEPTION = re.compile(r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Active|Refused)): (?P<message>.*)$")
+
+
+def parse_writers(stderr: str, base_dir: Path) -> list[dict[str, str]]:
+    """The exceptions in a traceback-bearing stderr, each with the project frame that raised it."""
+    found: list[dict[str, str]] = []
+    frames: list[tuple[str, str, str]] = []
+    framework = ("site-packages", f"{os.sep}deployguard{os.sep}", f"{os.sep}lib{os.sep}python")
+    for line in stderr.splitlines():
+        if match := _FRAME.match(line):
+            frames.append((match["file"], match["line"], match["func"]))
+            continue
+        if match := _EXCEPTION.match(line.strip()):
+            ours = [
+                f
+                for f in frames
+                if not any(part in f[0] for part in framework) and not f[0].endswith("manage.py")
+            ]
+            places = []
+            for file, number, func in ours:
+                with contextlib.suppress(ValueError):
+                    file = str(Path(file).resolve().relative_to(base_dir))
+                places.append(f"{file}:{number} in {func}()")
+            where = " -> ".join(places)
+            found.append(
+                {"exception": match["name"].rsplit(".", 1)[-1], "message": match["message"], "where": where}
+            )
+            frames = []
+    return found
+
+
+class DeployLock:
+    """One deploy at a time: a PostgreSQL session advisory lock, or flock on a file beside SQLite."""
+
+    def __init__(self, using: str = "default") -> None:
+        self.using = using
+        self._handle: Any = None
+
+    def acquire(self) -> bool:
+        connection = connections[self.using]
+        if connection.vendor == "postgresql":
+            # Its own session: restoring closes Django's connection, which would drop the lock.
+            raw = connection.get_new_connection(connection.get_connection_params())
+            raw.autocommit = True
+            with raw.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+                (taken,) = cursor.fetchone()
+            if not taken:
+                raw.close()
+                return False
+            self._handle = raw
+            return True
+        path = Path(str(connection.settings_dict["NAME"]))
+        handle: IO[str] = open(path.with_name(path.name + ".deploy.lock"), "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(Exception):
+                self._handle.close()
+            self._handle = None
+
+
+# --- the pipeline -----------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    check_level: str = "ERROR"
+    baseline: str | None = None
+    allow_dirty: bool = False
+    backup_dir: Path | None = None
+    allow_data_migrations: list[str] = field(default_factory=list)
+    expected_minutes: float = 15.0
+    verbosity: int = 1
+    using: str = "default"
+
+
+@dataclass
+class Step:
+    name: str
+    status: str = "ok"
+    seconds: float = 0.0
+    detail: Any = None
+
+
+Output = Callable[[str, str], None]  # (style name, text)
+
+
+class Pipeline:
+    """One run of deploy_safe (or of deploy_safe --recover)."""
+
+    def __init__(self, options: Options, output: Output) -> None:
+        self.options = options
+        self.out = output
+        self.using = options.using
+        self.deploy_id = f"{timezone.now():%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+        self.started_at = timezone.now()
+        self.steps: list[Step] = []
+        self.lock = DeployLock(self.using)
+        self.record: Any = None
+        self.fingerprints: dict[str, dict[str, Any]] = {}
+        self.migrations: dict[str, list[str]] = {}
+        self.backup_path: Path | None = None
+        self.manifest: backup.Manifest | None = None
+        self.integrity_before: dict[str, int] | None = None
+        self.writers: list[dict[str, str]] = []
+        self.data_changes: dict[str, Any] = {}
+        self.schema_changes: list[str] = []
+        self.exit_status = EXIT_DEPLOYED
+        self.status = "running"
+        self.message = ""
+
+    # --- reporting ---
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[Step]:
+        step = Step(name)
+        started = time.perf_counter()
+        self.steps.append(step)
+        try:
+            yield step
+        except BaseException:
+            step.status = "failed"
+            raise
+        finally:
+            step.seconds = round(time.perf_counter() - started, 3)
+            if self.options.verbosity >= 1:
+                style = (
+                    "SUCCESS" if step.status == "ok" else "WARNING" if step.status == "skipped" else "ERROR"
+                )
+                self.out(style, f"{step.name}: {step.status} ({step.seconds:.2f}s)")
+            if self.options.verbosity >= 2 and step.detail:
+                self.out("", f"  {json.dumps(step.detail, default=str)}")
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "deploy_id": self.deploy_id,
+            "status": self.status,
+            "exit_status": self.exit_status,
+            "message": self.message,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": timezone.now().isoformat(),
+            "database": str(connections[self.using].settings_dict["NAME"]),
+            "engine": connections[self.using].vendor,
+            "backup": str(self.backup_path) if self.backup_path else None,
+            "steps": [asdict(step) for step in self.steps],
+            "blocked_writes": self.writers,
+            "data_migration_changes": self.data_changes,
+            "schema_changes": self.schema_changes,
+        }
+
+    def _save_record(self, **fields: Any) -> None:
+        from deployguard.models import DeployRecord
+
+        if self.record is None:
+            if not table_exists(DeployRecord._meta.db_table, using=self.using):
+                return
+            self.record = DeployRecord(
+                deploy_id=self.deploy_id, started_by=state.os_actor(), started_at=self.started_at
+            )
+        for name, value in fields.items():
+            setattr(self.record, name, value)
+        self.record.backup_path = str(self.backup_path or "")
+        self.record.report = json.loads(json.dumps(self.report(), default=str))
+        self.record._change_reason = f"deploy_safe: {self.record.status}"
+        self.record.save(using=self.using)
+
+    def append_log(self) -> None:
+        path = Path(
+            getattr(settings, "DEPLOYGUARD_DEPLOY_LOG", Path(settings.BASE_DIR) / "var" / "deploys.log")
+        )
+        line = {
+            key: value
+            for key, value in self.report().items()
+            if key not in ("steps", "blocked_writes", "data_migration_changes")
+        }
+        line["seconds"] = round(sum(step.seconds for step in self.steps), 3)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as log:
+                log.write(json.dumps(line, default=str) + "\n")
+        except OSError as error:
+            self.out("ERROR", f"Could not append to the deploy log {path}: {error.strerror or error}")
+
+    # --- the run ---
+
+    def run(self) -> int:
+        with origin.deploy(self.deploy_id), origin.origin(f"deploy_safe {self.deploy_id}"):
+            try:
+                self._run()
+            except PipelineStop as stop:
+                self.exit_status, self.message = stop.exit_status, stop.message
+            finally:
+                self.lock.release()
+        return self.exit_status
+
+    def _run(self) -> None:
+        self.pre_checks()
+        self.bootstrap()
+        with self.step("deploy mode on") as step:
+            status, drained = state.switch_on(
+                reason=f"deploy_safe {self.deploy_id}",
+                changed_by=state.os_actor(),
+                deploy_id=self.deploy_id,
+                expected_minutes=self.options.expected_minutes,
+            )
+            step.detail = {"expected_end": status.expected_end, "drain": drained}
+            self._save_record(status="running")
+        try:
+            with self.step("fingerprint") as step:
+                self.fingerprints = table_fingerprints(using=self.using)
+                self.migrations = backup.applied_migrations(self.using)
+                step.detail = {
+                    "tables": len(self.fingerprints),
+                    "rows": sum(fp["count"] for fp in self.fingerprints.values()),
+                }
+            with self.step("backup") as step:
+                directory = self.options.backup_dir or backup.default_backup_dir()
+                self.backup_path, self.manifest = backup.backup_database(
+                    backup.default_backup_path(self.using, directory),
+                    using=self.using,
+                    known_fingerprints={
+                        t: {"count": fp["count"], "digest": fp["digest"]}
+                        for t, fp in self.fingerprints.items()
+                    },
+                )
+                step.detail = {"path": str(self.backup_path), "size": self.manifest.size}
+                self._save_record(status="running")
+        except (backup.BackupError, DatabaseError, OSError) as error:
+            # Nothing was migrated: the data is as it was. Unfreeze and stop.
+            state.switch_off(changed_by=state.os_actor(), reason=f"deploy_safe {self.deploy_id} aborted")
+            self.status = "rolled_back"
+            self._finish(EXIT_RESTORED, f"The backup failed ({error}); nothing was migrated.")
+            raise PipelineStop(EXIT_RESTORED, self.message) from None
+        failure = self.migrate()
+        if failure is None:
+            failure = self.post_checks()
+        if failure is not None:
+            self.roll_back(failure)
+            return
+        with self.step("deploy mode off"):
+            state.switch_off(changed_by=state.os_actor(), reason=f"deploy_safe {self.deploy_id} done")
+        self.status = "succeeded"
+        self._finish(EXIT_DEPLOYED, f"Deploy {self.deploy_id} done: migrated and verified.")
+
+    def _finish(self, exit_status: int, message: str) -> None:
+        self.exit_status, self.message = exit_status, message
+        with contextlib.suppress(DatabaseError):
+            self._save_record(status=self.status, finished_at=timezone.now(), exit_status=exit_status,
+                              message=message)  # fmt: skip
+        self.append_log()
+
+    # --- pre-checks ---
+
+    def pre_checks(self) -> None:
+        with self.step("pre-check: one deploy at a time") as step:
+            if not self.lock.acquire():
+                step.status = "failed"
+                raise PipelineStop(EXIT_PRECHECK, ANOTHER_DEPLOY.format(who=self._running_deploy()))
+        failures: list[str] = []
+        for name, check in (
+            ("no incomplete deploy", self._check_incomplete),
+            ("deploy mode off", self._check_deploy_mode_off),
+            ("backup directory writable", self._check_backup_dir),
+            ("clean git working tree", self._check_git),
+            ("check --deploy", self._check_system),
+            ("makemigrations --check", self._check_makemigrations),
+            ("data migrations named", self._check_allowed_migrations),
+            ("integrity", self._check_integrity),
+            ("write-path audit", self._check_audit),
+        ):
+            with self.step(f"pre-check: {name}") as step:
+                problem = check(step)
+                if problem:
+                    step.status = "failed"
+                    step.detail = problem
+                    failures.append(problem)
+                    if self.options.verbosity >= 1:
+                        self.out("ERROR", f"  {problem}")
+        if failures:
+            self.status = "precheck_failed"
+            self.exit_status = EXIT_PRECHECK
+            self.message = f"{len(failures)} pre-check(s) failed; nothing was touched: " + " | ".join(
+                failures
+            )
+            self.append_log()
+            raise PipelineStop(EXIT_PRECHECK, self.message)
+
+    def _running_deploy(self) -> str:
+        from deployguard.models import DeployRecord
+
+        with contextlib.suppress(DatabaseError):
+            if table_exists(DeployRecord._meta.db_table, using=self.using):
+                running = DeployRecord.objects.using(self.using).filter(status="running").first()
+                if running:
+                    return f"deploy {running.deploy_id}, started {running.started_at:%Y-%m-%d %H:%M:%S} by {running.started_by}"  # noqa: E501
+        return "it holds the deploy lock"
+
+    def _check_incomplete(self, step: Step) -> str:
+        from deployguard.models import DeployRecord
+
+        if not table_exists(DeployRecord._meta.db_table, using=self.using):
+            step.status = "skipped"
+            return ""
+        running = DeployRecord.objects.using(self.using).filter(status="running").first()
+        if running:
+            return INCOMPLETE_DEPLOY.format(
+                deploy_id=running.deploy_id, started=running.started_at.isoformat(timespec="seconds"),
+                who=running.started_by,
+            )  # fmt: skip
+        return ""
+
+    def _check_deploy_mode_off(self, step: Step) -> str:
+        from deployguard.models import STATE_ROW_ID, DeployModeState
+
+        if not table_exists(DeployModeState._meta.db_table, using=self.using):
+            return ""
+        row = DeployModeState.objects.using(self.using).filter(pk=STATE_ROW_ID).first()
+        if row and row.enabled:
+            return f"Deploy mode is already on ({state._status_from_row(row).describe()}); turn it off first."
+        return ""
+
+    def _check_backup_dir(self, step: Step) -> str:
+        directory = self.options.backup_dir or backup.default_backup_dir()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".deploy_safe-probe-"):
+                pass
+        except OSError as error:
+            return f"The backup directory {directory} is not writable ({error.strerror or error}); pass --backup-dir."  # noqa: E501
+        step.detail = str(directory)
+        return ""
+
+    def _check_git(self, step: Step) -> str:
+        if self.options.allow_dirty:
+            step.status = "skipped"
+            return ""
+        git = shutil.which("git")
+        if git is None:
+            step.status = "skipped"
+            return ""
+        base = str(settings.BASE_DIR)
+        inside = subprocess.run(  # noqa: S603
+            [git, "-C", base, "rev-parse", "--is-inside-work-tree"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if inside.returncode != 0:
+            step.status = "skipped"
+            return ""
+        status = subprocess.run(  # noqa: S603
+            [git, "-C", base, "status", "--porcelain"], capture_output=True, text=True, check=False
+        )
+        if status.stdout.strip():
+            changed = status.stdout.strip().splitlines()
+            return f"The git working tree has {len(changed)} uncommitted change(s) ({changed[0].strip()}, …): commit them or pass --allow-dirty."  # noqa: E501
+        return ""
+
+    def _check_system(self, step: Step) -> str:
+        buffer = StringIO()
+        try:
+            call_command(
+                "check", deploy=True, fail_level=self.options.check_level, stdout=buffer, stderr=buffer
+            )
+        except CommandError as error:
+            return f"`check --deploy` found issues at {self.options.check_level} or above: {str(error).strip().splitlines()[-1]}"  # noqa: E501
+        return ""
+
+    def _check_makemigrations(self, step: Step) -> str:
+        buffer = StringIO()
+        try:
+            call_command("makemigrations", check=True, dry_run=True, stdout=buffer, stderr=buffer)
+        except SystemExit as exit_:
+            if exit_.code:
+                return f"Models have changes without migrations: run makemigrations and commit ({buffer.getvalue().strip()[:200]})."  # noqa: E501
+        return ""
+
+    def _check_allowed_migrations(self, step: Step) -> str:
+        if not self.options.allow_data_migrations:
+            step.status = "skipped"
+            return ""
+        pending = set(pending_migrations(using=self.using))
+        unknown = [name for name in self.options.allow_data_migrations if name not in pending]
+        if unknown:
+            return f"--allow-data-migration names no pending migration: {', '.join(unknown)}."
+        return ""
+
+    def _integrity_counts(self) -> dict[str, int]:
+        from deployguard.integrity import default_registry, evaluate
+
+        return {r.rule.id: r.count for r in evaluate(default_registry.select(), sample_size=0)}
+
+    def _check_integrity(self, step: Step) -> str:
+        from deployguard import baseline
+        from deployguard.integrity import default_registry
+
+        try:
+            self.integrity_before = self._integrity_counts()
+        except DatabaseError as error:
+            # The new code's models may not match the old schema until migrate has run.
+            step.status = "skipped"
+            step.detail = f"rules could not run on the old schema: {error}"
+            return ""
+        errors = {
+            rule_id: count
+            for rule_id, count in self.integrity_before.items()
+            if count and default_registry.rules[rule_id].severity == "error"
+        }
+        step.detail = self.integrity_before
+        if self.options.baseline:
+            try:
+                comparison = baseline.compare(self.options.baseline, default_registry.models())
+            except baseline.BaselineError as error:
+                return f"Baseline {self.options.baseline}: {error}"
+            if not comparison.ok:
+                return f"The data differs from the baseline {self.options.baseline}: run verify_integrity --baseline."  # noqa: E501
+            return ""
+        if errors:
+            listed = ", ".join(f"{rule_id} ({count})" for rule_id, count in errors.items())
+            return f"Integrity errors before the deploy: {listed}; see `manage.py verify_integrity`."
+        return ""
+
+    def _check_audit(self, step: Step) -> str:
+        from deployguard.write_paths import audit, config_from_settings
+
+        report = audit(config_from_settings())
+        if report.violations or report.errors:
+            return (
+                f"The write-path audit found {len(report.violations)} violation(s) and "
+                f"{len(report.errors)} unscannable file(s): run `manage.py audit_write_paths`."
+            )
+        return ""
+
+    # --- deployguard's own tables, before anything else ---
+
+    def bootstrap(self) -> None:
+        """Create deployguard's tables when this release brings them: the switch and the record
+        live there. Runs frozen (DEPLOYMENT_MODE=true): schema and bookkeeping only."""
+        pending = pending_migrations(using=self.using, app="deployguard")
+        if not pending:
+            return
+        with self.step("bootstrap deployguard's tables") as step:
+            result = self._manage("migrate", "deployguard", "--noinput", extra={"DEPLOYMENT_MODE": "true"})
+            step.detail = {"migrations": pending}
+            if result.returncode != 0:
+                step.status = "failed"
+                raise PipelineStop(
+                    EXIT_PRECHECK, f"Could not create deployguard's tables: {result.stderr.strip()[-400:]}"
+                )
+            step.detail["applied"] = pending
+
+    # --- migrate ---
+
+    def _manage(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        manage_py = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0].endswith("manage.py") else None
+        if manage_py is None or not manage_py.exists():
+            manage_py = Path(settings.BASE_DIR) / "manage.py"
+        env = {
+            **os.environ,
+            DEPLOY_ID_VARIABLE: self.deploy_id,
+            guard.SCHEMA_CHANGES_VARIABLE: f"deploy_safe {self.deploy_id}: migrate",
+            **(extra or {}),
+        }
+        return subprocess.run(  # noqa: S603
+            [sys.executable, str(manage_py), *args, f"--verbosity={self.options.verbosity}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            preexec_fn=_die_with_parent,
+        )
+
+    def migrate(self) -> str | None:
+        """Run migrate in a subprocess; the failure in one line, or None."""
+        with self.step("migrate") as step:
+            pending = pending_migrations(using=self.using)
+            step.detail = {"pending": pending}
+            extra: dict[str, str] = {}
+            report_file = None
+            if self.options.allow_data_migrations:
+                handle, report_file = tempfile.mkstemp(prefix="deploy_safe-data-", suffix=".jsonl")
+                os.close(handle)
+                extra = {
+                    DATA_MIGRATION_VARIABLE: ",".join(self.options.allow_data_migrations),
+                    DATA_MIGRATION_REPORT_VARIABLE: report_file,
+                }
+            result = self._manage("migrate", "--noinput", extra=extra)
+            connections[self.using].close()  # the schema changed under this connection
+            step.detail["exit_status"] = result.returncode
+            if self.options.verbosity >= 2 and result.stdout:
+                self.out("", result.stdout.rstrip())
+            if report_file:
+                with contextlib.suppress(OSError):
+                    for line in Path(report_file).read_text().splitlines():
+                        entry = json.loads(line)
+                        self.data_changes[entry["migration"]] = entry["changes"]
+                    os.unlink(report_file)
+                step.detail["data_migration_changes"] = self.data_changes
+            if result.returncode != 0:
+                step.status = "failed"
+                self.writers = parse_writers(result.stderr, Path(settings.BASE_DIR).resolve())
+                step.detail["errors"] = self.writers
+                step.detail["stderr_tail"] = result.stderr.strip().splitlines()[-5:]
+                blocked = [w for w in self.writers if w["exception"] == "DeployModeActive"]
+                named = blocked or self.writers
+                if named:
+                    first = named[-1]
+                    return f"migrate failed: {first['exception']} at {first['where'] or '?'}: {first['message'][:300]}"  # noqa: E501
+                return f"migrate exited {result.returncode}"
+        return None
+
+    # --- post-checks ---
+
+    def post_checks(self) -> str | None:
+        problems: list[str] = []
+        with self.step("post-check: health") as step:
+            try:
+                with connections[self.using].cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                still = pending_migrations(using=self.using)
+            except DatabaseError as error:
+                still, step.detail = [], f"database unreachable: {error}"
+                problems.append(f"Database unreachable after migrate: {error}")
+            if still:
+                problems.append(f"{len(still)} migration(s) still unapplied: {', '.join(still[:5])}")
+            if problems:
+                step.status = "failed"
+        with self.step("post-check: fingerprints") as step:
+            changed = self._compare_fingerprints()
+            step.detail = {"schema_changes": self.schema_changes, "differences": changed}
+            if changed:
+                step.status = "failed"
+                problems.append("Data changed during the deploy: " + "; ".join(changed))
+        with self.step("post-check: integrity") as step:
+            try:
+                after = self._integrity_counts()
+            except DatabaseError as error:
+                after = None
+                problems.append(f"Integrity rules failed to run: {error}")
+            if after is not None:
+                from deployguard.integrity import default_registry
+
+                before = self.integrity_before
+                worse = {
+                    rule_id: count
+                    for rule_id, count in after.items()
+                    if count > (before.get(rule_id, 0) if before is not None else 0)
+                    and (before is not None or default_registry.rules[rule_id].severity == "error")
+                }
+                step.detail = {"before": before, "after": after}
+                if worse:
+                    problems.append(
+                        "Integrity is worse than before: "
+                        + ", ".join(f"{rule_id} {count} rows" for rule_id, count in worse.items())
+                    )
+            if problems and problems[-1].startswith("Integrity"):
+                step.status = "failed"
+        return " | ".join(problems) if problems else None
+
+    def _compare_fingerprints(self) -> list[str]:
+        """Differences between now and the fingerprints taken before migrate, over the columns
+        each table had then; new tables must be empty; tables a named data migration changed
+        are reported, not compared."""
+        connection = connections[self.using]
+        skip = set(bookkeeping_tables()) | set().union(*(set(c) for c in self.data_changes.values()))
+        with connection.cursor() as cursor:
+            now = set(guard.protected_tables(connection.introspection.table_names(cursor)))
+            columns_now = {
+                table: {c.name for c in connection.introspection.get_table_description(cursor, table)}
+                for table in now
+            }
+        differences: list[str] = []
+        for table, before in sorted(self.fingerprints.items()):
+            if table in skip:
+                continue
+            if table not in now:
+                self.schema_changes.append(f"{table}: dropped")
+                continue
+            dropped = [c for c in before["columns"] if c not in columns_now[table]]
+            added = sorted(columns_now[table] - set(before["columns"]))
+            if added:
+                self.schema_changes.append(f"{table}: columns added {', '.join(added)}")
+            if dropped:
+                self.schema_changes.append(f"{table}: columns dropped {', '.join(dropped)}; counts compared")
+                kept = [c for c in before["columns"] if c in columns_now[table]]
+                count = fingerprint_table(table, using=self.using, columns=kept or None).count
+                if count != before["count"]:
+                    differences.append(f"{table}: {before['count']} rows before, {count} after")
+                continue
+            fp = fingerprint_table(table, using=self.using, columns=before["columns"])
+            if fp.count != before["count"]:
+                differences.append(f"{table}: {before['count']} rows before, {fp.count} after")
+            elif fp.digest != before["digest"]:
+                differences.append(f"{table}: {fp.count} rows both times, contents differ")
+        for table in sorted(now - set(self.fingerprints) - skip):
+            self.schema_changes.append(f"{table}: created")
+            count = fingerprint_table(table, using=self.using).count
+            if count:
+                differences.append(f"{table}: new table holds {count} rows; it must start empty")
+        return differences
+
+    # --- undo ---
+
+    def _unchanged(self, manifest: backup.Manifest) -> list[str]:
+        differences = backup.compare_fingerprints(manifest.fingerprints, backup.fingerprints(self.using))
+        if backup.applied_migrations(self.using) != manifest.migrations:
+            differences.append("applied migrations differ")
+        return differences
+
+    def roll_back(self, why: str) -> None:
+        assert self.backup_path is not None and self.manifest is not None
+        with self.step("roll back") as step:
+            try:
+                differences = self._unchanged(self.manifest)
+                if not differences:
+                    step.detail = "proved unchanged: fingerprints and applied migrations equal the backup's"
+                else:
+                    step.detail = {"restored_because": differences}
+                    backup.restore_database(
+                        self.backup_path, using=self.using, reason=f"deploy_safe {self.deploy_id} rollback"
+                    )
+                    state.clear_cache()
+                    left = self._unchanged(self.manifest)
+                    if left:
+                        raise backup.RestoreUnverified("; ".join(left))
+            except (backup.RestoreUnverified, backup.RestoreRefused, DatabaseError, OSError) as error:
+                step.status = "failed"
+                step.detail = {"error": str(error)}
+                self.status = "restore_failed"
+                message = HUMAN_MUST_ACT.format(
+                    deploy_id=self.deploy_id,
+                    why=why,
+                    path=self.backup_path,
+                    how=f"failed or is unverified ({error})",
+                )
+                self._finish(EXIT_HUMAN, message)
+                self._alert(message)
+                raise PipelineStop(EXIT_HUMAN, message) from None
+        self.record = self._fresh_record()
+        with self.step("deploy mode off"):
+            state.switch_off(changed_by=state.os_actor(), reason=f"deploy_safe {self.deploy_id} rolled back")
+        self.status = "rolled_back"
+        message = f"Deploy {self.deploy_id} failed and was rolled back ({step.detail if isinstance(step.detail, str) else 'restored from ' + str(self.backup_path)}): {why}"  # noqa: E501
+        self._finish(EXIT_RESTORED, message)
+        self._alert(message)
+        raise PipelineStop(EXIT_RESTORED, message)
+
+    def _fresh_record(self) -> Any:
+        """The record, re-saved from memory after a restore put back the backup's copy."""
+        record = self.record
+        if record is not None:
+            record._state.adding = False  # update the restored row, or insert it if it is gone
+        return record
+
+    def _alert(self, message: str) -> None:
+        with contextlib.suppress(Exception):
+            mail_admins(f"deploy_safe {self.deploy_id}: {self.status}", message, fail_silently=True)
+
+    # --- recovery ---
+
+    def recover(self) -> int:
+        from deployguard.models import DeployRecord
+
+        with origin.origin("deploy_safe --recover"):
+            try:
+                with self.step("one deploy at a time"):
+                    if not self.lock.acquire():
+                        raise PipelineStop(EXIT_PRECHECK, ANOTHER_DEPLOY.format(who=self._running_deploy()))
+                record = DeployRecord.objects.using(self.using).filter(status="running").first()
+                if record is None:
+                    self.message = "No incomplete deploy to recover."
+                    return EXIT_DEPLOYED
+                self.record, self.deploy_id, self.started_at = record, record.deploy_id, record.started_at
+                self.steps = [Step(**s) for s in record.report.get("steps", [])] + self.steps
+                with self.step("recover") as step:
+                    try:
+                        if record.backup_path:
+                            self.backup_path = Path(record.backup_path)
+                            manifest = backup.check_backup(self.backup_path, using=self.using)
+                            differences = self._unchanged(manifest)
+                            if differences:
+                                backup.restore_database(
+                                    self.backup_path, using=self.using, reason="deploy_safe --recover"
+                                )
+                                state.clear_cache()
+                                if left := self._unchanged(manifest):
+                                    raise backup.RestoreUnverified("; ".join(left))
+                                step.detail = {"restored_because": differences}
+                            else:
+                                step.detail = (
+                                    "proved unchanged: fingerprints and applied migrations equal the backup's"
+                                )
+                        else:
+                            step.detail = "killed before its backup was made, so before migrate: nothing ran"
+                    except (backup.RestoreUnverified, backup.RestoreRefused, DatabaseError, OSError) as error:
+                        step.status = "failed"
+                        self.status = "restore_failed"
+                        message = HUMAN_MUST_ACT.format(
+                            deploy_id=self.deploy_id, why="killed mid-deploy", path=self.backup_path,
+                            how=f"failed or is unverified ({error})",
+                        )  # fmt: skip
+                        self._finish(EXIT_HUMAN, message)
+                        raise PipelineStop(EXIT_HUMAN, message) from None
+                self.record = self._fresh_record()
+                with self.step("deploy mode off"):
+                    state.switch_off(
+                        changed_by=state.os_actor(), reason=f"deploy_safe --recover {self.deploy_id}"
+                    )
+                self.status = "recovered"
+                self._finish(EXIT_DEPLOYED, f"Recovered deploy {self.deploy_id}: {step.detail}.")
+            except PipelineStop as stop:
+                self.exit_status, self.message = stop.exit_status, stop.message
+            finally:
+                self.lock.release()
+        return self.exit_status
+
+
+__all__ = [
+    "EXIT_DEPLOYED",
+    "EXIT_HUMAN",
+    "EXIT_MISUSE",
+    "EXIT_PRECHECK",
+    "EXIT_RESTORED",
+    "Options",
+    "Pipeline",
+]

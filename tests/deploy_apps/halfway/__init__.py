@@ -1,0 +1,1 @@
+"""A migration that fails half way: its table is created (not atomic), then it raises."""

@@ -1,0 +1,1 @@
+"""A harmless schema migration: one new model."""

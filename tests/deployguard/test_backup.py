@@ -1,0 +1,74 @@
+"""backup_db and restore_db against a scratch database, in subprocesses as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+
+from tests.deploy_apps.support import Scratch
+
+ADD_GROUP = "from django.contrib.auth.models import Group; Group.objects.create(name='after the backup')"
+
+
+def backed_up(scratch: Scratch):
+    path = scratch.directory / "backup.bin"
+    result = scratch.manage("backup_db", "--output", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "Backed up" in result.stdout
+    return path
+
+
+def test_a_backup_restores_the_data_exactly_and_says_so(scratch: Scratch):
+    before = scratch.inspect()
+    path = backed_up(scratch)
+    assert (
+        json.loads(path.with_name(path.name + ".manifest.json").read_text())["fingerprints"]
+        == before["fingerprints"]
+    )
+    assert scratch.manage("shell", "-c", ADD_GROUP).returncode == 0
+    assert scratch.inspect()["fingerprints"] != before["fingerprints"]
+
+    result = scratch.manage("restore_db", str(path), "--yes")
+
+    assert result.returncode == 0, result.stderr
+    assert "fingerprints of" in result.stdout
+    assert scratch.inspect() == before
+
+
+def test_a_corrupted_backup_is_refused_and_nothing_changes(scratch: Scratch):
+    path = backed_up(scratch)
+    assert scratch.manage("shell", "-c", ADD_GROUP).returncode == 0
+    with path.open("ab") as damaged:
+        damaged.write(b"\0garbage")
+    before = scratch.inspect()
+
+    result = scratch.manage("restore_db", str(path), "--yes")
+
+    assert result.returncode == 1
+    assert "does not match its manifest" in result.stderr
+    assert scratch.inspect() == before
+
+
+def test_a_backup_whose_manifest_names_another_engine_is_refused(scratch: Scratch):
+    path = backed_up(scratch)
+    manifest_path = path.with_name(path.name + ".manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    other = "postgresql" if manifest["engine"] == "sqlite" else "sqlite"
+    manifest_path.write_text(json.dumps({**manifest, "engine": other}))
+    before = scratch.inspect()
+
+    result = scratch.manage("restore_db", str(path), "--yes")
+
+    assert result.returncode == 1
+    assert f"is a {other} backup" in result.stderr
+    assert scratch.inspect() == before
+
+
+def test_an_unwritable_output_fails_with_exit_1_and_leaves_nothing(scratch: Scratch):
+    blocker = scratch.directory / "a-file"
+    blocker.write_text("")
+
+    result = scratch.manage("backup_db", "--output", str(blocker / "backup.bin"))
+
+    assert result.returncode == 1
+    assert "Cannot write to" in result.stderr
+    assert blocker.read_text() == ""

@@ -1,0 +1,241 @@
+"""deploy_safe end to end: each test deploys test apps into a scratch database in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from deployguard.management.commands.deploy_safe import HELP
+from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, subprocess_env
+
+LEGITIMATE = {"submissions": ["ML-001"], "drafts": ["rfc1"]}
+
+
+def documents_of(state: dict) -> dict:
+    return {"submissions": state["submissions"], "drafts": state["drafts"]}
+
+
+def test_help_documents_every_exit_status_and_why_deploy_mode_goes_on_first():
+    for text in (
+        "0 deployed and verified",
+        "1 verification failed",
+        "2 misuse",
+        "3 a pre-check failed, nothing was touched",
+        "4 the",
+        "Deploy mode goes on BEFORE the fingerprint",
+    ):
+        assert text in " ".join(HELP.split()), text
+
+
+def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
+    before = scratch.inspect()
+    assert documents_of(before) == LEGITIMATE
+
+    result = scratch.deploy(apps="schema")
+
+    assert result.returncode == 0, result.stderr
+    after = scratch.inspect()
+    assert after["migrations"]["schema"] == ["0001_initial"]
+    assert not after["deploy_mode"]
+    for table, fingerprint in before["fingerprints"].items():
+        if table not in ("django_content_type", "auth_permission", "django_migrations"):
+            assert after["fingerprints"][table] == fingerprint, table
+    assert after["fingerprints"]["schema_note"]["count"] == 0
+    report = scratch.report()
+    assert report["exit_status"] == 0
+    assert report["status"] == "succeeded"
+    assert after["records"] == {report["deploy_id"]: "succeeded"}
+    assert [step["name"] for step in report["steps"]][-8:] == [
+        "deploy mode on", "fingerprint", "backup", "migrate",
+        "post-check: health", "post-check: fingerprints", "post-check: integrity", "deploy mode off",
+    ]  # fmt: skip
+    assert all(isinstance(step["seconds"], float) for step in report["steps"])
+    log = [json.loads(line) for line in scratch.log_path.read_text().splitlines()]
+    assert [(entry["deploy_id"], entry["exit_status"]) for entry in log] == [(report["deploy_id"], 0)]
+
+
+@pytest.mark.parametrize(
+    ("apps", "migration", "exception", "where"),
+    [
+        ("datamig", "datamig", "DeployModeActive", "deploy_apps/datamig/migrations/0001_seed_submissions.py"),
+        ("receiver", "receiver", "DeployModeActive", "tests/deploy_apps/receiver/apps.py"),
+        ("halfway", "halfway", "RuntimeError", "tests/deploy_apps/halfway/migrations/0001_initial.py"),
+    ],
+    ids=["data-migration-creating-submissions", "post-migrate-receiver-publishing", "fails-half-way"],
+)
+def test_the_incident_replayed_is_blocked_rolled_back_and_explained(
+    scratch: Scratch, apps, migration, exception, where
+):
+    before = scratch.inspect()
+
+    result = scratch.deploy(apps=apps)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    after = scratch.inspect()
+    assert after["fingerprints"] == before["fingerprints"]
+    assert after["migrations"] == before["migrations"]
+    assert migration not in after["migrations"]
+    assert documents_of(after) == LEGITIMATE
+    assert not after["deploy_mode"]
+    report = scratch.report()
+    assert report["status"] == "rolled_back"
+    assert after["records"] == {report["deploy_id"]: "rolled_back"}
+    assert any(w["exception"] == exception and where in w["where"] for w in report["blocked_writes"]), report[
+        "blocked_writes"
+    ]
+    assert where in result.stderr  # the one-line message names the writer too
+
+
+def test_an_allowed_data_migration_runs_and_the_report_lists_its_rows(scratch: Scratch):
+    result = scratch.deploy("--allow-data-migration", "allowed.0001_add_group", apps="allowed")
+
+    assert result.returncode == 0, result.stderr
+    report = scratch.report()
+    assert report["data_migration_changes"] == {
+        "allowed.0001_add_group": {"auth_group": {"added": [1], "removed": [], "changed": []}}
+    }
+    assert documents_of(scratch.inspect()) == LEGITIMATE
+
+
+def test_an_unwritable_backup_directory_fails_the_pre_checks_and_touches_nothing(scratch: Scratch):
+    before = scratch.inspect()
+    blocker = scratch.directory / "not-a-directory"
+    blocker.write_text("")
+
+    result = scratch.deploy("--backup-dir", str(blocker / "backups"), apps="schema")
+
+    assert result.returncode == 3, result.stderr
+    assert "backup directory" in result.stderr
+    after = scratch.inspect()
+    assert after == before  # no migration, no switch of deploy mode, no record
+
+
+def test_misuse_exits_2_and_an_unknown_data_migration_fails_the_pre_checks(scratch: Scratch):
+    assert scratch.deploy("--allow-data-migration", "nodot", apps="schema").returncode == 2
+    unknown = scratch.deploy("--allow-data-migration", "schema.0009_nope", apps="schema")
+    assert unknown.returncode == 3
+    assert "names no pending migration: schema.0009_nope" in unknown.stderr
+
+
+def test_a_start_up_hook_that_writes_stops_deploy_safe_before_anything_is_touched(scratch: Scratch):
+    before = scratch.inspect()
+
+    result = subprocess.run(
+        [PYTHON, str(BASE_DIR / "manage.py"), *scratch.deploy_args()],
+        cwd=BASE_DIR,
+        env=subprocess_env(scratch.url, DJANGO_SETTINGS_MODULE="tests.rogue.settings"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "deploy_safe stopped at start-up: " in result.stderr
+    message = result.stderr.split("deploy_safe stopped at start-up: ")[1].splitlines()[0]
+    assert "tests/rogue/apps.py" in message
+    assert scratch.inspect() == before  # nothing written, deploy mode never on
+
+
+def test_one_deploy_at_a_time_and_a_killed_deploy_is_recovered(scratch: Scratch):
+    before = scratch.inspect()
+    signal_file = scratch.directory / "migrating"
+    first = subprocess.Popen(
+        [PYTHON, str(BASE_DIR / "manage.py"), *scratch.deploy_args()],
+        cwd=BASE_DIR,
+        env=subprocess_env(
+            scratch.url,
+            DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings",
+            DEPLOYGUARD_STATE_CACHE_SECONDS="0",
+            **scratch.deploy_env("sleepy", DEPLOY_TEST_SIGNAL_FILE=str(signal_file)),
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not signal_file.exists():
+            assert first.poll() is None, "the first deploy ended before migrating"
+            assert time.monotonic() < deadline, "the first deploy never reached its migration"
+            time.sleep(0.05)
+        running = next(iter(scratch.inspect()["records"]))
+
+        started = time.monotonic()
+        second = scratch.deploy(apps="sleepy")
+        assert second.returncode == 3
+        assert f"deploy {running}" in second.stderr
+        assert time.monotonic() - started < 15
+
+        os.kill(first.pid, signal.SIGKILL)  # mid-migrate: its table is created, not recorded
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    migrating_child = int(signal_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(migrating_child):  # the migrate subprocess dies with its parent
+        assert time.monotonic() < deadline, "the migrate subprocess outlived deploy_safe"
+        time.sleep(0.05)
+
+    frozen = scratch.inspect()
+    assert frozen["deploy_mode"]  # fail closed
+    assert frozen["records"] == {running: "running"}
+    third = scratch.deploy(apps="sleepy")
+    assert third.returncode == 3
+    assert "deploy_safe --recover" in third.stderr
+
+    recovered = scratch.deploy("--recover", apps="sleepy")
+
+    assert recovered.returncode == 0, recovered.stderr
+    after = scratch.inspect()
+    assert not after["deploy_mode"]
+    assert after["records"] == {running: "recovered"}
+    assert after["fingerprints"] == before["fingerprints"]
+    assert after["migrations"] == before["migrations"]
+    assert documents_of(after) == LEGITIMATE
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# --- the guard's narrower way through, used by the migrate subprocess --------------------
+
+
+def _run_guarded(sql: str) -> str:
+    from deployguard import guard
+
+    return guard.write_guard(lambda *args: "ran", sql, None, False, {})
+
+
+def test_schema_changes_let_ddl_and_bookkeeping_rows_through_and_nothing_else(deploy_mode_on):
+    from deployguard import DeployModeActive, guard
+
+    with guard.allow_schema_changes("migrate in a test"):
+        assert _run_guarded('CREATE TABLE "documents_new" ("id" integer)') == "ran"
+        assert _run_guarded('ALTER TABLE "documents_submission" ADD COLUMN "x" integer') == "ran"
+        assert _run_guarded('INSERT INTO "django_migrations" ("app", "name") VALUES (%s, %s)') == "ran"
+        assert _run_guarded('INSERT INTO "django_content_type" ("app_label") VALUES (%s)') == "ran"
+        assert _run_guarded('INSERT INTO "new__documents_submission" SELECT * FROM "x"') == "ran"
+        for sql in (
+            'INSERT INTO "documents_submission" ("title") VALUES (%s)',
+            'UPDATE "documents_publisheddraft" SET "status" = %s',
+            'DELETE FROM "auth_group"',
+        ):
+            with pytest.raises(DeployModeActive):
+                _run_guarded(sql)
+    with pytest.raises(DeployModeActive):
+        _run_guarded('CREATE TABLE "documents_new" ("id" integer)')
