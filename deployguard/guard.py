@@ -34,7 +34,8 @@ REASON_REQUIRED = "allow_writes() needs a reason: it is logged with every block 
 # A statement can only write if one of these words appears outside quotes; anything else
 # is classified without tokenizing.
 _MAYBE_WRITE = re.compile(
-    r"\b(?:insert|update|delete|replace|merge|copy|truncate|create|alter|drop|comment|do|call)\b",
+    r"\b(?:insert|update|delete|replace|merge|copy|truncate|create|alter|drop|comment|do|call|execute"
+    r"|prepare|refresh|into)\b",
     re.IGNORECASE,
 )
 _TOKENS = re.compile(
@@ -42,6 +43,7 @@ _TOKENS = re.compile(
       (?P<skip>(?:%s|%\(\w+\)s|\d|[^\w"'`$;/-]|/(?!\*)|-(?!-))+)  # spaces, punctuation, numbers, placeholders
     | --[^\n]*                                                # line comment
     | /\*.*?(?:\*/|\Z)                                        # block comment
+    | [Ee]'(?:[^'\\]|\\.|'')*(?:'|\Z)                         # PostgreSQL E'' string: \' escapes
     | '(?:[^']|'')*(?:'|\Z)                                   # string literal
     | \$(?P<tag>[A-Za-z_]*)\$.*?(?:\$(?P=tag)\$|\Z)           # dollar-quoted string
     | (?P<quoted>"(?:[^"]|"")*"|`[^`]*`)                      # quoted identifier
@@ -52,7 +54,7 @@ _TOKENS = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _DDL = frozenset({"CREATE", "ALTER", "DROP", "COMMENT"})
-_OPAQUE = frozenset({"DO", "CALL"})
+_OPAQUE = frozenset({"DO", "CALL", "EXECUTE", "PREPARE"})  # bodies not visible here, or not parsed
 _TABLE_OBJECTS = frozenset({"TABLE", "VIEW", "SEQUENCE", "INDEX", "TRIGGER", "RULE", "POLICY"})
 _DDL_MODIFIERS = frozenset(
     {"OR", "REPLACE", "TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "UNIQUE", "MATERIALIZED",
@@ -153,6 +155,16 @@ def _statement_writes(tokens: list[Token]) -> Iterator[tuple[str, str]]:
     if leading in _OPAQUE:
         yield leading, UNKNOWN_TABLE
         return
+    if leading == "REFRESH":  # REFRESH MATERIALIZED VIEW [CONCURRENTLY] name
+        index = _skip(tokens, first + 1, frozenset({"MATERIALIZED", "VIEW", "CONCURRENTLY"}))
+        yield leading, _name_at(tokens, index)[0]
+        return
+    if leading == "SELECT":  # SELECT ... INTO [TEMP] [TABLE] new_table creates a table
+        for index in range(first + 1, len(tokens)):
+            if _word(tokens, index) == "INTO":
+                target = _skip(tokens, index + 1, frozenset({"TEMP", "TEMPORARY", "UNLOGGED", "TABLE"}))
+                yield "SELECT INTO", _name_at(tokens, target)[0]
+                return
     for index, (kind, value) in enumerate(tokens):
         if kind != "word":
             continue
@@ -204,8 +216,20 @@ def _classify_cached(sql: str) -> tuple[tuple[str, str], ...]:
     return _classify(sql)
 
 
+# A single SELECT: starts with the word SELECT (no comment before it: PostgreSQL block
+# comments nest, so what follows one cannot be judged without parsing), has no ";" anywhere
+# (so no second statement, even one hidden by quotes), and no "into" anywhere (SELECT ... INTO
+# creates a table). Data-modifying WITH clauses are allowed at top level only, and this
+# statement starts with SELECT, so it cannot hold one. Checked with string methods only.
+_SELECT_PREFIX = re.compile(r"\s*select\b", re.IGNORECASE)
+
+
+def _is_plain_select(sql: str) -> bool:
+    return _SELECT_PREFIX.match(sql) is not None and ";" not in sql and "into" not in sql.lower()
+
+
 def _classify(sql: str) -> tuple[tuple[str, str], ...]:
-    if not _MAYBE_WRITE.search(sql):
+    if _is_plain_select(sql) or not _MAYBE_WRITE.search(sql):
         return ()
     writes: list[tuple[str, str]] = []
     for statement in _tokenize(sql):
@@ -265,6 +289,18 @@ def _is_protected(table: str) -> bool:
     tables, prefixes = _exempt()
     name = table.removeprefix("new__")  # SQLite rebuilds a table as new__<name> when altering it
     return name not in tables and not name.startswith(prefixes)
+
+
+SWITCH_TABLES = frozenset({"deployguard_deploymodestate", "deployguard_historicaldeploymodestate"})
+"""The deploy-mode switch and its history: deployguard's, but written in deploy mode only by
+state.enable() and state.disable(). Not in protected_tables(): backups leave them alone."""
+
+
+def _refused(table: str) -> bool:
+    """Whether a write to `table` needs deploy mode off (allowances aside)."""
+    if table in SWITCH_TABLES:
+        return not state.switch_writes_allowed()
+    return is_protected(table)
 
 
 def protected_tables(tables: Iterable[str]) -> set[str]:
@@ -380,16 +416,110 @@ class WriteGuard:
         context: dict[str, Any],
     ) -> Any:
         writes = write_targets(sql)
+        status = None
         if writes and _allowed.get() is None:
             schema_only = schema_changes_allowed()
             for verb, table in writes:
-                if is_protected(table) and not (schema_only and _schema_change_allowed(verb, table)):
+                if _refused(table) and not (schema_only and _schema_change_allowed(verb, table)):
                     status = state.current()
                     if status.enabled:
                         where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'
                         raise DeployModeActive(f"{verb} on {where}", status)
                     break
-        return execute(sql, params, many, context)
+        if status is None:
+            return execute(sql, params, many, context)
+        # Hand the state just read to SQLite's authorizer, which may not read it itself.
+        token = _judged.set(status)
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            _judged.reset(token)
+
+
+# --- SQLite: the same rules below Django, for SQL that never reaches the wrapper ------------
+#
+# cursor.executescript() and the raw sqlite3 connection go straight to SQLite. Its authorizer
+# is asked about every action while a statement is prepared, so it sees those too. It runs
+# inside sqlite3_prepare: it must not use the connection (no state query), so it judges on
+# the state the wrapper just read, else on the state this process may still trust, else it
+# refuses (fail closed). SQLite reports a refusal as "not authorized".
+# Not covered: a statement sqlite3 had already prepared and cached while deploy mode was off,
+# re-run with the same text through the raw connection (Django's cursor is still guarded).
+
+_judged: ContextVar[state.DeployModeStatus | None] = ContextVar("deployguard_judged", default=None)
+
+
+def _sqlite_write_actions() -> dict[int, tuple[str, int]]:
+    """Action code -> (verb, which argument holds the table: 1 or 2)."""
+    import sqlite3
+
+    codes = {
+        "SQLITE_INSERT": ("INSERT", 1),
+        "SQLITE_UPDATE": ("UPDATE", 1),
+        "SQLITE_DELETE": ("DELETE", 1),
+        "SQLITE_CREATE_TABLE": ("CREATE", 1),
+        "SQLITE_CREATE_TEMP_TABLE": ("CREATE", 1),
+        "SQLITE_CREATE_VIEW": ("CREATE", 1),
+        "SQLITE_CREATE_TEMP_VIEW": ("CREATE", 1),
+        "SQLITE_CREATE_VTABLE": ("CREATE", 1),
+        "SQLITE_CREATE_INDEX": ("CREATE", 2),
+        "SQLITE_CREATE_TEMP_INDEX": ("CREATE", 2),
+        "SQLITE_CREATE_TRIGGER": ("CREATE", 2),
+        "SQLITE_CREATE_TEMP_TRIGGER": ("CREATE", 2),
+        "SQLITE_DROP_TABLE": ("DROP", 1),
+        "SQLITE_DROP_TEMP_TABLE": ("DROP", 1),
+        "SQLITE_DROP_VIEW": ("DROP", 1),
+        "SQLITE_DROP_TEMP_VIEW": ("DROP", 1),
+        "SQLITE_DROP_VTABLE": ("DROP", 1),
+        "SQLITE_DROP_INDEX": ("DROP", 2),
+        "SQLITE_DROP_TEMP_INDEX": ("DROP", 2),
+        "SQLITE_DROP_TRIGGER": ("DROP", 2),
+        "SQLITE_DROP_TEMP_TRIGGER": ("DROP", 2),
+        "SQLITE_ALTER_TABLE": ("ALTER", 2),
+    }
+    return {getattr(sqlite3, name): verb_and_arg for name, verb_and_arg in codes.items()}
+
+
+def _sqlite_authorizer() -> Callable[[int, str | None, str | None, str | None, str | None], int]:
+    import sqlite3
+
+    write_actions = _sqlite_write_actions()
+    ok, deny = sqlite3.SQLITE_OK, sqlite3.SQLITE_DENY
+    # DROP TABLE t (and DROP VIEW) asks next for DELETE on t: that DELETE is part of the drop.
+    drops_that_delete = {
+        sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_TEMP_TABLE, sqlite3.SQLITE_DROP_VIEW,
+        sqlite3.SQLITE_DROP_TEMP_VIEW,
+    }  # fmt: skip
+    dropping: list[str] = [""]
+
+    def authorize(
+        action: int, arg1: str | None, arg2: str | None, database: str | None, source: str | None
+    ) -> int:
+        found = write_actions.get(action)
+        if found is None or _allowed.get() is not None:
+            return ok
+        verb, position = found
+        table = ((arg1 if position == 1 else arg2) or UNKNOWN_TABLE).lower()
+        if table.startswith("sqlite_"):  # SQLite's own schema and sequence rows
+            return ok
+        if verb == "DELETE" and table == dropping[0]:
+            verb = "DROP"
+        dropping[0] = table if action in drops_that_delete else ""
+        if not _refused(table) or (schema_changes_allowed() and _schema_change_allowed(verb, table)):
+            return ok
+        status = _judged.get() or state.cached()
+        if status is None or status.enabled:
+            logger.error("SQLite refused %s on %s: deploy mode is on or unknown", verb, table)
+            return deny
+        return ok
+
+    return authorize
+
+
+def _install_sqlite_authorizer(connection: BaseDatabaseWrapper) -> None:
+    # Once per raw connection (connection_created); setting it again only replaces it.
+    if connection.connection is not None:
+        connection.connection.set_authorizer(_sqlite_authorizer())
 
 
 write_guard = WriteGuard()
@@ -399,6 +529,8 @@ def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     """Put the guard on a connection (idempotent): the connection_created receiver."""
     if write_guard not in connection.execute_wrappers:
         connection.execute_wrappers.append(write_guard)
+    if connection.vendor == "sqlite":
+        _install_sqlite_authorizer(connection)
 
 
 def is_installed(connection: BaseDatabaseWrapper) -> bool:

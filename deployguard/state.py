@@ -14,6 +14,9 @@ import math
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -107,6 +110,25 @@ _forced_for_process: DeployModeStatus | None = None
 _table_seen: set[tuple[str, str]] = set()
 
 
+# The switch's own rows are protected by the guard while deploy mode is on (a start-up hook
+# or data migration must not turn it off for everyone); only enable() and disable() write them.
+_switching: ContextVar[bool] = ContextVar("deployguard_switching", default=False)
+
+
+@contextmanager
+def _writing_the_switch() -> Iterator[None]:
+    token = _switching.set(True)
+    try:
+        yield
+    finally:
+        _switching.reset(token)
+
+
+def switch_writes_allowed() -> bool:
+    """True inside enable() and disable(): the only code that may write the state row in deploy mode."""
+    return _switching.get()
+
+
 def parse_environment(value: str) -> bool:
     """DEPLOYMENT_MODE's value as a boolean; ImproperlyConfigured when it is neither."""
     normalised = value.strip().lower()
@@ -181,6 +203,19 @@ def force_for_process(reason: str) -> None:
     global _forced_for_process
     _forced_for_process = DeployModeStatus(enabled=True, source="process", reason=reason)
     logger.info("Deploy mode forced on for this process: %s", reason)
+
+
+def cached() -> DeployModeStatus | None:
+    """The state this process may still trust without a query, or None once the cache has
+    expired. Never touches the database: for callers that must not (SQLite's authorizer)."""
+    if _forced_for_process is not None:
+        return _forced_for_process
+    entry = _cache
+    if entry is not None and time.monotonic() < entry[0]:
+        return entry[1]
+    if _forced_by_environment():
+        return FORCED_BY_ENVIRONMENT
+    return None
 
 
 def clear_cache() -> None:
@@ -271,7 +306,7 @@ def enable(
     expected_minutes = valid_expected_minutes(expected_minutes)
     alias = conf.get("DEPLOYGUARD_DATABASE")
     now = timezone.now()
-    with transaction.atomic(using=alias):
+    with _writing_the_switch(), transaction.atomic(using=alias):
         row, _ = DeployModeState.objects.using(alias).select_for_update().get_or_create(pk=STATE_ROW_ID)
         if row.enabled:
             raise DeployModeAlreadyOn(_status_from_row(row))
@@ -297,7 +332,7 @@ def disable(
     from deployguard.models import STATE_ROW_ID, DeployModeState
 
     alias = conf.get("DEPLOYGUARD_DATABASE")
-    with transaction.atomic(using=alias):
+    with _writing_the_switch(), transaction.atomic(using=alias):
         row = DeployModeState.objects.using(alias).select_for_update().filter(pk=STATE_ROW_ID).first()
         was_on = row is not None and row.enabled
         if row is not None and was_on:

@@ -241,7 +241,8 @@ def test_deploy_mode_set_in_the_database_by_another_host_is_seen_once_the_cache_
     from deployguard.models import DeployModeState
 
     # Another host flipped the row: this process has only its cache to go on until it expires.
-    DeployModeState.objects.create(enabled=True, reason="Other host", changed_by="ops@other")
+    with deployguard.allow_writes("test: another host's deploy_mode on"):
+        DeployModeState.objects.create(enabled=True, reason="Other host", changed_by="ops@other")
     state.clear_cache()
     with pytest.raises(deployguard.DeployModeActive, match="ops@other"), transaction.atomic():
         Group.objects.create(name="late")
@@ -334,3 +335,155 @@ def test_recording_a_migration_is_refused_in_deploy_mode_unless_the_pipeline_all
     with deployguard.allow_writes("deploy_safe: migrate"):
         recorder.record_applied("documents", "9999_during_the_deploy")
     assert ("documents", "9999_during_the_deploy") in recorder.applied_migrations()
+
+
+# --- review findings: E-strings, prepared statements, the fast path, the switch's own row -----
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            r"SELECT E'\'' ; UPDATE documents_submission SET status='published'; --'",
+            [("UPDATE", "documents_submission")],
+        ),
+        (r"select e'\\' ; delete from auth_group", [("DELETE", "auth_group")]),
+        ("EXECUTE publish_everything(1)", [("EXECUTE", UNKNOWN_TABLE)]),
+        (
+            "PREPARE publish_everything AS UPDATE documents_submission SET status = $1",
+            [("PREPARE", UNKNOWN_TABLE)],
+        ),
+        ("REFRESH MATERIALIZED VIEW CONCURRENTLY public.stats", [("REFRESH", "stats")]),
+        ("SELECT * INTO TEMP copied FROM auth_group", [("SELECT INTO", "copied")]),
+    ],
+)
+def test_escape_strings_prepared_statements_and_refreshes_are_recognised_as_writes(sql, expected):
+    assert list(write_targets(sql)) == expected
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        r"SELECT E'it\'s ; UPDATE auth_group SET name = 1' FROM auth_group",
+        "SELECT name FROM auth_group WHERE name = 'into the night'",
+    ],
+)
+def test_escape_strings_and_the_word_into_inside_literals_are_still_reads(sql):
+    assert write_targets(sql) == ()
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT 1 INTO copied", [("SELECT INTO", "copied")]),
+        ("/* /* */ SELECT 1 */ UPDATE auth_group SET name = 'x'", [("UPDATE", "auth_group")]),
+        ("SELECT 1 ; UPDATE auth_group SET name = 'x'", [("UPDATE", "auth_group")]),
+    ],
+)
+def test_the_select_fast_path_does_not_hide_writes(sql, expected):
+    assert list(write_targets(sql)) == expected
+
+
+def test_a_large_select_is_classified_as_a_read_without_tokenizing(monkeypatch):
+    ids = ", ".join(["%s"] * 2000)
+    # "comment" is a column here, and one of the words that used to send a statement to the tokenizer.
+    sql = f'SELECT "documents_submission"."comment" FROM "documents_submission" WHERE "id" IN ({ids})'  # noqa: S608
+
+    def tokenized(*args, **kwargs):
+        raise AssertionError("the fast path should have classified this SELECT")
+
+    monkeypatch.setattr(guard, "_tokenize", tokenized)
+    assert len(sql) > 4096
+    assert write_targets(sql) == ()
+
+
+def test_the_deploy_mode_switch_cannot_be_turned_off_behind_the_guard_in_deploy_mode(db):
+    from deployguard.models import DeployModeState
+
+    state.enable(reason="Release 42", changed_by="ops@host")
+    before = list(DeployModeState.objects.values())
+    history_before = DeployModeState.history.count()
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic():
+        DeployModeState.objects.update(enabled=False)
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic():
+        DeployModeState.history.all().delete()
+    assert list(DeployModeState.objects.values()) == before
+    assert DeployModeState.history.count() == history_before
+    assert state.current().enabled
+
+
+def test_the_switch_still_turns_deploy_mode_off_and_on_in_deploy_mode(db):
+    from deployguard.models import DeployModeState
+
+    state.enable(reason="Release 42", changed_by="ops@host")
+    _, was_on = state.disable(changed_by="ops@host")
+    assert was_on
+    assert not DeployModeState.objects.get().enabled
+    state.enable(reason="Release 43", changed_by="ops@host")
+    assert DeployModeState.objects.get().reason == "Release 43"
+    assert DeployModeState.history.count() == 4  # created, on, off, on
+
+
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="executescript is sqlite3's")
+
+
+@sqlite_only
+def test_executescript_cannot_write_a_protected_table_in_deploy_mode(deploy_mode_on_committed):
+    import sqlite3
+
+    state.disable(changed_by="ops@host")
+    Group.objects.create(name="existing")
+    state.enable(reason="Release 42", changed_by="ops@host")
+    before = snapshot()
+    with pytest.raises((DatabaseError, sqlite3.DatabaseError), match="not authorized"):
+        with connection.cursor() as cursor:
+            cursor.executescript("UPDATE auth_group SET name = 'renamed through executescript';")
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        connection.connection.executescript("DELETE FROM auth_group;")
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        with guard.allow_schema_changes("test: migrate"):  # the schema, not the rows
+            connection.connection.executescript("DELETE FROM auth_group;")
+    assert snapshot() == before
+
+
+@sqlite_only
+def test_executescript_is_refused_when_deploymentmode_is_set_in_the_environment(
+    transactional_db, monkeypatch
+):
+    import sqlite3
+
+    Group.objects.create(name="existing")
+    before = snapshot()
+    monkeypatch.setenv("DEPLOYMENT_MODE", "true")
+    state.clear_cache()
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        with connection.cursor() as cursor:
+            cursor.executescript("UPDATE auth_group SET name = 'published';")
+    monkeypatch.setenv("DEPLOYMENT_MODE", "false")
+    state.clear_cache()
+    assert snapshot() == before
+
+
+@sqlite_only
+def test_executescript_writes_pass_when_deploy_mode_is_off_or_inside_allow_writes(deploy_mode_on_committed):
+    with deployguard.allow_writes("test: a script inside the allowance"):
+        connection.connection.executescript("INSERT INTO auth_group (name) VALUES ('allowed');")
+    state.disable(changed_by="ops@host")
+    assert not state.current().enabled  # read now: the script below is judged on this
+    with connection.cursor() as cursor:
+        cursor.executescript("INSERT INTO auth_group (name) VALUES ('off');")
+    assert sorted(Group.objects.values_list("name", flat=True)) == ["allowed", "off"]
+
+
+@sqlite_only
+def test_the_sqlite_authorizer_lets_the_schema_allowance_rebuild_a_table(db):
+    state.enable(reason="Release 42", changed_by="ops@host")
+    with guard.allow_schema_changes("test: migrate"), connection.cursor() as cursor:
+        cursor.execute('CREATE TABLE "documents_rebuilt" ("id" integer)')
+        cursor.execute('CREATE TABLE "new__documents_rebuilt" ("id" integer, "x" integer)')
+        cursor.execute('INSERT INTO "new__documents_rebuilt" ("id") SELECT "id" FROM "documents_rebuilt"')
+        cursor.execute('DROP TABLE "documents_rebuilt"')
+        cursor.execute('ALTER TABLE "new__documents_rebuilt" RENAME TO "documents_rebuilt"')
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic():
+        with guard.allow_schema_changes("test: migrate"), connection.cursor() as cursor:
+            cursor.execute('INSERT INTO "documents_rebuilt" ("id") VALUES (1)')
