@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe
 PYTEST_ARGS ?=
 
-.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench-deploy-mode bench-integrity
+.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench-deploy-mode bench-integrity bench-deploy-safe
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,19 @@ bench-integrity: $(VENV)/.dev
 	@$(BIN)/python -c "import psycopg; c = psycopg.connect('$(BENCH_PG_URL:/deploysafe_int=/postgres)', autocommit=True); \
 		c.execute('CREATE DATABASE deploysafe_int') if not c.execute(\"SELECT 1 FROM pg_database WHERE datname = 'deploysafe_int'\").fetchone() else None"
 	DJANGO_ENV=test DATABASE_URL=$(BENCH_PG_URL) $(BIN)/python benchmarks/bench_integrity.py --rows $(BENCH_ROWS)
+
+# deploy_safe and backup_db against pg_dump / sqlite3 .backup and a bare migrate (not part of
+# `make test`): fills var/bench-deploy-safe.sqlite3 and BENCH_DS_PG_URL with BENCH_ROWS documents.
+BENCH_DS_PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe_bds
+
+bench-deploy-safe: $(VENV)/.dev
+	@echo "=== deploy_safe benchmark on SQLite, $(BENCH_ROWS) rows ==="
+	DJANGO_ENV=test BENCH_ROWS=$(BENCH_ROWS) DATABASE_URL=sqlite:///$(CURDIR)/var/bench-deploy-safe.sqlite3 \
+		$(BIN)/python benchmarks/bench_deploy_safe.py
+	@echo "=== deploy_safe benchmark on PostgreSQL ($(BENCH_DS_PG_URL)), $(BENCH_ROWS) rows ==="
+	@$(BIN)/python -c "import psycopg; c = psycopg.connect('$(BENCH_DS_PG_URL:/deploysafe_bds=/postgres)', autocommit=True); \
+		c.execute('CREATE DATABASE deploysafe_bds') if not c.execute(\"SELECT 1 FROM pg_database WHERE datname = 'deploysafe_bds'\").fetchone() else None"
+	DJANGO_ENV=test BENCH_ROWS=$(BENCH_ROWS) DATABASE_URL=$(BENCH_DS_PG_URL) $(BIN)/python benchmarks/bench_deploy_safe.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

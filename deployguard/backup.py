@@ -161,6 +161,10 @@ def _backup_sqlite(target: Path, using: str, known: Fingerprints | None) -> Fing
     """
     connection = connections[using]
     connection.ensure_connection()
+    # Django probes JSON support on first introspection inside a transaction, which with
+    # transaction_mode IMMEDIATE waits the whole busy timeout for the lock taken below,
+    # then caches "unsupported". Probe it before taking the lock.
+    _ = connection.features.supports_json_field
     name = str(connection.settings_dict["NAME"])
     locker = None if connection.is_in_memory_db() else sqlite3.connect(name, timeout=_LOCK_TIMEOUT)
     try:

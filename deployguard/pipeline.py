@@ -55,6 +55,7 @@ DATA_MIGRATION_VARIABLE = "DEPLOYGUARD_ALLOW_DATA_MIGRATION"
 DATA_MIGRATION_REPORT_VARIABLE = "DEPLOYGUARD_DATA_MIGRATION_REPORT"
 DEPLOY_ID_VARIABLE = "DEPLOYGUARD_DEPLOY_ID"
 ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
+GIT_CHANGES_NAMED = 10  # files named in the clean-tree pre-check's message
 
 ANOTHER_DEPLOY = "Another deploy_safe is running ({who}); wait for it to finish. Nothing was touched."
 INCOMPLETE_DEPLOY = (
@@ -574,8 +575,10 @@ class Pipeline:
             [git, "-C", base, "status", "--porcelain"], capture_output=True, text=True, check=False
         )
         if status.stdout.strip():
-            changed = status.stdout.strip().splitlines()
-            return f"The git working tree has {len(changed)} uncommitted change(s) ({changed[0].strip()}, …): commit them or pass --allow-dirty."  # noqa: E501
+            changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+            named = ", ".join(changed[:GIT_CHANGES_NAMED])
+            more = ", …" if len(changed) > GIT_CHANGES_NAMED else ""
+            return f"The git working tree has {len(changed)} uncommitted change(s) ({named}{more}): commit them or pass --allow-dirty."  # noqa: E501
         return ""
 
     def _check_system(self, step: Step) -> str:

@@ -72,3 +72,21 @@ def test_an_unwritable_output_fails_with_exit_1_and_leaves_nothing(scratch: Scra
     assert result.returncode == 1
     assert "Cannot write to" in result.stderr
     assert blocker.read_text() == ""
+
+
+def test_a_backup_takes_no_busy_timeout_and_leaves_json_support_detected(scratch: Scratch):
+    # Django's first JSON-support probe opens a transaction; under the backup's lock it used to
+    # wait out the whole busy timeout (20 s) and then cache "no JSON support" for the process.
+    program = (
+        "import time; from pathlib import Path; from django.db import connection; "
+        "from deployguard import backup; started = time.monotonic(); "
+        f"backup.backup_database(Path({str(scratch.backup_dir / 'probe')!r})); "
+        "print('PROBE', connection.features.supports_json_field, round(time.monotonic() - started, 1))"
+    )
+
+    result = scratch.manage("shell", "-c", program)
+
+    assert result.returncode == 0, result.stderr
+    supported, seconds = result.stdout.split("PROBE ")[1].split()[:2]
+    assert supported == "True"
+    assert float(seconds) < 10

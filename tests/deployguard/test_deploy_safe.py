@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -239,3 +241,158 @@ def test_schema_changes_let_ddl_and_bookkeeping_rows_through_and_nothing_else(de
                 _run_guarded(sql)
     with pytest.raises(DeployModeActive):
         _run_guarded('CREATE TABLE "documents_new" ("id" integer)')
+
+
+# --- exit 4, alerts, --baseline and the clean-tree pre-check ------------------------------
+
+ADMINS = "Ops <ops@example.com>"
+
+
+def _mailed_env(scratch: Scratch) -> dict[str, str]:
+    """The deploy's mail goes to files in the scratch directory, one per message."""
+    outbox = scratch.directory / "outbox"
+    outbox.mkdir(exist_ok=True)
+    return {"ADMINS": ADMINS, "EMAIL_URL": f"filemail:///{outbox}"}
+
+
+def _subjects(scratch: Scratch) -> list[str]:
+    outbox = scratch.directory / "outbox"
+    return [
+        line.removeprefix("Subject: ")
+        for mail in sorted(outbox.iterdir())
+        for line in mail.read_text().splitlines()
+        if line.startswith("Subject: ")
+    ]
+
+
+def test_a_failed_migrate_whose_restore_cannot_be_verified_exits_4_and_stays_frozen(scratch: Scratch):
+    result = scratch.deploy(
+        apps="damaged", DEPLOY_TEST_BACKUP_DIR=str(scratch.backup_dir), **_mailed_env(scratch)
+    )
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    report = scratch.report()
+    backup_path = report["backup"]
+    assert backup_path and backup_path.startswith(str(scratch.backup_dir))
+    assert report["exit_status"] == 4
+    assert report["status"] == "restore_failed"
+    assert report["steps"][-1]["name"] == "roll back"
+    assert report["steps"][-1]["status"] == "failed"
+    command = f"manage.py restore_db {backup_path} --yes"
+    for text in (report["message"], " ".join(result.stderr.split())):
+        assert f"Deploy {report['deploy_id']} failed" in text
+        assert f"the restore from {backup_path}" in text
+        assert command in text
+        assert "Deploy mode stays ON" in text
+    after = scratch.inspect()
+    assert after["deploy_mode"]  # fail closed: nothing may write to data nobody has verified
+    assert after["records"] == {report["deploy_id"]: "restore_failed"}
+    assert _subjects(scratch) == [f"[Django] deploy_safe {report['deploy_id']}: restore_failed"]
+
+
+def test_a_rolled_back_deploy_mails_the_admins(scratch: Scratch):
+    result = scratch.deploy(apps="halfway", **_mailed_env(scratch))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = scratch.report()
+    assert _subjects(scratch) == [f"[Django] deploy_safe {report['deploy_id']}: rolled_back"]
+
+
+def test_a_deploy_that_succeeds_mails_nobody(scratch: Scratch):
+    result = scratch.deploy(apps="schema", **_mailed_env(scratch))
+
+    assert result.returncode == 0, result.stderr
+    assert _subjects(scratch) == []
+
+
+def test_deploy_passes_when_the_data_equals_the_baseline(scratch: Scratch):
+    baseline = scratch.directory / "baseline.jsonl"
+    saved = scratch.manage("verify_integrity", "--save-baseline", str(baseline))
+    assert saved.returncode == 0, saved.stderr
+
+    result = scratch.deploy("--baseline", str(baseline), apps="schema")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    check = next(s for s in scratch.report()["steps"] if s["name"] == "pre-check: integrity")
+    assert check["status"] == "ok"
+
+
+def test_deploy_exits_3_when_the_data_differs_from_the_baseline(scratch: Scratch):
+    baseline = scratch.directory / "baseline.jsonl"
+    assert scratch.manage("verify_integrity", "--save-baseline", str(baseline)).returncode == 0
+    changed = scratch.manage(
+        "shell", "-c", "from django.db import connection; "
+        "connection.cursor().execute(\"UPDATE documents_submission SET title = 'Changed since'\")",
+    )  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    before = scratch.inspect()
+
+    result = scratch.deploy("--baseline", str(baseline), apps="schema")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"The data differs from the baseline {baseline}" in result.stderr
+    assert scratch.inspect() == before  # nothing migrated, deploy mode never on
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """A clean git checkout holding this working tree's files (committed or not), to run deploy_safe from."""
+    git = shutil.which("git")
+    if git is None or not (BASE_DIR / ".git").exists():
+        pytest.skip("needs git and this repository's working tree")
+    target = tmp_path / "checkout"
+    listed = subprocess.run(
+        [git, "-C", str(BASE_DIR), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    for name in filter(None, listed.stdout.split("\0")):
+        source = BASE_DIR / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for args in (("init", "-q"), ("add", "-A"), ("commit", "-q", "-m", "checkout")):
+        subprocess.run(
+            [git, "-c", "user.name=tests", "-c", "user.email=tests@example.com", *args],
+            cwd=target, check=True, capture_output=True,
+        )  # fmt: skip
+    return target
+
+
+def _deploy_from(checkout: Path, scratch: Scratch, *args: str) -> subprocess.CompletedProcess[str]:
+    command = scratch.deploy_args(*args)
+    command.remove("--allow-dirty")
+    return subprocess.run(
+        [PYTHON, str(checkout / "manage.py"), *command],
+        cwd=checkout,
+        env=subprocess_env(
+            scratch.url,
+            DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings",
+            DEPLOYGUARD_STATE_CACHE_SECONDS="0",
+            **scratch.deploy_env("schema"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_an_uncommitted_change_fails_the_clean_tree_pre_check_unless_allowed(scratch: Scratch, checkout):
+    (checkout / "stray.py").write_text("# not committed\n")
+    (checkout / "README.md").write_text("edited\n")
+    before = scratch.inspect()
+
+    dirty = _deploy_from(checkout, scratch)
+
+    assert dirty.returncode == 3, dirty.stdout + dirty.stderr
+    assert "The git working tree has 2 uncommitted change(s)" in dirty.stderr
+    assert "README.md" in dirty.stderr
+    assert "stray.py" in dirty.stderr
+    assert "--allow-dirty" in dirty.stderr
+    assert scratch.inspect() == before
+
+    allowed = _deploy_from(checkout, scratch, "--allow-dirty")
+
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    git_step = next(s for s in scratch.report()["steps"] if s["name"] == "pre-check: clean git working tree")
+    assert git_step["status"] == "skipped"

@@ -1,0 +1,138 @@
+"""Benchmark backup_db and deploy_safe against the bare tools they wrap, on generated data.
+
+    DATABASE_URL=... BENCH_ROWS=1000000 python benchmarks/bench_deploy_safe.py [--skip-generate]
+
+Fills the database with benchmarks/generate.py (it replaces every documents row), then
+prints two lines, each the median of --repeat runs, ours and the baseline alternating:
+BENCH backup_db ours=<s> baseline=<s> ratio=<r> goal<=1.2   (baseline: pg_dump -Fc, or the
+sqlite3 shell's .backup) and BENCH deploy_safe ours=<s> baseline=<s> ratio=<r> goal<=2.0
+(baseline: backup_db then a bare migrate). Both deploys apply the test app
+tests/deploy_apps/schema, which is unapplied again between runs, outside the timings.
+Every command runs in its own process, as an operator would run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+DEPLOY_SETTINGS = {"DJANGO_SETTINGS_MODULE": "tests.deploy_apps.settings", "DEPLOY_TEST_APPS": "schema"}
+
+
+def _run(command: list[str], **env: str) -> None:
+    result = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} exited {result.returncode}:\n{result.stderr[-2000:]}")
+
+
+def _manage(*args: str, **env: str) -> None:
+    _run([PYTHON, str(ROOT / "manage.py"), *args, "--verbosity=0"], **env)
+
+
+def _timed(action: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def compare(
+    ours: Callable[[], None], baseline: Callable[[], None], repeat: int, reset: Callable[[], None]
+) -> tuple[float, float]:
+    """Medians of `repeat` runs of each, alternating which goes first; `reset` runs before each."""
+    times: dict[str, list[float]] = {"ours": [], "baseline": []}
+    for round_ in range(repeat):
+        order = [("ours", ours), ("baseline", baseline)]
+        for name, action in order if round_ % 2 == 0 else order[::-1]:
+            reset()
+            times[name].append(_timed(action))
+    return statistics.median(times["ours"]), statistics.median(times["baseline"])
+
+
+def bare_backup(url: str, target: Path) -> Callable[[], None]:
+    parsed = urlparse(url)
+    if parsed.scheme.startswith("postgres"):
+        return lambda: _run(["pg_dump", "--format=custom", f"--dbname={url}", "--file", str(target)])
+    return lambda: _run(["sqlite3", parsed.path, f".backup '{target}'"])
+
+
+def report(name: str, ours: float, baseline: float, goal: float, baseline_is: str) -> None:
+    ratio = ours / baseline
+    line = f"BENCH {name} ours={ours:.3f} baseline={baseline:.3f} ratio={ratio:.2f} goal<={goal}"
+    print(f"{line}  # baseline: {baseline_is}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "1000000")))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-generate", action="store_true")
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        sys.exit("Set DATABASE_URL to the scratch database to fill and benchmark; it loses its documents.")
+    os.environ.setdefault("DJANGO_ENV", "test")
+    if not args.skip_generate:
+        # No fakes: deploy_safe's integrity pre-check would rightly refuse to deploy over them.
+        never = str(args.rows + 1)
+        _run(
+            [
+                PYTHON,
+                str(ROOT / "benchmarks" / "generate.py"),
+                "--rows",
+                str(args.rows),
+                "--fake-every",
+                never,
+            ]
+        )
+    scratch = Path(tempfile.mkdtemp(prefix="bench-deploy-safe-"))
+    try:
+        backups = scratch / "backups"
+
+        def clear_backups() -> None:
+            shutil.rmtree(backups, ignore_errors=True)
+            backups.mkdir()
+
+        target = backups / "backup"
+        ours, baseline = compare(
+            lambda: _manage("backup_db", "--output", str(target)),
+            bare_backup(url, target),
+            args.repeat,
+            clear_backups,
+        )
+        report("backup_db", ours, baseline, 1.2, "pg_dump -Fc" if "postgres" in url else "sqlite3 .backup")
+
+        env = {**DEPLOY_SETTINGS, "DEPLOYGUARD_DEPLOY_LOG": str(scratch / "deploys.log")}
+
+        def unapply() -> None:
+            clear_backups()
+            _manage("migrate", "schema", "zero", "--noinput", **env)
+
+        def deploy_safe() -> None:
+            _manage("deploy_safe", "--allow-dirty", "--backup-dir", str(backups), **env)
+
+        def backup_then_migrate() -> None:
+            _manage("backup_db", "--output", str(target))
+            _manage("migrate", "--noinput", **env)
+
+        ours, baseline = compare(deploy_safe, backup_then_migrate, args.repeat, unapply)
+        report("deploy_safe", ours, baseline, 2.0, "backup_db + bare migrate")
+        unapply()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
