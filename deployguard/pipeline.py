@@ -67,6 +67,23 @@ HUMAN_MUST_ACT = (
     "before the deploy. Deploy mode stays ON. Run `manage.py restore_db {path} --yes`, check with "
     "`manage.py verify_integrity`, then `manage.py deploy_mode off`."
 )
+BACKUP_UNUSABLE = (
+    "Deploy {deploy_id} failed ({why}) and its backup {path} cannot be used ({error}); nothing was "
+    "restored, so the database may differ from before the deploy. Deploy mode stays ON. Restore an "
+    "earlier backup with `manage.py restore_db OTHER_BACKUP --yes` (backups are in {directory}), check "
+    "with `manage.py verify_integrity`, then `manage.py deploy_mode off`."
+)
+
+
+def human_must_act(*, deploy_id: str, why: str, path: Any, error: Exception) -> str:
+    """The exit-4 message: what failed and which command gets the operator out."""
+    if isinstance(error, backup.RestoreRefused):  # refused before anything was restored
+        return BACKUP_UNUSABLE.format(
+            deploy_id=deploy_id, why=why, path=path, error=error, directory=Path(str(path)).parent
+        )
+    return HUMAN_MUST_ACT.format(
+        deploy_id=deploy_id, why=why, path=path, how=f"failed or is unverified ({error})"
+    )
 
 
 class PipelineStop(Exception):
@@ -852,11 +869,8 @@ class Pipeline:
                 step.status = "failed"
                 step.detail = {"error": str(error)}
                 self.status = "restore_failed"
-                message = HUMAN_MUST_ACT.format(
-                    deploy_id=self.deploy_id,
-                    why=why,
-                    path=self.backup_path,
-                    how=f"failed or is unverified ({error})",
+                message = human_must_act(
+                    deploy_id=self.deploy_id, why=why, path=self.backup_path, error=error
                 )
                 self._finish(EXIT_HUMAN, message)
                 self._alert(message)
@@ -920,10 +934,12 @@ class Pipeline:
                     except (backup.RestoreUnverified, backup.RestoreRefused, DatabaseError, OSError) as error:
                         step.status = "failed"
                         self.status = "restore_failed"
-                        message = HUMAN_MUST_ACT.format(
-                            deploy_id=self.deploy_id, why="killed mid-deploy", path=self.backup_path,
-                            how=f"failed or is unverified ({error})",
-                        )  # fmt: skip
+                        message = human_must_act(
+                            deploy_id=self.deploy_id,
+                            why="killed mid-deploy",
+                            path=self.backup_path,
+                            error=error,
+                        )
                         self._finish(EXIT_HUMAN, message)
                         raise PipelineStop(EXIT_HUMAN, message) from None
                 self.record = self._fresh_record()

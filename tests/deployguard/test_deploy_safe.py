@@ -278,11 +278,13 @@ def test_a_failed_migrate_whose_restore_cannot_be_verified_exits_4_and_stays_fro
     assert report["status"] == "restore_failed"
     assert report["steps"][-1]["name"] == "roll back"
     assert report["steps"][-1]["status"] == "failed"
-    command = f"manage.py restore_db {backup_path} --yes"
+    # The damaged backup is refused before anything is restored: the way out is an earlier backup.
     for text in (report["message"], " ".join(result.stderr.split())):
         assert f"Deploy {report['deploy_id']} failed" in text
-        assert f"the restore from {backup_path}" in text
-        assert command in text
+        assert f"its backup {backup_path} cannot be used" in text
+        assert "nothing was restored" in text
+        assert "manage.py restore_db OTHER_BACKUP --yes" in text
+        assert f"backups are in {scratch.backup_dir}" in text
         assert "Deploy mode stays ON" in text
     after = scratch.inspect()
     assert after["deploy_mode"]  # fail closed: nothing may write to data nobody has verified
