@@ -190,12 +190,12 @@ def compare(path: str | Path, tables: Sequence[type[models.Model]], *, using: st
         diffs, untracked = [], []
         for label, saved in header["tables"].items():
             model = by_label.get(label)
-            current = fingerprint_table(model, using=using) if model else None
-            if model is None or current is None:
+            if model is None:
                 untracked.append(label)
-                for _ in baseline_rows(label):
+                for _ in baseline_rows(label):  # skip this table's lines in the file
                     pass
                 continue
+            current = fingerprint_table(model, using=using)
             try:
                 diff = TableDiff(
                     label=label,

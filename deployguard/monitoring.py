@@ -21,12 +21,12 @@ from django.db.models.signals import post_save
 from django.http import HttpRequest, HttpResponse
 
 from deployguard.integrity import default_registry, evaluate
+from deployguard.middleware import SAFE_METHODS
 from deployguard.origin import current_deploy_id, current_origin
 
 audit_logger = logging.getLogger("deployguard.audit")
 logger = logging.getLogger("deployguard.monitoring")
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 VIOLATION_SUBJECT = "Integrity violation: {label} {pk} breaks {rule_ids}"
 
 
