@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe
 PYTEST_ARGS ?=
 
-.PHONY: run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench-deploy-mode bench-integrity bench-deploy-safe
+RESULTS := var/reliability
+
+.PHONY: reliability run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench-deploy-mode bench-integrity bench-deploy-safe
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,12 +59,14 @@ chromium:
 
 test-sqlite: $(VENV)/.dev chromium
 	@echo "=== Test suite on SQLite ==="
-	env -u DATABASE_URL $(run_pytest)
+	@mkdir -p $(RESULTS) && rm -f $(RESULTS)/sqlite.jsonl
+	env -u DATABASE_URL RELIABILITY_RESULTS=$(CURDIR)/$(RESULTS)/sqlite.jsonl $(run_pytest)
 
 test-postgres: $(VENV)/.dev
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL:/deploysafe=/postgres)', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "=== Test suite on PostgreSQL ($(PG_URL)) ==="; \
-		DATABASE_URL=$(PG_URL) $(run_pytest); \
+		mkdir -p $(RESULTS) && rm -f $(RESULTS)/postgresql.jsonl; \
+		DATABASE_URL=$(PG_URL) RELIABILITY_RESULTS=$(CURDIR)/$(RESULTS)/postgresql.jsonl $(run_pytest); \
 	elif [ "$$CI" = "true" ]; then \
 		echo "PostgreSQL at $(PG_URL) is unreachable and CI=true: failing. Start it with: pg_ctlcluster --skip-systemctl-redirect \$$(ls /etc/postgresql) main start" >&2; exit 1; \
 	else \
@@ -72,7 +76,14 @@ test-postgres: $(VENV)/.dev
 		echo "" >&2; \
 	fi
 
+# Every run leaves the reliability suite's results table in var/reliability/RELIABILITY.md.
 test: lint test-sqlite test-postgres
+	$(BIN)/python -m tests.reliability.render $(RESULTS)/*.jsonl > $(RESULTS)/RELIABILITY.md
+
+# Run only the reliability suite on both databases and publish its table in docs/RELIABILITY.md.
+reliability: $(VENV)/.dev
+	$(MAKE) test-sqlite test-postgres PYTEST_ARGS="tests/reliability $(PYTEST_ARGS)"
+	$(BIN)/python -m tests.reliability.render $(RESULTS)/*.jsonl > docs/RELIABILITY.md
 
 # Refresh the README's screenshots from the browser tests.
 screenshots: $(VENV)/.dev chromium
