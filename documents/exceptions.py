@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from deployguard import DeployModeActive
+
+if TYPE_CHECKING:
+    from deployguard.state import DeployModeStatus
+
 
 class DocumentsRefusal(Exception):
     """A documents write was refused; the message is shown to the user as it is."""
@@ -23,8 +30,17 @@ class SamePersonRefused(DocumentsRefusal):
     """The two-person rule: the approver may not also publish."""
 
 
-class DeployModeRefused(DocumentsRefusal):
-    """Deploy mode is on: documents do not change until it is off."""
+class DeployModeRefused(DocumentsRefusal, DeployModeActive):
+    """Deploy mode is on: documents do not change until it is off.
+
+    A DeployModeActive too, so that deployguard's middleware answers a request that raced
+    the switch (let through while off, refused here) with its 503, not a 500.
+    """
+
+    def __init__(self, message: str, status: DeployModeStatus) -> None:
+        Exception.__init__(self, message)
+        self.action = message
+        self.status = status
 
 
 class ReasonRequired(DocumentsRefusal):

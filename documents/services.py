@@ -73,7 +73,7 @@ def _refuse_in_deploy_mode(action: str) -> None:
         deployguard.ensure_writable(action)
     except deployguard.DeployModeActive as active:
         raise DeployModeRefused(
-            DEPLOY_MODE_REFUSED.format(action=action, how=active.status.describe())
+            DEPLOY_MODE_REFUSED.format(action=action, how=active.status.describe()), active.status
         ) from active
 
 
