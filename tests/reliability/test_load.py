@@ -2,11 +2,354 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.db import connection, transaction
+
 from deployguard import state
 from deployguard.middleware import REFUSED_REQUEST
 from deployguard.state import DeployModeStatus
 from documents.models import Submission
-from tests.reliability.rows import compare, row_hashes
+from tests.deployguard.conftest import migrated_sqlite_file, shared_database_url  # noqa: F401 (fixtures)
+from tests.deployguard.support import BASE_DIR, PYTHON, free_port, manage, subprocess_env
+from tests.reliability.rows import RowHashes, compare, row_hashes
+from tests.reliability.support_load import (
+    LANDED,
+    ORM_WRITER,
+    AdminBrowser,
+    Attempt,
+    Switch,
+    Timeline,
+    orm_attempts,
+    percentile_ms,
+    rows_between,
+    run_reader,
+    run_writer,
+    sqlite_file_row_hashes,
+    switch_over_http,
+    tally,
+    total,
+    unexpected,
+    wait_until,
+)
+
+WORKERS = 3
+READERS = 6
+WRITERS = 3
+CYCLES = 3
+# Bounds: no client sends more than this many requests, and nothing runs past the deadline.
+READS_PER_READER = 400
+WRITES_PER_WRITER = 200
+ORM_MAX_ATTEMPTS = 600
+RUN_SECONDS = 45
+REQUEST_JOIN_SECONDS = 30  # a request times out after 20 s
+TOKEN = "load-test-token-" + "t" * 32  # a server on 127.0.0.1, for this test only
+PASSWORD = "correct horse battery staple"  # tests.factories' password
+CACHE_SECONDS = "1"
+# Deploy mode stays on until each kind of writer has been refused this often in the window.
+REFUSALS_PER_WINDOW = 5
+
+SEED = """
+from tests.factories import EditorFactory, SubmissionFactory
+editor = EditorFactory(username="loader")
+print("SEEDED", *[SubmissionFactory(actor=editor).pk for _ in range(3)])
+"""
+HISTORY = "SELECT history_date, enabled FROM deployguard_historicaldeploymodestate ORDER BY history_id"
+
+
+@dataclass
+class Database:
+    """What the test reads of the database the servers share: rows and plain queries."""
+
+    rows: Callable[[], RowHashes]
+    query: Callable[[str], list[tuple[Any, ...]]]
+
+
+def shared_database(url: str) -> Database:
+    """PostgreSQL: the test's own connection (the test database is shared); SQLite: the file."""
+    if connection.vendor == "postgresql":
+
+        def rows() -> RowHashes:
+            # One snapshot for every table, so the row set is that of one instant.
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                return row_hashes()
+
+        def query(sql: str) -> list[tuple[Any, ...]]:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall()
+
+        return Database(rows, query)
+
+    import sqlite3
+
+    path = Path(url.removeprefix("sqlite:///"))
+
+    def sqlite_query(sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(path, timeout=30) as raw:
+            return raw.execute(sql).fetchall()
+
+    return Database(lambda: sqlite_file_row_hashes(path), sqlite_query)
+
+
+def as_timestamp(value: Any) -> float:
+    if isinstance(value, str):  # SQLite stores UTC as text
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+class Servers:
+    """gunicorn and the ORM writer, each in its own session so the whole group can be stopped."""
+
+    def __init__(self, url: str, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.stop_file = tmp_path / "stop"
+        self.tmp_path = tmp_path
+        self.env = subprocess_env(
+            url,
+            DEPLOYGUARD_STATE_CACHE_SECONDS=CACHE_SECONDS,
+            DEPLOYGUARD_TOKEN=TOKEN,
+            WRITER_STOP_FILE=str(self.stop_file),
+            WRITER_SECONDS=str(RUN_SECONDS),
+            WRITER_MAX_ATTEMPTS=str(ORM_MAX_ATTEMPTS),
+        )
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, name: str, command: list[str]) -> Path:
+        log = self.tmp_path / f"{name}.log"
+        with log.open("w") as output:
+            self.processes.append(
+                subprocess.Popen(
+                    command, cwd=BASE_DIR, env=self.env, stdout=output, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )  # fmt: skip
+        return log
+
+    def stop(self) -> None:
+        self.stop_file.touch()
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+
+
+def switch(url: str, servers: Servers, timeline: Timeline, mode: str, cycle: int) -> None:
+    """Turn deploy mode on or off: by the command in odd cycles, by the endpoint in even ones."""
+    over_http = cycle % 2 == 0
+    entry = Switch(mode, "POST /_deploy/mode" if over_http else "manage.py deploy_mode", time.time())
+    timeline.switches.append(entry)
+    if over_http:
+        status, body = switch_over_http(servers.base, TOKEN, mode)
+        entry.returned = time.time()
+        entry.result = str(status)
+        assert status == 200, f"POST /_deploy/mode {mode}: {status} {body}"
+    else:
+        args = ("on", "--reason", "Load test release") if mode == "on" else ("off",)
+        result = manage(url, "deploy_mode", *args, DEPLOYGUARD_STATE_CACHE_SECONDS=CACHE_SECONDS)
+        entry.returned = time.time()
+        entry.result = str(result.returncode)
+        assert result.returncode == 0, f"deploy_mode {mode}: {result.stderr}"
+
+
+def refused_since(attempts: list[Attempt], since: float, client: str) -> int:
+    return sum(a.sent >= since and a.client == client and a.status in (503, "refused") for a in attempts)
+
+
+def landed_since(attempts: list[Attempt], since: float, client: str) -> int:
+    return sum(a.sent >= since and a.client == client and a.status in LANDED for a in attempts)
+
+
+def test_load_switching_deploy_mode_under_readers_and_writers(
+    shared_database_url,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    record_scenario,
+):
+    """Under load, switching deploy mode: no write lands while on, refused writes get 503, every read 200.
+
+    3 gunicorn workers on 127.0.0.1; 6 threads reading the admin and /_deploy/health, 3 posting
+    the admin's add form, 1 ORM writer process; deploy mode on and off 3 times, by
+    `manage.py deploy_mode` and by POST /_deploy/mode. Bounded in requests and time.
+    """
+    url = shared_database_url
+    database = shared_database(url)
+    seeded = manage(url, "shell", "-c", SEED, check=True).stdout
+    submission_ids = next(line for line in seeded.splitlines() if line.startswith("SEEDED")).split()[1:]
+    read_paths = [
+        "/admin/documents/submission/",
+        f"/admin/documents/submission/{submission_ids[0]}/change/",
+        "/_deploy/health",
+        f"/admin/documents/submission/{submission_ids[1]}/change/",
+    ]
+    servers = Servers(url, tmp_path)
+    timeline = Timeline()
+    stop = threading.Event()
+    reads: list[Attempt] = []  # list.append is atomic: the threads share these lists
+    writes: list[Attempt] = []
+    threads: list[threading.Thread] = []
+    on_rows: list[tuple[RowHashes, RowHashes]] = []  # the rows when `on` returned, and before `off`
+    orm_log = tmp_path / "orm.log"
+
+    def every_write() -> list[Attempt]:
+        return writes + orm_attempts(orm_log)
+
+    started = time.time()
+    try:
+        gunicorn = [
+            str(Path(PYTHON).with_name("gunicorn")), "project.wsgi:application", "--workers", str(WORKERS),
+            "--bind", f"127.0.0.1:{servers.port}", "--graceful-timeout", "5", "--timeout", "60",
+        ]  # fmt: skip
+        servers.start("gunicorn", gunicorn)
+        wait_until(
+            lambda: AdminBrowser(servers.base).request("/_deploy/health")[0] == 200, 30, "gunicorn to serve"
+        )
+        browsers = [AdminBrowser(servers.base) for _ in range(READERS + WRITERS)]
+        for browser in browsers:
+            browser.log_in("loader", PASSWORD)
+        # After the logins (which update last_login) and before any writer starts.
+        before = database.rows()
+
+        servers.start("orm", [PYTHON, "manage.py", "shell", "-c", ORM_WRITER])
+        for number, browser in enumerate(browsers[:READERS]):
+            threads.append(
+                threading.Thread(
+                    target=run_reader,
+                    args=(browser, read_paths[number % 2 :] + read_paths[: number % 2], reads, stop),
+                    kwargs={"limit": READS_PER_READER},
+                )
+            )
+        for number, browser in enumerate(browsers[READERS:], start=1):
+            threads.append(
+                threading.Thread(target=run_writer, args=(browser, number, writes, stop, WRITES_PER_WRITER))
+            )
+        for thread in threads:
+            thread.start()
+        wait_until(
+            lambda: (
+                landed_since(writes, started, "http") >= WRITERS
+                and landed_since(orm_attempts(orm_log), started, "orm") >= 1
+            ),
+            20,
+            "both kinds of writer to write",
+        )
+
+        for cycle in range(1, CYCLES + 1):
+            switch(url, servers, timeline, "on", cycle)
+            at_on = database.rows()
+            on_since = timeline.switches[-1].returned
+            # Hold deploy mode on until both kinds of writer have been refused inside the window.
+            wait_until(
+                lambda since=on_since: (
+                    refused_since(writes, since, "http") >= REFUSALS_PER_WINDOW
+                    and refused_since(orm_attempts(orm_log), since, "orm") >= REFUSALS_PER_WINDOW
+                ),
+                15,
+                "writers to be refused while deploy mode is on",
+            )
+            on_rows.append((at_on, database.rows()))
+            switch(url, servers, timeline, "off", cycle)
+            off_since = timeline.switches[-1].returned
+            wait_until(
+                lambda since=off_since: (
+                    landed_since(writes, since, "http") >= 2
+                    and landed_since(orm_attempts(orm_log), since, "orm") >= 2
+                ),
+                15,
+                "writers to write again after deploy mode is off",
+            )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=REQUEST_JOIN_SECONDS)
+        servers.stop()
+    seconds = time.time() - started
+    assert not any(thread.is_alive() for thread in threads), "a client thread did not stop"
+
+    attempts = every_write()
+    after = database.rows()
+
+    # The windows come from the switch's own history: each change of the state row, which
+    # must fall inside the span the test timed for its switch. (The first `on` also records
+    # the row's creation, off: only changes are switches.)
+    history, was_on = [], False
+    for at, enabled in database.query(HISTORY):
+        if bool(enabled) != was_on and as_timestamp(at) >= started:
+            history.append((as_timestamp(at), bool(enabled)))
+        was_on = bool(enabled)
+    assert [enabled for _, enabled in history] == [s.mode == "on" for s in timeline.switches]
+    for (at, _), entry in zip(history, timeline.switches, strict=True):
+        assert entry.invoked <= at <= entry.returned, (entry, at)
+        entry.committed = at
+
+    # Every answer is right for the window it was sent and answered in; every read is a 200.
+    wrong_answers = unexpected(reads + attempts, timeline)
+    # A write landed exactly when its client was told so: no refused write was saved, no
+    # accepted write lost (those straddling a switch included).
+    landed_keys = {ml for (ml,) in database.query("SELECT ml_number FROM documents_submission")}
+    landed_keys |= {name for (name,) in database.query("SELECT name FROM auth_group")}
+    mismatched = [a for a in attempts if (a.key in landed_keys) != (a.status in LANDED)]
+
+    # Rows that landed while deploy mode was on: between the snapshot taken as soon as `on`
+    # returned and the one taken just before `off` was invoked (the drain lets writes that
+    # committed before `on` returned land: they are legitimate; the answers above cover the
+    # rest of the window, up to `off` changing the state). Writes while it was off, and during
+    # a switch, are the load's purpose: the expected rows are the rows before plus every row
+    # that landed outside those windows, so `added` counts exactly the rows that landed while
+    # deploy mode was on, and `lost` any row there was before that is gone.
+    landed_while_on: RowHashes = {}
+    for at_on, before_off in on_rows:
+        for table, rows in rows_between(at_on, before_off).items():
+            landed_while_on[table] = landed_while_on.get(table, Counter()) + rows
+    new_rows = rows_between(before, after)
+    expected = {
+        table: before.get(table, Counter())
+        + (new_rows.get(table, Counter()) - landed_while_on.get(table, Counter()))
+        for table in set(before) | set(after)
+    }
+
+    read_seconds: dict[str, list[float]] = {"switch": [], "on": [], "off": []}
+    for read in reads:
+        read_seconds[timeline.window(read)].append(read.seconds)
+    latencies = {
+        f"read_p{percent}_ms_{window}": percentile_ms(samples, percent)
+        for window, samples in read_seconds.items()
+        for percent in (50, 99)
+    }
+    record_scenario(
+        f"load: {WORKERS} gunicorn workers, {READERS} readers, {WRITERS} admin writers + 1 ORM writer, "
+        f"deploy mode on/off x{CYCLES}",
+        attempts=len(attempts),
+        writes_refused=sum(a.status in (503, "refused") for a in attempts),
+        changes=compare(expected, after),
+        exit_status=0,
+        seconds=seconds,
+        reads=len(reads),
+        writes_landed=sum(a.status in LANDED for a in attempts),
+        rows_landed_while_on=total(landed_while_on),
+        wrong_answers=len(wrong_answers),
+        answers_not_matching_rows=len(mismatched),
+        by_window=dict(sorted(tally(reads + attempts, timeline).items())),
+        switch_seconds=[round(s.returned - s.invoked, 2) for s in timeline.switches],
+        **latencies,
+    )
+    assert wrong_answers == []
+    assert mismatched == []
 
 
 def test_an_admin_write_that_races_the_switch_on_gets_503_not_500(admin_client, monkeypatch):
