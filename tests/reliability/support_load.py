@@ -288,3 +288,36 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+def run_every_route_writer(
+    browser: AdminBrowser,
+    number: int,
+    submission_ids: list[str],
+    log: list[Attempt],
+    stop: threading.Event,
+    limit: int,
+) -> None:
+    """POST every kind of admin write in turn (add, edit, an action, another app's add), until
+    stopped or `limit`: each route reaches the database by a different way when let through."""
+    # One submission to edit, another to approve: once approved, a submission is not editable.
+    change = f"/admin/documents/submission/{submission_ids[0]}/change/"
+    for n in range(limit):
+        if stop.is_set():
+            return
+        token = browser.csrf_token()
+        key = f"ML-{number}{n:04d}"
+        path, form = [
+            (
+                "/admin/documents/submission/add/",
+                {"ml_number": key, "title": f"Frozen, part {n}", "submitted_by": "Grace Hopper"},
+            ),
+            (change, {"title": f"Edited while frozen {key}", "submitted_by": "Grace Hopper"}),
+            (
+                "/admin/documents/submission/",
+                {"action": "approve_selected", "_selected_action": submission_ids[1], "index": "0"},
+            ),
+            ("/admin/auth/group/add/", {"name": f"frozen-{key}"}),
+        ][n % 4]
+        log.append(browser.timed("write", path, {**form, "csrfmiddlewaretoken": token}, key))
+        stop.wait(0.03)

@@ -33,6 +33,7 @@ from tests.reliability.support_load import (
     orm_attempts,
     percentile_ms,
     rows_between,
+    run_every_route_writer,
     run_reader,
     run_writer,
     sqlite_file_row_hashes,
@@ -58,6 +59,7 @@ PASSWORD = "correct horse battery staple"  # tests.factories' password
 CACHE_SECONDS = "1"
 # Deploy mode stays on until each kind of writer has been refused this often in the window.
 REFUSALS_PER_WINDOW = 5
+FROZEN_CACHE_LIFETIMES = 6
 
 SEED = """
 from tests.factories import EditorFactory, SubmissionFactory
@@ -150,6 +152,13 @@ class Servers:
                     process.wait(timeout=10)
 
 
+def gunicorn_command(port: int) -> list[str]:
+    return [
+        str(Path(PYTHON).with_name("gunicorn")), "project.wsgi:application", "--workers", str(WORKERS),
+        "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5", "--timeout", "60",
+    ]  # fmt: skip
+
+
 def switch(url: str, servers: Servers, timeline: Timeline, mode: str, cycle: int) -> None:
     """Turn deploy mode on or off: by the command in odd cycles, by the endpoint in even ones."""
     over_http = cycle % 2 == 0
@@ -211,11 +220,7 @@ def test_load_switching_deploy_mode_under_readers_and_writers(
 
     started = time.time()
     try:
-        gunicorn = [
-            str(Path(PYTHON).with_name("gunicorn")), "project.wsgi:application", "--workers", str(WORKERS),
-            "--bind", f"127.0.0.1:{servers.port}", "--graceful-timeout", "5", "--timeout", "60",
-        ]  # fmt: skip
-        servers.start("gunicorn", gunicorn)
+        servers.start("gunicorn", gunicorn_command(servers.port))
         wait_until(
             lambda: AdminBrowser(servers.base).request("/_deploy/health")[0] == 200, 30, "gunicorn to serve"
         )
@@ -374,3 +379,88 @@ def test_an_admin_write_that_races_the_switch_on_gets_503_not_500(admin_client, 
     assert REFUSED_REQUEST in response.content.decode()
     assert compare(before, row_hashes()).added == 0
     assert not Submission.objects.filter(ml_number="ML-777").exists()
+
+
+def test_deploy_mode_stays_on_for_every_admin_write_route_under_load(
+    shared_database_url,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    record_scenario,
+):
+    """Deploy mode held on under load for many cache lifetimes refuses every admin write route and the ORM.
+
+    Writers already hammering when it goes on: admin add, edit, an approve action and another
+    app's add form, and an ORM writer. Every worker re-reads the state each second under load;
+    from `on` returning, not one attempt may land: the protected rows stay exactly as they were.
+    """
+    url = shared_database_url
+    database = shared_database(url)
+    seeded = manage(url, "shell", "-c", SEED.replace("EditorFactory", "SuperuserFactory"), check=True).stdout
+    submission_ids = next(line for line in seeded.splitlines() if line.startswith("SEEDED")).split()[1:]
+    servers = Servers(url, tmp_path)
+    stop = threading.Event()
+    writes: list[Attempt] = []
+    threads: list[threading.Thread] = []
+    orm_log = tmp_path / "orm.log"
+    started = time.time()
+    try:
+        servers.start("gunicorn", gunicorn_command(servers.port))
+        wait_until(
+            lambda: AdminBrowser(servers.base).request("/_deploy/health")[0] == 200, 30, "gunicorn to serve"
+        )
+        browsers = [AdminBrowser(servers.base) for _ in range(WRITERS)]
+        for browser in browsers:
+            browser.log_in("loader", PASSWORD)
+        servers.start("orm", [PYTHON, "manage.py", "shell", "-c", ORM_WRITER])
+        for number, browser in enumerate(browsers, start=1):
+            threads.append(
+                threading.Thread(
+                    target=run_every_route_writer,
+                    args=(browser, number, submission_ids, writes, stop, WRITES_PER_WRITER),
+                )
+            )
+        for thread in threads:
+            thread.start()
+        wait_until(
+            lambda: (
+                landed_since(orm_attempts(orm_log), started, "orm") >= 1
+                and landed_since(writes, started, "http") >= WRITERS
+            ),
+            20,
+            "the writers to write",
+        )
+        timeline = Timeline()
+        switch(url, servers, timeline, "on", 1)
+        on_returned = timeline.switches[-1].returned
+        frozen = database.rows()
+        # Held on for FROZEN_CACHE_LIFETIMES state-cache lifetimes: every process re-reads it that often.
+        stop.wait(FROZEN_CACHE_LIFETIMES * float(CACHE_SECONDS))
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=REQUEST_JOIN_SECONDS)
+        servers.stop()
+        at_end = database.rows()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=REQUEST_JOIN_SECONDS)
+        servers.stop()
+
+    attempts = [a for a in writes + orm_attempts(orm_log) if a.sent >= on_returned]
+    answers = Counter(f"{a.client} {a.path if a.client == 'http' else 'orm'} {a.status}" for a in attempts)
+    let_through = [a for a in attempts if a.status not in (503, "refused")]
+    record_scenario(
+        f"deploy mode held on for {FROZEN_CACHE_LIFETIMES} cache lifetimes under {WRITERS} admin writers "
+        "(add, edit, action, group add) + 1 ORM writer",
+        attempts=len(attempts),
+        writes_refused=len(attempts) - len(let_through),
+        changes=compare(frozen, at_end),  # nothing may change: no write is legitimate here
+        exit_status=0,
+        seconds=time.time() - started,
+        answers=dict(sorted(answers.items())),
+    )
+    assert let_through == []
+    assert {a.path for a in attempts if a.client == "http"} >= {
+        "/admin/documents/submission/add/",
+        "/admin/documents/submission/",
+        "/admin/auth/group/add/",
+    }
