@@ -1,4 +1,8 @@
-"""Load: gunicorn workers serving readers and writers while deploy mode is switched on and off."""
+"""Load: gunicorn workers serving readers and writers while deploy mode is switched on and off.
+
+Both databases: on PostgreSQL the servers share the test database; on SQLite, a database
+file of the test's own (the in-memory test database cannot be shared), read directly.
+"""
 
 from __future__ import annotations
 
