@@ -1,0 +1,102 @@
+"""Driving deploy_safe from reliability tests: in the background, paused or killed at a named
+step (tests/deploy_apps/gate), with its mail in files, and the row-hash and record checks."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, subprocess_env
+
+ADMINS = "Ops <ops@example.com>"
+DEPLOY_SECONDS = 120
+
+
+def gate_file(scratch: Scratch, step: str, suffix: str) -> Path:
+    """As tests/deploy_apps/gate/apps.py names it."""
+    return scratch.directory / "gate" / f"{step.replace(' ', '_').replace(':', '')}.{suffix}"
+
+
+def mailed_env(scratch: Scratch) -> dict[str, str]:
+    """The deploy's mail goes to files in the scratch directory, one per message."""
+    outbox = scratch.directory / "outbox"
+    outbox.mkdir(exist_ok=True)
+    return {"ADMINS": ADMINS, "EMAIL_URL": f"filemail:///{outbox}"}
+
+
+def mails(scratch: Scratch) -> list[str]:
+    outbox = scratch.directory / "outbox"
+    return [mail.read_text() for mail in sorted(outbox.iterdir())] if outbox.exists() else []
+
+
+def subjects(scratch: Scratch) -> list[str]:
+    return [
+        line.removeprefix("Subject: ")
+        for mail in mails(scratch)
+        for line in mail.splitlines()
+        if line.startswith("Subject: ")
+    ]
+
+
+def start_deploy(
+    scratch: Scratch,
+    *args: str,
+    apps: str,
+    pause_at: tuple[str, ...] = (),
+    kill_at: str = "",
+    report: Path | None = None,
+    **env: str,
+) -> subprocess.Popen[str]:
+    """deploy_safe in the background, its output to pipes; gate: pause or kill at named steps."""
+    (scratch.directory / "gate").mkdir(exist_ok=True)
+    command = scratch.deploy_args(*args)
+    if report is not None:
+        command[command.index("--report") + 1] = str(report)
+    return subprocess.Popen(
+        [PYTHON, str(BASE_DIR / "manage.py"), *command],
+        cwd=BASE_DIR,
+        env=subprocess_env(
+            scratch.url,
+            DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings",
+            DEPLOYGUARD_STATE_CACHE_SECONDS="0",
+            DEPLOY_TEST_GATE_DIR=str(scratch.directory / "gate"),
+            DEPLOY_TEST_PAUSE_AT=",".join(pause_at),
+            DEPLOY_TEST_KILL_AT=kill_at,
+            **scratch.deploy_env(apps, **env),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """A bound on waiting, not an assertion on speed: fails only when something hangs."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up after {timeout}s waiting for {what}"
+        time.sleep(0.02)
+
+
+def reach(process: subprocess.Popen[str], scratch: Scratch, step: str) -> str:
+    """Wait until the deploy reaches `step` (paused or killed there); its deploy id."""
+    reached = gate_file(scratch, step, "reached")
+    wait_until(lambda: reached.exists() or process.poll() is not None, f"the deploy to reach {step!r}")
+    assert reached.exists(), f"the deploy ended (exit {process.returncode}) before {step!r}"
+    wait_until(lambda: reached.read_text(), f"the deploy id at {step!r}", timeout=5)
+    return reached.read_text()
+
+
+def release(scratch: Scratch, step: str) -> None:
+    gate_file(scratch, step, "go").touch()
+
+
+def finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        stdout, stderr = process.communicate(timeout=DEPLOY_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
