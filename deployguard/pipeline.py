@@ -54,6 +54,7 @@ FROZEN_REASON = (
 DATA_MIGRATION_VARIABLE = "DEPLOYGUARD_ALLOW_DATA_MIGRATION"
 DATA_MIGRATION_REPORT_VARIABLE = "DEPLOYGUARD_DATA_MIGRATION_REPORT"
 DEPLOY_ID_VARIABLE = "DEPLOYGUARD_DEPLOY_ID"
+REFUSALS_REPORT_VARIABLE = "DEPLOYGUARD_REFUSALS_REPORT"
 ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
 GIT_CHANGES_NAMED = 10  # files named in the clean-tree pre-check's message
 
@@ -193,6 +194,23 @@ def install_data_migration_allowance() -> None:
     logger.warning("Data migrations allowed to write during this deploy: %s", ", ".join(sorted(allowed)))
 
 
+def install_refusal_report() -> None:
+    """In the migrate subprocess: append every write the guard refuses, caught by the code that
+    tried it or not, with the project code that tried it, to deploy_safe's report file."""
+    report = os.environ.get(REFUSALS_REPORT_VARIABLE, "")
+    if not report:
+        return
+    base_dir = Path(settings.BASE_DIR).resolve()
+
+    def record(refusal: Exception) -> None:
+        stack = "".join(traceback.format_stack()) + f"{type(refusal).__name__}: {refusal}\n"
+        for found in parse_writers(stack, base_dir):
+            with open(report, "a", encoding="utf-8") as out:
+                out.write(json.dumps(found) + "\n")
+
+    guard.refusal_listeners.append(record)
+
+
 # --- pieces the pipeline uses -------------------------------------------------------------
 
 
@@ -259,6 +277,18 @@ def parse_writers(stderr: str, base_dir: Path) -> list[dict[str, str]]:
             )
             frames = []
     return found
+
+
+def _read_refusals(path: str) -> list[dict[str, str]]:
+    """The refusals the migrate subprocess recorded (install_refusal_report); the file is removed."""
+    try:
+        with open(path, encoding="utf-8") as report:
+            return [json.loads(line) for line in report if line.strip()]
+    except (OSError, ValueError):
+        return []
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 class DeployLock:
@@ -717,12 +747,14 @@ class Pipeline:
         with self.step("migrate") as step:
             pending = pending_migrations(using=self.using)
             step.detail = {"pending": pending}
-            extra: dict[str, str] = {}
+            handle, refusals_file = tempfile.mkstemp(prefix="deploy_safe-refused-", suffix=".jsonl")
+            os.close(handle)
+            extra: dict[str, str] = {REFUSALS_REPORT_VARIABLE: refusals_file}
             report_file = None
             if self.options.allow_data_migrations:
                 handle, report_file = tempfile.mkstemp(prefix="deploy_safe-data-", suffix=".jsonl")
                 os.close(handle)
-                extra = {
+                extra |= {
                     DATA_MIGRATION_VARIABLE: ",".join(self.options.allow_data_migrations),
                     DATA_MIGRATION_REPORT_VARIABLE: report_file,
                 }
@@ -738,9 +770,23 @@ class Pipeline:
                         self.data_changes[entry["migration"]] = entry["changes"]
                     os.unlink(report_file)
                 step.detail["data_migration_changes"] = self.data_changes
+            refused = _read_refusals(refusals_file)
+            if result.returncode == 0 and refused:
+                # The code that tried caught the refusal: migrate "succeeded", but this release
+                # tries to write during deploys. Named, rolled back and alerted like any other.
+                step.status = "failed"
+                self.writers = refused
+                step.detail["errors"] = refused
+                places = sorted({w["where"] or "?" for w in refused})
+                return (
+                    f"migrate tried {len(refused)} write(s) that deploy mode refused and the code caught: "
+                    + "; ".join(places)[:600]
+                )
             if result.returncode != 0:
                 step.status = "failed"
                 self.writers = parse_writers(result.stderr, Path(settings.BASE_DIR).resolve())
+                named = {(w["where"], w["message"]) for w in self.writers}
+                self.writers += [w for w in refused if (w["where"], w["message"]) not in named]
                 step.detail["errors"] = self.writers
                 step.detail["stderr_tail"] = result.stderr.strip().splitlines()[-5:]
                 blocked = [w for w in self.writers if w["exception"] == "DeployModeActive"]
