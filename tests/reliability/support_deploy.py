@@ -3,12 +3,17 @@ step (tests/deploy_apps/gate), with its mail in files, and the row-hash and reco
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, subprocess_env
+from tests.deploy_apps.support import BASE_DIR, INSPECT, PYTHON, Scratch, subprocess_env
+from tests.reliability.rows import _SCRIPT as _ROWS_SCRIPT
+from tests.reliability.rows import RowHashes
 
 ADMINS = "Ops <ops@example.com>"
 DEPLOY_SECONDS = 120
@@ -100,3 +105,21 @@ def finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
         process.kill()
         stdout, stderr = process.communicate()
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+_STATE = INSPECT + _ROWS_SCRIPT
+
+
+def state_of(scratch: Scratch) -> tuple[dict[str, Any], RowHashes]:
+    """Scratch.inspect() and scratch_row_hashes() in one subprocess: (inspection, row hashes)."""
+    result = scratch.manage("shell", "-c", _STATE)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    inspected = json.loads(
+        next(line for line in lines if line.startswith("INSPECT ")).removeprefix("INSPECT ")
+    )
+    rows = json.loads(next(line for line in lines if line.startswith("ROWS ")).removeprefix("ROWS "))
+    return inspected, {
+        table: Counter({int(value): count for value, count in hashes.items()})
+        for table, hashes in rows.items()
+    }

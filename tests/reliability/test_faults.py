@@ -1,0 +1,217 @@
+"""Faults during deploy_safe: killed at each step, the connection cut mid-migrate, a full or
+read-only backup disk, a corrupted backup, two deploys at once. Each ends with the protected
+tables' rows, measured, equal to before the deploy."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.deploy_apps import support as deploy_support
+from tests.deploy_apps.support import Scratch, is_postgresql
+from tests.reliability.rows import compare
+from tests.reliability.support_deploy import (
+    finish,
+    reach,
+    release,
+    start_deploy,
+    state_of,
+    wait_until,
+)
+
+scratch, scratch_template = deploy_support.scratch, deploy_support.scratch_template  # fixtures
+
+LEGITIMATE = {"submissions": ["ML-001"], "drafts": ["rfc1"]}
+
+
+def documents_of(state: dict) -> dict:
+    return {"submissions": state["submissions"], "drafts": state["drafts"]}
+
+
+# --- SIGKILL at each step, then --recover -----------------------------------------------
+
+# The steps of a deploy that migrates (schema) and of one that rolls back (halfway), in order.
+# Killed on entering a step: the step has not started, every earlier one has finished.
+KILLED_AT = [
+    ("pre-check: one deploy at a time", "schema", "No incomplete deploy to recover."),
+    ("deploy mode on", "schema", "No incomplete deploy to recover."),
+    ("fingerprint", "schema", "killed before its backup was made, so before migrate: nothing ran"),
+    ("backup", "schema", "killed before its backup was made, so before migrate: nothing ran"),
+    ("migrate", "schema", "proved unchanged: fingerprints and applied migrations equal the backup's"),
+    ("post-check: health", "schema", "restored_because"),
+    ("post-check: fingerprints", "schema", "restored_because"),
+    ("post-check: integrity", "schema", "restored_because"),
+    ("deploy mode off", "schema", "restored_because"),
+    ("roll back", "halfway", "restored_because"),
+]
+
+
+@pytest.mark.parametrize(("step", "apps", "recovered"), KILLED_AT, ids=[step for step, _, _ in KILLED_AT])
+def test_deploy_safe_killed_at_any_step_is_recovered_with_nothing_lost_or_added(
+    scratch: Scratch, record_scenario, step, apps, recovered
+):
+    """deploy_safe SIGKILLed at any step: `--recover` exits 0, deploy mode ends off, rows equal before."""
+    before_state, before = state_of(scratch)
+
+    killed = finish(start_deploy(scratch, apps=f"gate,{apps}", kill_at=step))
+
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    frozen, _ = state_of(scratch)
+    entered_deploy_mode = step not in ("pre-check: one deploy at a time", "deploy mode on")
+    assert frozen["deploy_mode"] == entered_deploy_mode  # fail closed until recovered
+    assert list(frozen["records"].values()) == (["running"] if entered_deploy_mode else [])
+
+    recover = scratch.deploy("--recover", apps=f"gate,{apps}")
+
+    assert recover.returncode == 0, recover.stdout + recover.stderr
+    assert recovered in recover.stdout
+    after_state, after = state_of(scratch)
+    assert not after_state["deploy_mode"]
+    assert after_state["migrations"] == before_state["migrations"]
+    assert documents_of(after_state) == LEGITIMATE
+    assert list(after_state["records"].values()) == (["recovered"] if entered_deploy_mode else [])
+    record_scenario(
+        f"SIGKILL of deploy_safe entering {step!r}, then --recover",
+        attempts=0,
+        writes_refused=0,
+        changes=compare(before, after),
+        exit_status=f"killed (-9); --recover {recover.returncode}",
+        apps=apps,
+    )
+
+
+# --- the database connection cut mid-migrate ----------------------------------------------
+
+
+@pytest.mark.postgresql
+def test_the_migrate_connection_terminated_mid_migration_is_rolled_back(scratch: Scratch, record_scenario):
+    """The migrate connection killed by pg_terminate_backend mid-migration: exit 1, restored, rows equal."""
+    _, before = state_of(scratch)
+    signal_file = scratch.directory / "backend"
+
+    deploy = start_deploy(scratch, apps="severed", DEPLOY_TEST_SIGNAL_FILE=str(signal_file))
+    try:
+        wait_until(lambda: signal_file.exists() and signal_file.read_text(), "the migration to start")
+        backend = int(signal_file.read_text())
+        with deploy_support._admin_connection() as admin:
+            (terminated,) = admin.execute("SELECT pg_terminate_backend(%s)", [backend]).fetchone()
+        assert terminated
+    finally:
+        signal_file.with_name("backend.go").touch()
+    result = finish(deploy)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = scratch.report()
+    assert report["status"] == "rolled_back"
+    migrate = next(s for s in report["steps"] if s["name"] == "migrate")
+    assert migrate["status"] == "failed"
+    assert "terminating connection due to administrator command" in "\n".join(
+        migrate["detail"]["stderr_tail"]
+    )
+    roll_back = next(s for s in report["steps"] if s["name"] == "roll back")
+    assert roll_back["status"] == "ok"
+    assert any("severed_cut" in why for why in roll_back["detail"]["restored_because"])  # the committed table
+    after_state, after = state_of(scratch)
+    assert not after_state["deploy_mode"]
+    assert "severed" not in after_state["migrations"]
+    record_scenario(
+        "migrate's PostgreSQL backend terminated mid-migration",
+        attempts=0,
+        writes_refused=0,
+        changes=compare(before, after),
+        exit_status=result.returncode,
+    )
+
+
+# --- the backup disk full, or read-only ---------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 256 KiB tmpfs of its own (needs root, as CI has): the backup directory's disk."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "deploy-test", str(mount_point)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Write until the disk refuses with ENOSPC: a real full disk, not a simulated one."""
+    descriptor = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError) as refused:
+            while True:
+                os.write(descriptor, b"\0" * 4096)
+    finally:
+        os.close(descriptor)
+    assert refused.value.errno == errno.ENOSPC
+
+
+def assert_backup_failed_and_nothing_migrated(scratch, result, before_state, before, backups):
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = scratch.report()
+    assert report["status"] == "rolled_back"
+    assert [s["name"] for s in report["steps"]][-2:] == ["fingerprint", "backup"]
+    assert report["steps"][-1]["status"] == "failed"
+    assert report["message"].startswith("The backup failed (") and report["message"].endswith(
+        "); nothing was migrated."
+    )
+    assert sorted(p.name for p in backups.iterdir() if p.name != "filler") == []  # no partial backup left
+    after_state, after = state_of(scratch)
+    assert not after_state["deploy_mode"]
+    assert after_state["migrations"] == before_state["migrations"]
+    assert list(after_state["records"].values()) == ["rolled_back"]
+    return compare(before, after)
+
+
+def test_a_full_backup_disk_stops_the_deploy_before_migrate_with_nothing_changed(
+    scratch: Scratch, small_disk, record_scenario
+):
+    """The backup disk full (ENOSPC on a real tmpfs): exit 1 before migrate, no partial backup, rows equal."""
+    before_state, before = state_of(scratch)
+    fill(small_disk)
+
+    result = scratch.deploy("--backup-dir", str(small_disk), apps="schema")
+
+    changes = assert_backup_failed_and_nothing_migrated(scratch, result, before_state, before, small_disk)
+    # What each engine's backup says: pg_dump's write error, SQLite's backup API's SQLITE_FULL.
+    assert ("No space left on device" if is_postgresql() else "database or disk is full") in result.stderr
+    record_scenario(
+        "backup disk full (ENOSPC, 256 KiB tmpfs)",
+        attempts=0, writes_refused=0, changes=changes, exit_status=result.returncode,
+    )  # fmt: skip
+
+
+def test_a_backup_directory_that_turns_read_only_after_the_pre_checks_stops_the_deploy(
+    scratch: Scratch, small_disk, record_scenario
+):
+    """The backup directory read-only after its pre-check (EROFS): exit 1 before migrate, rows equal."""
+    before_state, before = state_of(scratch)
+    deploy = start_deploy(scratch, "--backup-dir", str(small_disk), apps="gate,schema", pause_at=("backup",))
+    try:
+        reach(deploy, scratch, "backup")
+        remounted = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=False)
+        assert remounted.returncode == 0
+    finally:
+        release(scratch, "backup")
+    result = finish(deploy)
+
+    changes = assert_backup_failed_and_nothing_migrated(scratch, result, before_state, before, small_disk)
+    assert "Read-only file system" in result.stderr
+    record_scenario(
+        "backup directory read-only after the pre-checks (EROFS)",
+        attempts=0, writes_refused=0, changes=changes, exit_status=result.returncode,
+    )  # fmt: skip
