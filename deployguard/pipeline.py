@@ -987,6 +987,7 @@ class Pipeline:
                             error=error,
                         )
                         self._finish(EXIT_HUMAN, message)
+                        self._alert(message)  # a person must act: the one case that must never be silent
                         raise PipelineStop(EXIT_HUMAN, message) from None
                 self.record = self._fresh_record()
                 with self.step("deploy mode off"):

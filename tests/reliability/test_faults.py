@@ -17,10 +17,12 @@ from tests.deploy_apps.support import Scratch, is_postgresql
 from tests.reliability.rows import compare
 from tests.reliability.support_deploy import (
     finish,
+    mailed_env,
     reach,
     release,
     start_deploy,
     state_of,
+    subjects,
     wait_until,
 )
 
@@ -215,3 +217,57 @@ def test_a_backup_directory_that_turns_read_only_after_the_pre_checks_stops_the_
         "backup directory read-only after the pre-checks (EROFS)",
         attempts=0, writes_refused=0, changes=changes, exit_status=result.returncode,
     )  # fmt: skip
+
+
+# --- a corrupted backup when --recover needs it ---------------------------------------------
+
+
+def test_a_corrupted_backup_at_recover_exits_4_stays_frozen_alerts_and_an_earlier_backup_restores(
+    scratch: Scratch, record_scenario
+):
+    """A corrupted backup at --recover: exit 4, deploy mode stays on, admins mailed, the way out works."""
+    before_state, before = state_of(scratch)
+    earlier = scratch.directory / "earlier" / "before-the-deploy.bak"
+    assert scratch.manage("backup_db", "--output", str(earlier)).returncode == 0
+    mail = mailed_env(scratch)
+    killed = finish(start_deploy(scratch, apps="gate,schema", kill_at="post-check: health", **mail))
+    assert killed.returncode == -9
+    (backup,) = (p for p in scratch.backup_dir.iterdir() if not p.name.endswith(".manifest.json"))
+    with backup.open("r+b") as damaged:  # a flipped run of bytes in the middle of the file
+        damaged.seek(backup.stat().st_size // 2)
+        damaged.write(b"\xff" * 64)
+
+    recover = scratch.deploy("--recover", apps="gate,schema", **mail)
+
+    assert recover.returncode == 4, recover.stdout + recover.stderr
+    message = " ".join(recover.stderr.split())
+    for text in (
+        f"its backup {backup} cannot be used",
+        "nothing was restored",
+        "Deploy mode stays ON",
+        "manage.py restore_db OTHER_BACKUP --yes",
+        f"backups are in {scratch.backup_dir}",
+    ):
+        assert text in message, text
+    frozen, _ = state_of(scratch)
+    assert frozen["deploy_mode"]  # fail closed: the schema migration is still applied
+    (deploy_id,) = frozen["records"]
+    assert frozen["records"] == {deploy_id: "restore_failed"}
+    assert subjects(scratch) == [f"[Django] deploy_safe {deploy_id}: restore_failed"]
+
+    # The way out the message names: an earlier backup, checked, then deploy mode off.
+    restored = scratch.manage("restore_db", str(earlier), "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert scratch.manage("verify_integrity").returncode == 0
+    assert scratch.manage("deploy_mode", "off").returncode == 0
+    after_state, after = state_of(scratch)
+    assert not after_state["deploy_mode"]
+    assert after_state["migrations"] == before_state["migrations"]
+    assert documents_of(after_state) == LEGITIMATE
+    record_scenario(
+        "corrupted backup when --recover needs it, then an earlier backup restored",
+        attempts=0,
+        writes_refused=0,
+        changes=compare(before, after),
+        exit_status=f"killed (-9); --recover {recover.returncode}; restore_db {restored.returncode}",
+    )
