@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import fcntl
 import json
 import logging
@@ -292,19 +293,29 @@ def _read_refusals(path: str) -> list[dict[str, str]]:
 
 
 class DeployLock:
-    """One deploy at a time: a PostgreSQL session advisory lock, or flock on a file beside SQLite."""
+    """One deploy at a time: a PostgreSQL session advisory lock, or flock on a file beside SQLite.
+
+    The holder is published with the lock (the lock session's application_name; the lock
+    file's content), so a deploy that finds it taken names the one that holds it even before
+    that one has written its DeployRecord.
+    """
 
     def __init__(self, using: str = "default") -> None:
         self.using = using
         self._handle: Any = None
 
-    def acquire(self) -> bool:
+    def acquire(self, deploy_id: str = "", actor: str = "") -> bool:
         connection = connections[self.using]
         if connection.vendor == "postgresql":
             # Its own session: restoring closes Django's connection, which would drop the lock.
             raw = connection.get_new_connection(connection.get_connection_params())
             raw.autocommit = True
             with raw.cursor() as cursor:
+                # Named before the lock is tried, so there is no moment it is held anonymously.
+                cursor.execute(
+                    "SELECT set_config('application_name', %s, false)",
+                    [f"deploy_safe {deploy_id} {actor}"[:63]],
+                )
                 cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
                 (taken,) = cursor.fetchone()
             if not taken:
@@ -312,19 +323,48 @@ class DeployLock:
                 return False
             self._handle = raw
             return True
-        path = Path(str(connection.settings_dict["NAME"]))
-        handle: IO[str] = open(path.with_name(path.name + ".deploy.lock"), "a+")
+        handle: IO[str] = open(self._lock_path(), "a+")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             return False
+        handle.truncate(0)
+        handle.write(f"deploy {deploy_id}, started {timezone.now():%Y-%m-%d %H:%M:%S} by {actor}")
+        handle.flush()
         self._handle = handle
         return True
+
+    def _lock_path(self) -> Path:
+        path = Path(str(connections[self.using].settings_dict["NAME"]))
+        return path.with_name(path.name + ".deploy.lock")
+
+    def holder(self) -> str:
+        """Who holds the lock, as "deploy ID, started WHEN by WHO", or "" when that is unknown."""
+        connection = connections[self.using]
+        with contextlib.suppress(DatabaseError, OSError, ValueError):
+            if connection.vendor != "postgresql":
+                return self._lock_path().read_text().strip()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT a.application_name, a.backend_start FROM pg_locks l "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND l.classid::bigint = %s AND l.objid::bigint = %s",
+                    [ADVISORY_LOCK_KEY >> 32, ADVISORY_LOCK_KEY & 0xFFFF_FFFF],
+                )
+                row = cursor.fetchone()
+            if row and row[0].startswith("deploy_safe "):
+                _, deploy_id, actor = [*row[0].split(" ", 2), ""][:3]
+                started = row[1].astimezone(datetime.UTC)  # as DeployRecord.started_at is shown
+                return f"deploy {deploy_id}, started {started:%Y-%m-%d %H:%M:%S} by {actor or '?'}"
+        return ""
 
     def release(self) -> None:
         if self._handle is not None:
             with contextlib.suppress(Exception):
+                if not hasattr(self._handle, "cursor"):  # the lock file: it names nobody once released
+                    self._handle.truncate(0)
                 self._handle.close()
             self._handle = None
 
@@ -523,7 +563,7 @@ class Pipeline:
 
     def pre_checks(self) -> None:
         with self.step("pre-check: one deploy at a time") as step:
-            if not self.lock.acquire():
+            if not self.lock.acquire(self.deploy_id, state.os_actor()):
                 step.status = "failed"
                 raise PipelineStop(EXIT_PRECHECK, ANOTHER_DEPLOY.format(who=self._running_deploy()))
         failures: list[str] = []
@@ -563,7 +603,8 @@ class Pipeline:
                 running = DeployRecord.objects.using(self.using).filter(status="running").first()
                 if running:
                     return f"deploy {running.deploy_id}, started {running.started_at:%Y-%m-%d %H:%M:%S} by {running.started_by}"  # noqa: E501
-        return "it holds the deploy lock"
+        # Still in its pre-checks (no record yet): the lock names it.
+        return self.lock.holder() or "it holds the deploy lock"
 
     def _check_incomplete(self, step: Step) -> str:
         from deployguard.models import DeployRecord
@@ -949,7 +990,7 @@ class Pipeline:
         with origin.origin("deploy_safe --recover"):
             try:
                 with self.step("one deploy at a time"):
-                    if not self.lock.acquire():
+                    if not self.lock.acquire(self.deploy_id, state.os_actor()):
                         raise PipelineStop(EXIT_PRECHECK, ANOTHER_DEPLOY.format(who=self._running_deploy()))
                 record = DeployRecord.objects.using(self.using).filter(status="running").first()
                 if record is None:

@@ -271,3 +271,49 @@ def test_a_corrupted_backup_at_recover_exits_4_stays_frozen_alerts_and_an_earlie
         changes=compare(before, after),
         exit_status=f"killed (-9); --recover {recover.returncode}; restore_db {restored.returncode}",
     )
+
+
+# --- two deploys at once -------------------------------------------------------------------
+
+
+def test_two_deploys_started_at_once_one_proceeds_and_the_other_exits_3_naming_it(
+    scratch: Scratch, record_scenario
+):
+    """Two deploy_safe started at once: one proceeds, the other exits 3 naming it and touching nothing."""
+    _, before = state_of(scratch)
+    # Both pause just after taking the lock, before any record exists: the narrowest window.
+    gate = "pre-check: no incomplete deploy"
+    deploys = [
+        start_deploy(
+            scratch, apps="gate,schema", pause_at=(gate,), report=scratch.directory / f"report-{n}.json"
+        )
+        for n in (1, 2)
+    ]
+    try:
+        wait_until(lambda: any(d.poll() is not None for d in deploys), "one of the two deploys to give up")
+        loser = next(d for d in deploys if d.poll() is not None)
+        winner = next(d for d in deploys if d is not loser)
+        winner_id = reach(winner, scratch, gate)
+        lost = finish(loser)
+        during, _ = state_of(scratch)
+    finally:
+        release(scratch, gate)
+    won = finish(winner)
+
+    assert lost.returncode == 3, lost.stdout + lost.stderr
+    assert f"Another deploy_safe is running (deploy {winner_id}, started " in lost.stderr
+    assert "Nothing was touched." in lost.stderr
+    assert not during["deploy_mode"] and during["records"] == {}  # the loser switched nothing on
+    assert won.returncode == 0, won.stdout + won.stderr
+    after_state, after = state_of(scratch)
+    assert after_state["records"] == {winner_id: "succeeded"}
+    assert after_state["migrations"]["schema"] == ["0001_initial"]
+    # The winner's migration legitimately adds bookkeeping rows; the data is what must not move.
+    ignore = frozenset({"django_migrations", "django_content_type", "auth_permission"})
+    record_scenario(
+        "two deploy_safe started at once",
+        attempts=0,
+        writes_refused=0,
+        changes=compare(before, after, ignore=ignore),
+        exit_status=f"{won.returncode} and {lost.returncode}",
+    )
