@@ -3,7 +3,9 @@ step (tests/deploy_apps/gate), with its mail in files, and the row-hash and reco
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -11,9 +13,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.deploy_apps.support import BASE_DIR, INSPECT, PYTHON, Scratch, subprocess_env
+import psycopg
+import pytest
+from django.conf import settings
+
+from tests.deploy_apps.support import (
+    BASE_DIR,
+    INSPECT,
+    PYTHON,
+    Scratch,
+    database_url_for,
+    is_postgresql,
+    subprocess_env,
+)
 from tests.reliability.rows import _SCRIPT as _ROWS_SCRIPT
-from tests.reliability.rows import RowHashes
+from tests.reliability.rows import RowHashes, scratch_row_hashes
 
 ADMINS = "Ops <ops@example.com>"
 DEPLOY_SECONDS = 120
@@ -123,3 +137,30 @@ def state_of(scratch: Scratch) -> tuple[dict[str, Any], RowHashes]:
         table: Counter({int(value): count for value, count in hashes.items()})
         for table, hashes in rows.items()
     }
+
+
+def peek(scratch: Scratch) -> tuple[bool, list[str]]:
+    """(deploy mode on, DeployRecord statuses) read straight from the scratch database: no
+    Django start-up, for a look in the middle of a scenario."""
+    queries = (
+        "SELECT count(*) FROM deployguard_deploymodestate WHERE enabled",
+        "SELECT status FROM deployguard_deployrecord ORDER BY started_at",
+    )
+    if scratch.url.startswith("sqlite:"):
+        with contextlib.closing(sqlite3.connect(scratch.url.removeprefix("sqlite:///"))) as db:
+            (on,), records = db.execute(queries[0]).fetchone(), db.execute(queries[1]).fetchall()
+    else:
+        with psycopg.connect(scratch.url.replace("postgres://", "postgresql://", 1)) as db:
+            (on,), records = db.execute(queries[0]).fetchone(), db.execute(queries[1]).fetchall()
+    return bool(on), [status for (status,) in records]
+
+
+@pytest.fixture(scope="session")
+def template_rows(scratch_template, tmp_path_factory) -> RowHashes:
+    """The row hashes every fresh `scratch` starts with, measured once on the database it is
+    copied from (a file copy on SQLite, CREATE DATABASE … TEMPLATE on PostgreSQL)."""
+    if is_postgresql():
+        url = database_url_for({**settings.DATABASES["default"], "NAME": scratch_template})
+    else:
+        url = f"sqlite:///{scratch_template}"
+    return scratch_row_hashes(Scratch(url=url, directory=tmp_path_factory.mktemp("template-rows")))

@@ -28,6 +28,7 @@ from tests.reliability.support_deploy import (
     reach,
     release,
     start_deploy,
+    state_of,
     subjects,
     wait_until,
 )
@@ -65,8 +66,7 @@ def refusals_named(report: dict) -> dict[str, int]:
     }
 
 
-def documents_and_deploy_mode(scratch: Scratch) -> tuple[list[str], list[str], bool]:
-    state = scratch.inspect()
+def documents_and_deploy_mode(state: dict) -> tuple[list[str], list[str], bool]:
     return state["submissions"], state["drafts"], state["deploy_mode"]
 
 
@@ -89,7 +89,8 @@ def test_a_release_whose_code_swallows_its_refused_writes_is_still_rolled_back_n
     for where in SOURCES.values():
         assert where in result.stderr  # the one-line message names each place too
     assert subjects(scratch) == [f"[Django] deploy_safe {report['deploy_id']}: rolled_back"]
-    assert documents_and_deploy_mode(scratch) == (*LEGITIMATE, False)
+    after_state, after = state_of(scratch)
+    assert documents_and_deploy_mode(after_state) == (*LEGITIMATE, False)
     # deploy_safe's own process runs the ready() hook too, frozen from start-up: refused there.
     own = len(SEEDED.findall(result.stderr))
     refused = len(report["blocked_writes"]) + own
@@ -97,7 +98,7 @@ def test_a_release_whose_code_swallows_its_refused_writes_is_still_rolled_back_n
         "incident sources that swallow their refusals",
         attempts=refused,
         writes_refused=refused,
-        changes=compare(before, scratch_row_hashes(scratch)),
+        changes=compare(before, after),
         exit_status=result.returncode,
         sources=sorted(SOURCES.values()),
     )
@@ -265,7 +266,8 @@ def test_the_incident_end_to_end_leaves_only_the_legitimate_document(scratch: Sc
     assert refusals_named(report) == {"data migration": 2, "post_migrate receiver": 1, "ready() hook": 1}
     assert subjects(scratch) == [f"[Django] deploy_safe {deploy_id}: rolled_back"]
     assert all(where in mails(scratch)[0] for where in SOURCES.values())
-    assert documents_and_deploy_mode(scratch) == (*LEGITIMATE, False)
+    after_state, after = state_of(scratch)
+    assert documents_and_deploy_mode(after_state) == (*LEGITIMATE, False)
 
     statuses = [status for client in clients for status in client.statuses]
     assert set(statuses) == {503}, statuses  # every admin POST refused, none failed otherwise
@@ -280,7 +282,7 @@ def test_the_incident_end_to_end_leaves_only_the_legitimate_document(scratch: Sc
         "the incident: migration, receiver, ready() hook, job and 8 admin clients during deploy_safe",
         attempts=attempts,
         writes_refused=statuses.count(503) + loop.count("refused") + len(hooks) + in_migrate,
-        changes=compare(before, scratch_row_hashes(scratch)),
+        changes=compare(before, after),
         exit_status=result.returncode,
         admin_posts=len(statuses),
         job_attempts=len(loop),
