@@ -158,7 +158,10 @@ class AdminClient:
                 "csrfmiddlewaretoken": self.csrf(),
                 "_save": "Save",
             }
-            self.statuses.append(self.request("/admin/documents/submission/add/", form))
+            try:
+                self.statuses.append(self.request("/admin/documents/submission/add/", form))
+            except OSError:  # no answer at all: counted, and fails the test's "all 503"
+                self.statuses.append(0)
 
 
 def get_json(url: str) -> dict:
@@ -278,6 +281,9 @@ def test_the_incident_end_to_end_leaves_only_the_legitimate_document(scratch: Sc
     assert hooks == [("ready() hook", "ML-960/rfc960")] * 2, hooks
     in_migrate = len(report["blocked_writes"])
     attempts = len(statuses) + len(loop) + len(hooks) + in_migrate
+    # Nothing is ignored: the tables the deploy itself writes (the deploy-mode switch and its
+    # history, DeployRecord and its history) are deployguard's own, outside protected_tables(),
+    # so row hashes never include them; django_session is on DEPLOYGUARD_WRITABLE_TABLES.
     record_scenario(
         "the incident: migration, receiver, ready() hook, job and 8 admin clients during deploy_safe",
         attempts=attempts,
