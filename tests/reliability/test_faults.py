@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,14 +42,14 @@ def documents_of(state: dict) -> dict:
 
 # --- SIGKILL at each step, then --recover -----------------------------------------------
 
-# The steps of a deploy that migrates (schema) and of one that rolls back (halfway), in order.
-# Killed on entering a step: the step has not started, every earlier one has finished. Left
-# out: the other pre-checks (nothing is on or written before "deploy mode on", as for the
-# first), and post-check: fingerprints and integrity (read-only, the state of post-check: health).
+# One step for each state a kill can leave behind, in order (killed on entering the step: it
+# has not started, every earlier one has finished): nothing switched on yet; frozen with no
+# backup; backed up, not migrated; migrated, not verified; verified, still frozen; a failed
+# migrate not yet rolled back (halfway). The other steps leave one of these states: the
+# pre-checks that of "deploy mode on", "fingerprint" that of "backup", the read-only
+# post-checks that of "post-check: health".
 KILLED_AT = [
-    ("pre-check: one deploy at a time", "schema", "No incomplete deploy to recover."),
     ("deploy mode on", "schema", "No incomplete deploy to recover."),
-    ("fingerprint", "schema", "killed before its backup was made, so before migrate: nothing ran"),
     ("backup", "schema", "killed before its backup was made, so before migrate: nothing ran"),
     ("migrate", "schema", "proved unchanged: fingerprints and applied migrations equal the backup's"),
     ("post-check: health", "schema", "restored_because"),
@@ -67,7 +68,7 @@ def test_deploy_safe_killed_at_any_step_is_recovered_with_nothing_lost_or_added(
     killed = finish(start_deploy(scratch, apps=f"gate,{apps}", kill_at=step))
 
     assert killed.returncode == -9, killed.stdout + killed.stderr
-    entered_deploy_mode = step not in ("pre-check: one deploy at a time", "deploy mode on")
+    entered_deploy_mode = step != "deploy mode on"
     # Fail closed until recovered: still frozen, the record still running.
     assert peek(scratch) == (entered_deploy_mode, ["running"] if entered_deploy_mode else [])
 
@@ -232,12 +233,15 @@ def test_a_corrupted_backup_at_recover_exits_4_stays_frozen_alerts_and_an_earlie
 ):
     """A corrupted backup at --recover: exit 4, deploy mode stays on, admins mailed, the way out works."""
     before = template_rows
-    earlier = scratch.directory / "earlier" / "before-the-deploy.bak"
-    assert scratch.manage("backup_db", "--output", str(earlier)).returncode == 0
     mail = mailed_env(scratch)
     killed = finish(start_deploy(scratch, apps="gate,schema", kill_at="post-check: health", **mail))
     assert killed.returncode == -9
     (backup,) = (p for p in scratch.backup_dir.iterdir() if not p.name.endswith(".manifest.json"))
+    # The operator's other copy of a backup taken before the deploy (off-site, say): intact.
+    earlier = scratch.directory / "off-site" / backup.name
+    earlier.parent.mkdir()
+    for source in (backup, backup.with_name(backup.name + ".manifest.json")):
+        shutil.copy2(source, earlier.parent / source.name)
     with backup.open("r+b") as damaged:  # a flipped run of bytes in the middle of the file
         damaged.seek(backup.stat().st_size // 2)
         damaged.write(b"\xff" * 64)
