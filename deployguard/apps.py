@@ -43,6 +43,7 @@ class DeployguardConfig(AppConfig):
             from deployguard import pipeline
 
             pipeline.install_data_migration_allowance()
+            pipeline.install_refusal_report()
         checks.register()
         integrity.autodiscover()
         monitoring.connect_receivers()

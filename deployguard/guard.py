@@ -403,6 +403,10 @@ def schema_changes_allowed() -> bool:
 
 # --- the wrapper --------------------------------------------------------------------------
 
+refusal_listeners: list[Callable[[DeployModeActive], None]] = []
+"""Called with each refusal before it is raised, so a refusal the writing code catches and
+swallows is still seen: deploy_safe's migrate subprocess reports every one."""
+
 
 class WriteGuard:
     """Django execute wrapper: refuses writes to protected tables while deploy mode is on."""
@@ -424,7 +428,10 @@ class WriteGuard:
                     status = state.current()
                     if status.enabled:
                         where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'
-                        raise DeployModeActive(f"{verb} on {where}", status)
+                        refusal = DeployModeActive(f"{verb} on {where}", status)
+                        for listener in refusal_listeners:
+                            listener(refusal)
+                        raise refusal
                     break
         if status is None:
             return execute(sql, params, many, context)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import fcntl
 import json
 import logging
@@ -54,6 +55,7 @@ FROZEN_REASON = (
 DATA_MIGRATION_VARIABLE = "DEPLOYGUARD_ALLOW_DATA_MIGRATION"
 DATA_MIGRATION_REPORT_VARIABLE = "DEPLOYGUARD_DATA_MIGRATION_REPORT"
 DEPLOY_ID_VARIABLE = "DEPLOYGUARD_DEPLOY_ID"
+REFUSALS_REPORT_VARIABLE = "DEPLOYGUARD_REFUSALS_REPORT"
 ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
 GIT_CHANGES_NAMED = 10  # files named in the clean-tree pre-check's message
 
@@ -193,6 +195,23 @@ def install_data_migration_allowance() -> None:
     logger.warning("Data migrations allowed to write during this deploy: %s", ", ".join(sorted(allowed)))
 
 
+def install_refusal_report() -> None:
+    """In the migrate subprocess: append every write the guard refuses, caught by the code that
+    tried it or not, with the project code that tried it, to deploy_safe's report file."""
+    report = os.environ.get(REFUSALS_REPORT_VARIABLE, "")
+    if not report:
+        return
+    base_dir = Path(settings.BASE_DIR).resolve()
+
+    def record(refusal: Exception) -> None:
+        stack = "".join(traceback.format_stack()) + f"{type(refusal).__name__}: {refusal}\n"
+        for found in parse_writers(stack, base_dir):
+            with open(report, "a", encoding="utf-8") as out:
+                out.write(json.dumps(found) + "\n")
+
+    guard.refusal_listeners.append(record)
+
+
 # --- pieces the pipeline uses -------------------------------------------------------------
 
 
@@ -261,20 +280,42 @@ def parse_writers(stderr: str, base_dir: Path) -> list[dict[str, str]]:
     return found
 
 
+def _read_refusals(path: str) -> list[dict[str, str]]:
+    """The refusals the migrate subprocess recorded (install_refusal_report); the file is removed."""
+    try:
+        with open(path, encoding="utf-8") as report:
+            return [json.loads(line) for line in report if line.strip()]
+    except (OSError, ValueError):
+        return []
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 class DeployLock:
-    """One deploy at a time: a PostgreSQL session advisory lock, or flock on a file beside SQLite."""
+    """One deploy at a time: a PostgreSQL session advisory lock, or flock on a file beside SQLite.
+
+    The holder is published with the lock (the lock session's application_name; the lock
+    file's content), so a deploy that finds it taken names the one that holds it even before
+    that one has written its DeployRecord.
+    """
 
     def __init__(self, using: str = "default") -> None:
         self.using = using
         self._handle: Any = None
 
-    def acquire(self) -> bool:
+    def acquire(self, deploy_id: str = "", actor: str = "") -> bool:
         connection = connections[self.using]
         if connection.vendor == "postgresql":
             # Its own session: restoring closes Django's connection, which would drop the lock.
             raw = connection.get_new_connection(connection.get_connection_params())
             raw.autocommit = True
             with raw.cursor() as cursor:
+                # Named before the lock is tried, so there is no moment it is held anonymously.
+                cursor.execute(
+                    "SELECT set_config('application_name', %s, false)",
+                    [f"deploy_safe {deploy_id} {actor}"[:63]],
+                )
                 cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
                 (taken,) = cursor.fetchone()
             if not taken:
@@ -282,19 +323,48 @@ class DeployLock:
                 return False
             self._handle = raw
             return True
-        path = Path(str(connection.settings_dict["NAME"]))
-        handle: IO[str] = open(path.with_name(path.name + ".deploy.lock"), "a+")
+        handle: IO[str] = open(self._lock_path(), "a+")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             return False
+        handle.truncate(0)
+        handle.write(f"deploy {deploy_id}, started {timezone.now():%Y-%m-%d %H:%M:%S} by {actor}")
+        handle.flush()
         self._handle = handle
         return True
+
+    def _lock_path(self) -> Path:
+        path = Path(str(connections[self.using].settings_dict["NAME"]))
+        return path.with_name(path.name + ".deploy.lock")
+
+    def holder(self) -> str:
+        """Who holds the lock, as "deploy ID, started WHEN by WHO", or "" when that is unknown."""
+        connection = connections[self.using]
+        with contextlib.suppress(DatabaseError, OSError, ValueError):
+            if connection.vendor != "postgresql":
+                return self._lock_path().read_text().strip()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT a.application_name, a.backend_start FROM pg_locks l "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND l.classid::bigint = %s AND l.objid::bigint = %s",
+                    [ADVISORY_LOCK_KEY >> 32, ADVISORY_LOCK_KEY & 0xFFFF_FFFF],
+                )
+                row = cursor.fetchone()
+            if row and row[0].startswith("deploy_safe "):
+                _, deploy_id, actor = [*row[0].split(" ", 2), ""][:3]
+                started = row[1].astimezone(datetime.UTC)  # as DeployRecord.started_at is shown
+                return f"deploy {deploy_id}, started {started:%Y-%m-%d %H:%M:%S} by {actor or '?'}"
+        return ""
 
     def release(self) -> None:
         if self._handle is not None:
             with contextlib.suppress(Exception):
+                if not hasattr(self._handle, "cursor"):  # the lock file: it names nobody once released
+                    self._handle.truncate(0)
                 self._handle.close()
             self._handle = None
 
@@ -493,7 +563,7 @@ class Pipeline:
 
     def pre_checks(self) -> None:
         with self.step("pre-check: one deploy at a time") as step:
-            if not self.lock.acquire():
+            if not self.lock.acquire(self.deploy_id, state.os_actor()):
                 step.status = "failed"
                 raise PipelineStop(EXIT_PRECHECK, ANOTHER_DEPLOY.format(who=self._running_deploy()))
         failures: list[str] = []
@@ -533,7 +603,8 @@ class Pipeline:
                 running = DeployRecord.objects.using(self.using).filter(status="running").first()
                 if running:
                     return f"deploy {running.deploy_id}, started {running.started_at:%Y-%m-%d %H:%M:%S} by {running.started_by}"  # noqa: E501
-        return "it holds the deploy lock"
+        # Still in its pre-checks (no record yet): the lock names it.
+        return self.lock.holder() or "it holds the deploy lock"
 
     def _check_incomplete(self, step: Step) -> str:
         from deployguard.models import DeployRecord
@@ -717,12 +788,14 @@ class Pipeline:
         with self.step("migrate") as step:
             pending = pending_migrations(using=self.using)
             step.detail = {"pending": pending}
-            extra: dict[str, str] = {}
+            handle, refusals_file = tempfile.mkstemp(prefix="deploy_safe-refused-", suffix=".jsonl")
+            os.close(handle)
+            extra: dict[str, str] = {REFUSALS_REPORT_VARIABLE: refusals_file}
             report_file = None
             if self.options.allow_data_migrations:
                 handle, report_file = tempfile.mkstemp(prefix="deploy_safe-data-", suffix=".jsonl")
                 os.close(handle)
-                extra = {
+                extra |= {
                     DATA_MIGRATION_VARIABLE: ",".join(self.options.allow_data_migrations),
                     DATA_MIGRATION_REPORT_VARIABLE: report_file,
                 }
@@ -738,9 +811,23 @@ class Pipeline:
                         self.data_changes[entry["migration"]] = entry["changes"]
                     os.unlink(report_file)
                 step.detail["data_migration_changes"] = self.data_changes
+            refused = _read_refusals(refusals_file)
+            if result.returncode == 0 and refused:
+                # The code that tried caught the refusal: migrate "succeeded", but this release
+                # tries to write during deploys. Named, rolled back and alerted like any other.
+                step.status = "failed"
+                self.writers = refused
+                step.detail["errors"] = refused
+                places = sorted({w["where"] or "?" for w in refused})
+                return (
+                    f"migrate tried {len(refused)} write(s) that deploy mode refused and the code caught: "
+                    + "; ".join(places)[:600]
+                )
             if result.returncode != 0:
                 step.status = "failed"
                 self.writers = parse_writers(result.stderr, Path(settings.BASE_DIR).resolve())
+                named = {(w["where"], w["message"]) for w in self.writers}
+                self.writers += [w for w in refused if (w["where"], w["message"]) not in named]
                 step.detail["errors"] = self.writers
                 step.detail["stderr_tail"] = result.stderr.strip().splitlines()[-5:]
                 blocked = [w for w in self.writers if w["exception"] == "DeployModeActive"]
@@ -903,7 +990,7 @@ class Pipeline:
         with origin.origin("deploy_safe --recover"):
             try:
                 with self.step("one deploy at a time"):
-                    if not self.lock.acquire():
+                    if not self.lock.acquire(self.deploy_id, state.os_actor()):
                         raise PipelineStop(EXIT_PRECHECK, ANOTHER_DEPLOY.format(who=self._running_deploy()))
                 record = DeployRecord.objects.using(self.using).filter(status="running").first()
                 if record is None:
@@ -941,6 +1028,7 @@ class Pipeline:
                             error=error,
                         )
                         self._finish(EXIT_HUMAN, message)
+                        self._alert(message)  # a person must act: the one case that must never be silent
                         raise PipelineStop(EXIT_HUMAN, message) from None
                 self.record = self._fresh_record()
                 with self.step("deploy mode off"):

@@ -1,0 +1,36 @@
+"""The incident's background job: a worker of the new release that keeps trying to publish.
+
+Run as `manage.py shell -c "from tests.deploy_apps.incident.job import run; run(STOP_FILE)"`.
+Prints one line per attempt: "ok", "refused" (DeployModeActive) or "error <exception>".
+"""
+
+import os
+import time
+
+MAX_SECONDS = 90
+
+
+def run(stop_file):
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from deployguard import DeployModeActive
+    from documents.models import PublishedDraft, Submission, service_write
+
+    deadline = time.monotonic() + MAX_SECONDS
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        try:
+            with service_write():
+                submission = Submission.objects.create(ml_number="ML-970", title="Job", submitted_by="job")
+                PublishedDraft.objects.create(
+                    name="rfc970",
+                    submission=submission,
+                    published_by=get_user_model().objects.first(),
+                    published_at=timezone.now(),
+                )
+            print("ok", flush=True)
+        except DeployModeActive:
+            print("refused", flush=True)
+        except Exception as error:
+            print(f"error {type(error).__name__}", flush=True)
+        time.sleep(0.05)
