@@ -28,7 +28,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from deployguard.fingerprint import fingerprint_table
+from deployguard.fingerprint import column_names, fingerprint_table
 from deployguard.guard import allow_writes, protected_tables
 
 Fingerprints = dict[str, dict[str, Any]]
@@ -121,10 +121,11 @@ def fingerprints(using: str = "default") -> dict[str, dict[str, Any]]:
     """Fingerprints of every protected table, by table name."""
     connection = connections[using]
     tables = sorted(protected_tables(connection.introspection.table_names()))
+    columns = column_names(tables, using=using)
     return {
         table: {"count": fp.count, "digest": fp.digest}
         for table in tables
-        for fp in [fingerprint_table(table, using=using)]
+        for fp in [fingerprint_table(table, using=using, columns=columns[table])]
     }
 
 

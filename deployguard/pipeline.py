@@ -41,7 +41,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from deployguard import backup, guard, origin, state
-from deployguard.fingerprint import _prepare, fingerprint_table, row_hash_sql
+from deployguard.fingerprint import _prepare, column_names, fingerprint_table, row_hash_sql
 
 logger = logging.getLogger("deployguard")
 
@@ -133,7 +133,7 @@ def table_rows(table: str, *, using: str = "default") -> dict[Any, int] | None:
         pk = connection.introspection.get_primary_key_column(cursor, table)
         if pk is None:
             return None
-        columns = [c.name for c in connection.introspection.get_table_description(cursor, table)]
+        columns = column_names([table], using=using)[table]
         quote = connection.ops.quote_name
         cursor.execute(
             f"SELECT {quote(pk)}, {row_hash_sql(columns, connection)} FROM {quote(table)}"  # noqa: S608
@@ -206,11 +206,9 @@ def table_fingerprints(*, using: str = "default") -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
     with connection.cursor() as cursor:
         tables = sorted(guard.protected_tables(connection.introspection.table_names(cursor)))
-        described = {
-            table: [c.name for c in connection.introspection.get_table_description(cursor, table)]
-            for table in tables
-        }
-    for table, columns in described.items():
+    described = column_names(tables, using=using)
+    for table in tables:
+        columns = described[table]
         fp = fingerprint_table(table, using=using, columns=columns)
         result[table] = {"columns": columns, "count": fp.count, "digest": fp.digest}
     return result
@@ -807,10 +805,7 @@ class Pipeline:
         skip = set(bookkeeping_tables()) | set().union(*(set(c) for c in self.data_changes.values()))
         with connection.cursor() as cursor:
             now = set(guard.protected_tables(connection.introspection.table_names(cursor)))
-            columns_now = {
-                table: {c.name for c in connection.introspection.get_table_description(cursor, table)}
-                for table in now
-            }
+        columns_now = {table: set(columns) for table, columns in column_names(now, using=self.using).items()}
         differences: list[str] = []
         for table, before in sorted(self.fingerprints.items()):
             if table in skip:
