@@ -40,7 +40,7 @@ from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from deployguard import backup, guard, origin, state
+from deployguard import backup, conf, guard, origin, state
 from deployguard.fingerprint import _prepare, column_names, fingerprint_table, row_hash_sql
 
 logger = logging.getLogger("deployguard")
@@ -465,7 +465,7 @@ class Pipeline:
                 self._save_record(status="running")
         except (backup.BackupError, DatabaseError, OSError) as error:
             # Nothing was migrated: the data is as it was. Unfreeze and stop.
-            state.switch_off(changed_by=state.os_actor(), reason=f"deploy_safe {self.deploy_id} aborted")
+            self._unfreeze(f"deploy_safe {self.deploy_id} aborted")
             self.status = "rolled_back"
             self._finish(EXIT_RESTORED, f"The backup failed ({error}); nothing was migrated.")
             raise PipelineStop(EXIT_RESTORED, self.message) from None
@@ -475,10 +475,20 @@ class Pipeline:
         if failure is not None:
             self.roll_back(failure)
             return
-        with self.step("deploy mode off"):
-            state.switch_off(changed_by=state.os_actor(), reason=f"deploy_safe {self.deploy_id} done")
+        with self.step("deploy mode off") as step:
+            step.detail = self._unfreeze(f"deploy_safe {self.deploy_id} done")
         self.status = "succeeded"
         self._finish(EXIT_DEPLOYED, f"Deploy {self.deploy_id} done: migrated and verified.")
+
+    def _unfreeze(self, reason: str) -> dict[str, Any]:
+        """Deploy mode off, without waiting for other processes' cached state to expire.
+
+        Going on must wait: the fingerprints are only true once nobody can write. Going off
+        need not: nothing deploy_safe does afterwards depends on other processes writing
+        again, and each of them sees "off" within DEPLOYGUARD_STATE_CACHE_SECONDS anyway.
+        """
+        state.disable(changed_by=state.os_actor(), reason=reason)
+        return {"waited_for_other_processes": False, "they_write_again_within": conf.propagation_delay()}
 
     def _finish(self, exit_status: int, message: str) -> None:
         self.exit_status, self.message = exit_status, message
@@ -871,8 +881,8 @@ class Pipeline:
                 self._alert(message)
                 raise PipelineStop(EXIT_HUMAN, message) from None
         self.record = self._fresh_record()
-        with self.step("deploy mode off"):
-            state.switch_off(changed_by=state.os_actor(), reason=f"deploy_safe {self.deploy_id} rolled back")
+        with self.step("deploy mode off") as off:
+            off.detail = self._unfreeze(f"deploy_safe {self.deploy_id} rolled back")
         self.status = "rolled_back"
         message = f"Deploy {self.deploy_id} failed and was rolled back ({step.detail if isinstance(step.detail, str) else 'restored from ' + str(self.backup_path)}): {why}"  # noqa: E501
         self._finish(EXIT_RESTORED, message)
@@ -938,10 +948,8 @@ class Pipeline:
                         self._finish(EXIT_HUMAN, message)
                         raise PipelineStop(EXIT_HUMAN, message) from None
                 self.record = self._fresh_record()
-                with self.step("deploy mode off"):
-                    state.switch_off(
-                        changed_by=state.os_actor(), reason=f"deploy_safe --recover {self.deploy_id}"
-                    )
+                with self.step("deploy mode off") as off:
+                    off.detail = self._unfreeze(f"deploy_safe --recover {self.deploy_id}")
                 self.status = "recovered"
                 self._finish(EXIT_DEPLOYED, f"Recovered deploy {self.deploy_id}: {step.detail}.")
             except PipelineStop as stop:

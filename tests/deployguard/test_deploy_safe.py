@@ -57,6 +57,9 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
         "post-check: health", "post-check: fingerprints", "post-check: integrity", "deploy mode off",
     ]  # fmt: skip
     assert all(isinstance(step["seconds"], float) for step in report["steps"])
+    steps = {step["name"]: step for step in report["steps"]}
+    # Going off does not wait for other processes' caches: nothing after it needs them writing.
+    assert steps["deploy mode off"]["detail"]["waited_for_other_processes"] is False
     log = [json.loads(line) for line in scratch.log_path.read_text().splitlines()]
     assert [(entry["deploy_id"], entry["exit_status"]) for entry in log] == [(report["deploy_id"], 0)]
 
