@@ -54,6 +54,8 @@ FROZEN_REASON = (
 DATA_MIGRATION_VARIABLE = "DEPLOYGUARD_ALLOW_DATA_MIGRATION"
 DATA_MIGRATION_REPORT_VARIABLE = "DEPLOYGUARD_DATA_MIGRATION_REPORT"
 DEPLOY_ID_VARIABLE = "DEPLOYGUARD_DEPLOY_ID"
+MIGRATE_GO = "go"  # the line on deploy_safe_migrate's standard input that lets it migrate
+MIGRATE_NOT_TOLD = 3  # deploy_safe_migrate's exit status when its input closed without it
 ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
 GIT_CHANGES_NAMED = 10  # files named in the clean-tree pre-check's message
 
@@ -346,6 +348,8 @@ class Pipeline:
         self.exit_status = EXIT_DEPLOYED
         self.status = "running"
         self.message = ""
+        self._migrate_process: subprocess.Popen[str] | None = None
+        self._data_report = ""
 
     # --- reporting ---
 
@@ -428,6 +432,7 @@ class Pipeline:
             except PipelineStop as stop:
                 self.exit_status, self.message = stop.exit_status, stop.message
             finally:
+                self.discard_migrate()
                 self.lock.release()
         return self.exit_status
 
@@ -435,13 +440,17 @@ class Pipeline:
         self.pre_checks()
         self.bootstrap()
         with self.step("deploy mode on") as step:
-            status, drained = state.switch_on(
+            # state.switch_on(), with the migrate subprocess started between the switch and the wait.
+            status = state.enable(
                 reason=f"deploy_safe {self.deploy_id}",
                 changed_by=state.os_actor(),
                 deploy_id=self.deploy_id,
                 expected_minutes=self.options.expected_minutes,
             )
-            step.detail = {"expected_end": status.expected_end, "drain": drained}
+            self.start_migrate()
+            waited = state.wait_for_propagation()
+            drained = state.drain_in_flight_writes()
+            step.detail = {"expected_end": status.expected_end, "waited": waited, "drain": drained}
             self._save_record(status="running")
         try:
             with self.step("fingerprint") as step:
@@ -701,7 +710,9 @@ class Pipeline:
 
     # --- migrate ---
 
-    def _manage(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def _manage_command(
+        self, *args: str, extra: dict[str, str] | None = None
+    ) -> tuple[list[str], dict[str, str]]:
         manage_py = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0].endswith("manage.py") else None
         if manage_py is None or not manage_py.exists():
             manage_py = Path(settings.BASE_DIR) / "manage.py"
@@ -711,52 +722,88 @@ class Pipeline:
             guard.SCHEMA_CHANGES_VARIABLE: f"deploy_safe {self.deploy_id}: migrate",
             **(extra or {}),
         }
+        return [sys.executable, str(manage_py), *args, f"--verbosity={self.options.verbosity}"], env
+
+    def _manage(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        command, env = self._manage_command(*args, extra=extra)
         return subprocess.run(  # noqa: S603
-            [sys.executable, str(manage_py), *args, f"--verbosity={self.options.verbosity}"],
+            command, env=env, capture_output=True, text=True, check=False, preexec_fn=_die_with_parent
+        )
+
+    def start_migrate(self) -> None:
+        """Start the migrate subprocess, which starts up and then waits for migrate()'s word.
+
+        Called once deploy mode is on in the shared state, so the subprocess reads "on" from its
+        first check and every ready() hook in it runs frozen. Its start-up (a second Django
+        start-up, about a second) then overlaps the wait for other processes, the fingerprints
+        and the backup, none of which it touches: it writes nothing until it is told to go.
+        """
+        extra: dict[str, str] = {}
+        if self.options.allow_data_migrations:
+            handle, self._data_report = tempfile.mkstemp(prefix="deploy_safe-data-", suffix=".jsonl")
+            os.close(handle)
+            extra = {
+                DATA_MIGRATION_VARIABLE: ",".join(self.options.allow_data_migrations),
+                DATA_MIGRATION_REPORT_VARIABLE: self._data_report,
+            }
+        command, env = self._manage_command("deploy_safe_migrate", "--database", self.using, extra=extra)
+        self._migrate_process = subprocess.Popen(  # noqa: S603
+            command,
             env=env,
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
             preexec_fn=_die_with_parent,
         )
 
+    def discard_migrate(self) -> None:
+        """End a migrate subprocess that was never told to go: closing its input stops it unmigrated."""
+        process, self._migrate_process = self._migrate_process, None
+        if process is None:
+            return
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+        if self._data_report:
+            with contextlib.suppress(OSError):
+                os.unlink(self._data_report)
+
     def migrate(self) -> str | None:
-        """Run migrate in a subprocess; the failure in one line, or None."""
+        """Tell the migrate subprocess to go; the failure in one line, or None."""
         with self.step("migrate") as step:
             pending = pending_migrations(using=self.using)
-            step.detail = {"pending": pending}
-            extra: dict[str, str] = {}
-            report_file = None
-            if self.options.allow_data_migrations:
-                handle, report_file = tempfile.mkstemp(prefix="deploy_safe-data-", suffix=".jsonl")
-                os.close(handle)
-                extra = {
-                    DATA_MIGRATION_VARIABLE: ",".join(self.options.allow_data_migrations),
-                    DATA_MIGRATION_REPORT_VARIABLE: report_file,
-                }
-            result = self._manage("migrate", "--noinput", extra=extra)
+            step.detail = {"pending": pending, "subprocess_started": "while deploy mode went on"}
+            if self._migrate_process is None:
+                self.start_migrate()
+            process, self._migrate_process = self._migrate_process, None
+            assert process is not None
+            stdout, stderr = process.communicate(input=f"{MIGRATE_GO}\n")
+            returncode = process.returncode
             connections[self.using].close()  # the schema changed under this connection
-            step.detail["exit_status"] = result.returncode
-            if self.options.verbosity >= 2 and result.stdout:
-                self.out("", result.stdout.rstrip())
-            if report_file:
+            step.detail["exit_status"] = returncode
+            if self.options.verbosity >= 2 and stdout:
+                self.out("", stdout.rstrip())
+            if self._data_report:
                 with contextlib.suppress(OSError):
-                    for line in Path(report_file).read_text().splitlines():
+                    for line in Path(self._data_report).read_text().splitlines():
                         entry = json.loads(line)
                         self.data_changes[entry["migration"]] = entry["changes"]
-                    os.unlink(report_file)
+                    os.unlink(self._data_report)
                 step.detail["data_migration_changes"] = self.data_changes
-            if result.returncode != 0:
+            if returncode != 0:
                 step.status = "failed"
-                self.writers = parse_writers(result.stderr, Path(settings.BASE_DIR).resolve())
+                self.writers = parse_writers(stderr, Path(settings.BASE_DIR).resolve())
                 step.detail["errors"] = self.writers
-                step.detail["stderr_tail"] = result.stderr.strip().splitlines()[-5:]
+                step.detail["stderr_tail"] = stderr.strip().splitlines()[-5:]
                 blocked = [w for w in self.writers if w["exception"] == "DeployModeActive"]
                 named = blocked or self.writers
                 if named:
                     first = named[-1]
                     return f"migrate failed: {first['exception']} at {first['where'] or '?'}: {first['message'][:300]}"  # noqa: E501
-                return f"migrate exited {result.returncode}"
+                return f"migrate exited {returncode}"
         return None
 
     # --- post-checks ---

@@ -58,6 +58,7 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     ]  # fmt: skip
     assert all(isinstance(step["seconds"], float) for step in report["steps"])
     steps = {step["name"]: step for step in report["steps"]}
+    assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
     # Going off does not wait for other processes' caches: nothing after it needs them writing.
     assert steps["deploy mode off"]["detail"]["waited_for_other_processes"] is False
     log = [json.loads(line) for line in scratch.log_path.read_text().splitlines()]
@@ -125,6 +126,36 @@ def test_misuse_exits_2_and_an_unknown_data_migration_fails_the_pre_checks(scrat
     unknown = scratch.deploy("--allow-data-migration", "schema.0009_nope", apps="schema")
     assert unknown.returncode == 3
     assert "names no pending migration: schema.0009_nope" in unknown.stderr
+
+
+def _deploy_safe_migrate(scratch: Scratch, stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, str(BASE_DIR / "manage.py"), "deploy_safe_migrate"],
+        cwd=BASE_DIR,
+        env=subprocess_env(
+            scratch.url, DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings", DEPLOY_TEST_APPS="schema"
+        ),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_migrate_subprocess_started_early_migrates_nothing_unless_told_to_go(scratch: Scratch):
+    before = scratch.inspect()
+
+    untold = _deploy_safe_migrate(scratch, stdin="")  # deploy_safe stopped before migrate
+
+    assert untold.returncode == 3, untold.stderr
+    assert "did not say go: nothing was migrated" in untold.stderr
+    assert scratch.inspect() == before
+
+    told = _deploy_safe_migrate(scratch, stdin="go\n")
+
+    assert told.returncode == 0, told.stderr
+    assert scratch.inspect()["migrations"]["schema"] == ["0001_initial"]
 
 
 def test_a_start_up_hook_that_writes_stops_deploy_safe_before_anything_is_touched(scratch: Scratch):
