@@ -354,10 +354,12 @@ class Pipeline:
     # --- reporting ---
 
     @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[Step]:
+    def step(self, name: str, *, before: Step | None = None) -> Iterator[Step]:
+        """Time a step; `before`: a step still running that this one runs within, listed after it."""
         step = Step(name)
         started = time.perf_counter()
-        self.steps.append(step)
+        where = next((i for i, s in enumerate(self.steps) if s is before), len(self.steps))
+        self.steps.insert(where, step)
         try:
             yield step
         except BaseException:
@@ -453,22 +455,12 @@ class Pipeline:
             step.detail = {"expected_end": status.expected_end, "waited": waited, "drain": drained}
             self._save_record(status="running")
         try:
-            with self.step("fingerprint") as step:
-                self.fingerprints = table_fingerprints(using=self.using)
-                self.migrations = backup.applied_migrations(self.using)
-                step.detail = {
-                    "tables": len(self.fingerprints),
-                    "rows": sum(fp["count"] for fp in self.fingerprints.values()),
-                }
             with self.step("backup") as step:
                 directory = self.options.backup_dir or backup.default_backup_dir()
                 self.backup_path, self.manifest = backup.backup_database(
                     backup.default_backup_path(self.using, directory),
                     using=self.using,
-                    known_fingerprints={
-                        t: {"count": fp["count"], "digest": fp["digest"]}
-                        for t, fp in self.fingerprints.items()
-                    },
+                    fingerprint=lambda: self._fingerprint(before=step),
                 )
                 step.detail = {"path": str(self.backup_path), "size": self.manifest.size}
                 self._save_record(status="running")
@@ -488,6 +480,20 @@ class Pipeline:
             step.detail = self._unfreeze(f"deploy_safe {self.deploy_id} done")
         self.status = "succeeded"
         self._finish(EXIT_DEPLOYED, f"Deploy {self.deploy_id} done: migrated and verified.")
+
+    def _fingerprint(self, *, before: Step) -> backup.Fingerprints:
+        """The fingerprints and applied migrations the post-check compares against; taken
+        while the backup copies the same data (same lock or snapshot), reported as a step of
+        its own, listed before the backup's."""
+        with self.step("fingerprint", before=before) as step:
+            self.fingerprints = table_fingerprints(using=self.using)
+            self.migrations = backup.applied_migrations(self.using)
+            step.detail = {
+                "tables": len(self.fingerprints),
+                "rows": sum(fp["count"] for fp in self.fingerprints.values()),
+                "while": "the backup copies the same data",
+            }
+        return {t: {"count": fp["count"], "digest": fp["digest"]} for t, fp in self.fingerprints.items()}
 
     def _unfreeze(self, reason: str) -> dict[str, Any]:
         """Deploy mode off, without waiting for other processes' cached state to expire.

@@ -59,6 +59,7 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     assert all(isinstance(step["seconds"], float) for step in report["steps"])
     steps = {step["name"]: step for step in report["steps"]}
     assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
+    assert steps["fingerprint"]["detail"]["while"] == "the backup copies the same data"
     # Going off does not wait for other processes' caches: nothing after it needs them writing.
     assert steps["deploy mode off"]["detail"]["waited_for_other_processes"] is False
     log = [json.loads(line) for line in scratch.log_path.read_text().splitlines()]
