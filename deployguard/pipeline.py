@@ -23,14 +23,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from io import StringIO
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from django.conf import settings
 from django.core.mail import mail_admins
@@ -44,6 +46,7 @@ from deployguard import backup, conf, guard, origin, state
 from deployguard.fingerprint import _prepare, column_names, fingerprint_table, row_hash_sql
 
 logger = logging.getLogger("deployguard")
+T = TypeVar("T")
 
 EXIT_DEPLOYED, EXIT_RESTORED, EXIT_MISUSE, EXIT_PRECHECK, EXIT_HUMAN = 0, 1, 2, 3, 4
 
@@ -349,6 +352,8 @@ class Pipeline:
         self.status = "running"
         self.message = ""
         self._migrate_process: subprocess.Popen[str] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploy_safe")
+        self._audit: Future[tuple[Any, float]] | None = None
         self._data_report = ""
 
     # --- reporting ---
@@ -435,6 +440,7 @@ class Pipeline:
                 self.exit_status, self.message = stop.exit_status, stop.message
             finally:
                 self.discard_migrate()
+                self._pool.shutdown(wait=True)
                 self.lock.release()
         return self.exit_status
 
@@ -495,6 +501,30 @@ class Pipeline:
             }
         return {t: {"count": fp["count"], "digest": fp["digest"]} for t, fp in self.fingerprints.items()}
 
+    def _alongside(self, work: Callable[[], T]) -> Future[tuple[T, float]]:
+        """Start `work` on a thread of its own, to overlap with what the main thread does next;
+        the future holds its result and the seconds it took. Its database connections are its
+        own and are closed when it ends. Inline when the database is SQLite in memory, which
+        another connection would not see."""
+
+        def timed() -> tuple[T, float]:
+            started = time.perf_counter()
+            try:
+                return work(), round(time.perf_counter() - started, 3)
+            finally:
+                if threading.current_thread() is not threading.main_thread():
+                    connections.close_all()
+
+        connection = connections[self.using]
+        if connection.vendor == "sqlite" and connection.is_in_memory_db():
+            future: Future[tuple[T, float]] = Future()
+            try:
+                future.set_result(timed())
+            except Exception as error:
+                future.set_exception(error)
+            return future
+        return self._pool.submit(timed)
+
     def _unfreeze(self, reason: str) -> dict[str, Any]:
         """Deploy mode off, without waiting for other processes' cached state to expire.
 
@@ -519,6 +549,9 @@ class Pipeline:
             if not self.lock.acquire():
                 step.status = "failed"
                 raise PipelineStop(EXIT_PRECHECK, ANOTHER_DEPLOY.format(who=self._running_deploy()))
+        # The write-path audit is pure Python and reads only files: it runs while the checks
+        # before it wait on the database (the integrity rules above all).
+        self._audit = self._alongside(self._write_path_audit)
         failures: list[str] = []
         for name, check in (
             ("no incomplete deploy", self._check_incomplete),
@@ -685,10 +718,15 @@ class Pipeline:
             return f"Integrity errors before the deploy: {listed}; see `manage.py verify_integrity`."
         return ""
 
-    def _check_audit(self, step: Step) -> str:
+    def _write_path_audit(self) -> Any:
         from deployguard.write_paths import audit, config_from_settings
 
-        report = audit(config_from_settings())
+        return audit(config_from_settings())
+
+    def _check_audit(self, step: Step) -> str:
+        assert self._audit is not None
+        report, seconds = self._audit.result()
+        step.detail = {"seconds": seconds, "alongside": "the pre-checks before it"}
         if report.violations or report.errors:
             return (
                 f"The write-path audit found {len(report.violations)} violation(s) and "
@@ -828,6 +866,9 @@ class Pipeline:
                 problems.append(f"{len(still)} migration(s) still unapplied: {', '.join(still[:5])}")
             if problems:
                 step.status = "failed"
+        # The rules are SQL that SQLite and PostgreSQL run without the GIL: on their own thread
+        # and connection they overlap with the fingerprints, which hash in Python on SQLite.
+        integrity = self._alongside(self._integrity_counts)
         with self.step("post-check: fingerprints") as step:
             changed = self._compare_fingerprints()
             step.detail = {"schema_changes": self.schema_changes, "differences": changed}
@@ -835,8 +876,9 @@ class Pipeline:
                 step.status = "failed"
                 problems.append("Data changed during the deploy: " + "; ".join(changed))
         with self.step("post-check: integrity") as step:
+            seconds = None
             try:
-                after = self._integrity_counts()
+                after, seconds = integrity.result()
             except DatabaseError as error:
                 after = None
                 problems.append(f"Integrity rules failed to run: {error}")
@@ -850,7 +892,12 @@ class Pipeline:
                     if count > (before.get(rule_id, 0) if before is not None else 0)
                     and (before is not None or default_registry.rules[rule_id].severity == "error")
                 }
-                step.detail = {"before": before, "after": after}
+                step.detail = {
+                    "before": before,
+                    "after": after,
+                    "seconds": seconds,
+                    "alongside": "the fingerprints",
+                }
                 if worse:
                     problems.append(
                         "Integrity is worse than before: "

@@ -60,6 +60,8 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     steps = {step["name"]: step for step in report["steps"]}
     assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
     assert steps["fingerprint"]["detail"]["while"] == "the backup copies the same data"
+    assert steps["post-check: integrity"]["detail"]["alongside"] == "the fingerprints"
+    assert steps["pre-check: write-path audit"]["detail"]["alongside"] == "the pre-checks before it"
     # Going off does not wait for other processes' caches: nothing after it needs them writing.
     assert steps["deploy mode off"]["detail"]["waited_for_other_processes"] is False
     log = [json.loads(line) for line in scratch.log_path.read_text().splitlines()]
