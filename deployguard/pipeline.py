@@ -38,7 +38,7 @@ from django.conf import settings
 from django.core.mail import mail_admins
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
@@ -217,6 +217,25 @@ def table_fingerprints(*, using: str = "default") -> dict[str, dict[str, Any]]:
         fp = fingerprint_table(table, using=using, columns=columns)
         result[table] = {"columns": columns, "count": fp.count, "digest": fp.digest}
     return result
+
+
+@contextlib.contextmanager
+def without_jit(*, using: str = "default") -> Iterator[None]:
+    """PostgreSQL: the block's queries in one read transaction with JIT compilation off.
+
+    The integrity rules are one query per table with a correlated subquery per rule; their
+    estimated cost passes jit_above_cost at any size, and compiling them took 1.7 s of a
+    2.5 s query at 20,000 rows. Their work is index lookups, which JIT does not speed up.
+    Elsewhere (SQLite) the block runs as it is: a transaction there would take the write lock.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(using=using):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+        yield
 
 
 def pending_migrations(*, using: str = "default", app: str | None = None) -> list[str]:
@@ -686,7 +705,8 @@ class Pipeline:
     def _integrity_counts(self) -> dict[str, int]:
         from deployguard.integrity import default_registry, evaluate
 
-        return {r.rule.id: r.count for r in evaluate(default_registry.select(), sample_size=0)}
+        with without_jit(using=self.using):
+            return {r.rule.id: r.count for r in evaluate(default_registry.select(), sample_size=0)}
 
     def _check_integrity(self, step: Step) -> str:
         from deployguard import baseline

@@ -435,3 +435,23 @@ def test_an_uncommitted_change_fails_the_clean_tree_pre_check_unless_allowed(scr
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     git_step = next(s for s in scratch.report()["steps"] if s["name"] == "pre-check: clean git working tree")
     assert git_step["status"] == "skipped"
+
+
+def _jit() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgresql
+def test_integrity_rules_run_with_jit_off_and_the_session_keeps_its_setting(transactional_db):
+    from deployguard.pipeline import without_jit
+
+    before = _jit()
+
+    with without_jit():
+        assert _jit() == "off"
+
+    assert _jit() == before
