@@ -775,18 +775,19 @@ class Pipeline:
     # --- migrate ---
 
     def _manage_command(
-        self, *args: str, extra: dict[str, str] | None = None
+        self, *args: str, extra: dict[str, str] | None = None, schema_changes_from_start_up: bool = True
     ) -> tuple[list[str], dict[str, str]]:
         manage_py = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0].endswith("manage.py") else None
         if manage_py is None or not manage_py.exists():
             manage_py = Path(settings.BASE_DIR) / "manage.py"
-        env = {
-            **os.environ,
-            DEPLOY_ID_VARIABLE: self.deploy_id,
-            guard.SCHEMA_CHANGES_VARIABLE: f"deploy_safe {self.deploy_id}: migrate",
-            **(extra or {}),
-        }
+        env = {**os.environ, DEPLOY_ID_VARIABLE: self.deploy_id, **(extra or {})}
+        env.pop(guard.SCHEMA_CHANGES_VARIABLE, None)
+        if schema_changes_from_start_up:
+            env[guard.SCHEMA_CHANGES_VARIABLE] = self._schema_changes_reason()
         return [sys.executable, str(manage_py), *args, f"--verbosity={self.options.verbosity}"], env
+
+    def _schema_changes_reason(self) -> str:
+        return f"deploy_safe {self.deploy_id}: migrate"
 
     def _manage(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         command, env = self._manage_command(*args, extra=extra)
@@ -798,7 +799,8 @@ class Pipeline:
         """Start the migrate subprocess, which starts up and then waits for migrate()'s word.
 
         Called once deploy mode is on in the shared state, so the subprocess reads "on" from its
-        first check and every ready() hook in it runs frozen. Its start-up (a second Django
+        first check and every ready() hook in it runs frozen, schema changes and migrate's
+        bookkeeping rows included: it allows those only once told to go. Its start-up (a second Django
         start-up, about a second) then overlaps the wait for other processes, the fingerprints
         and the backup, none of which it touches: it writes nothing until it is told to go.
         """
@@ -810,7 +812,17 @@ class Pipeline:
                 DATA_MIGRATION_VARIABLE: ",".join(self.options.allow_data_migrations),
                 DATA_MIGRATION_REPORT_VARIABLE: self._data_report,
             }
-        command, env = self._manage_command("deploy_safe_migrate", "--database", self.using, extra=extra)
+        # Without DEPLOYGUARD_SCHEMA_CHANGES: it starts up while the fingerprints and the backup
+        # are taken, so it starts fully frozen, and allows schema changes once told to go.
+        command, env = self._manage_command(
+            "deploy_safe_migrate",
+            "--database",
+            self.using,
+            "--schema-changes-reason",
+            self._schema_changes_reason(),
+            extra=extra,
+            schema_changes_from_start_up=False,
+        )
         self._migrate_process = subprocess.Popen(  # noqa: S603
             command,
             env=env,

@@ -133,7 +133,7 @@ def test_misuse_exits_2_and_an_unknown_data_migration_fails_the_pre_checks(scrat
 
 def _deploy_safe_migrate(scratch: Scratch, stdin: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, str(BASE_DIR / "manage.py"), "deploy_safe_migrate"],
+        [PYTHON, str(BASE_DIR / "manage.py"), "deploy_safe_migrate", "--schema-changes-reason", "a test"],
         cwd=BASE_DIR,
         env=subprocess_env(
             scratch.url, DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings", DEPLOY_TEST_APPS="schema"
@@ -159,6 +159,18 @@ def test_the_migrate_subprocess_started_early_migrates_nothing_unless_told_to_go
 
     assert told.returncode == 0, told.stderr
     assert scratch.inspect()["migrations"]["schema"] == ["0001_initial"]
+
+
+def test_the_early_migrate_subprocess_starts_up_with_no_schema_changes_allowed(scratch: Scratch):
+    # It starts up while deploy_safe fingerprints and backs up, so its start-up must not change
+    # even the schema: migrate's allowance for schema changes comes with the word to go.
+    note = scratch.directory / "start-up"
+
+    result = scratch.deploy(apps="startup_ddl", DEPLOY_TEST_STARTUP_NOTE=str(note))
+
+    assert result.returncode == 0, result.stderr
+    assert note.read_text() == "DeployModeActive"  # written last by the migrate subprocess
+    assert "startup_ddl_probe" not in scratch.inspect()["fingerprints"]
 
 
 def test_a_start_up_hook_that_writes_stops_deploy_safe_before_anything_is_touched(scratch: Scratch):
