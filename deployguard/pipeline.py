@@ -3,7 +3,12 @@
 Order: pre-checks → deploy mode on → fingerprints and applied migrations → verified backup →
 `migrate` in a subprocess (schema changes only) → post-checks → deploy mode off → record.
 Deploy mode goes on before the fingerprint and the backup, not after: otherwise a live
-write between the fingerprint and the freeze would make the comparison race. Any failure
+write between the fingerprint and the freeze would make the comparison race. Work that
+cannot change what is compared overlaps: the migrate subprocess starts up (frozen, and
+migrating only when told) while deploy_safe waits for other processes' caches; the
+fingerprints are taken while the backup copies the same data, under the same lock or
+snapshot; the write-path audit and the post-check's integrity rules run on a thread.
+Going off does not wait for other processes' caches. Any failure
 after the backup is undone: nothing to restore when the fingerprints and the applied
 migrations prove the data unchanged, else the backup is restored and verified.
 """
