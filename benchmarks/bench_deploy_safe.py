@@ -6,14 +6,17 @@ Fills the database with benchmarks/generate.py (it replaces every documents row)
 prints two lines, each the median of --repeat runs, ours and the baseline alternating:
 BENCH backup_db ours=<s> baseline=<s> ratio=<r> goal<=1.2   (baseline: pg_dump -Fc, or the
 sqlite3 shell's .backup) and BENCH deploy_safe ours=<s> baseline=<s> ratio=<r> goal<=2.0
-(baseline: backup_db then a bare migrate). Both deploys apply the test app
-tests/deploy_apps/schema, which is unapplied again between runs, outside the timings.
+(baseline: backup_db then a bare migrate), then PROFILE lines: the median of each of
+deploy_safe's steps from its --report, which leave out its start-up (not the goal). Both
+deploys apply the test app tests/deploy_apps/schema, which is unapplied again between runs,
+outside the timings.
 Every command runs in its own process, as an operator would run it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -74,6 +78,25 @@ def report(name: str, ours: float, baseline: float, goal: float, baseline_is: st
     print(f"{line}  # baseline: {baseline_is}", flush=True)
 
 
+def profile(reports: list[Path]) -> None:
+    """Per-step medians from deploy_safe's own reports: where its time goes, start-up excluded."""
+    runs = [json.loads(path.read_text()) for path in reports]
+    steps: dict[str, list[float]] = {}
+    for run in runs:
+        for step in run["steps"]:
+            steps.setdefault(step["name"], []).append(step["seconds"])
+
+    # From the first step to the report: steps that overlap (fingerprint within backup) count once.
+    def wall(run: dict) -> float:
+        finished, started = (datetime.fromisoformat(run[key]) for key in ("finished_at", "started_at"))
+        return (finished - started).total_seconds()
+
+    total = statistics.median(wall(run) for run in runs)
+    print(f"PROFILE deploy_safe in_process={total:.3f}  # not the goal: without its start-up")
+    for name, seconds in steps.items():
+        print(f"PROFILE   {statistics.median(seconds):7.3f}  {name}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "1000000")))
@@ -120,8 +143,12 @@ def main() -> None:
             clear_backups()
             _manage("migrate", "schema", "zero", "--noinput", **env)
 
+        reports: list[Path] = []
+
         def deploy_safe() -> None:
-            _manage("deploy_safe", "--allow-dirty", "--backup-dir", str(backups), **env)
+            reports.append(scratch / f"report-{len(reports)}.json")
+            report_to = ("--report", str(reports[-1]))
+            _manage("deploy_safe", "--allow-dirty", "--backup-dir", str(backups), *report_to, **env)
 
         def backup_then_migrate() -> None:
             _manage("backup_db", "--output", str(target))
@@ -129,6 +156,7 @@ def main() -> None:
 
         ours, baseline = compare(deploy_safe, backup_then_migrate, args.repeat, unapply)
         report("deploy_safe", ours, baseline, 2.0, "backup_db + bare migrate")
+        profile(reports)
         unapply()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

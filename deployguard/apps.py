@@ -43,6 +43,11 @@ class DeployguardConfig(AppConfig):
             from deployguard import pipeline
 
             pipeline.install_data_migration_allowance()
+        if os.environ.get("DEPLOYGUARD_REFUSALS_REPORT"):
+            # deploy_safe's migrate subprocess: from here on (later apps' ready() included), every
+            # write the guard refuses is reported to deploy_safe, even one the code catches.
+            from deployguard import pipeline
+
             pipeline.install_refusal_report()
         checks.register()
         integrity.autodiscover()

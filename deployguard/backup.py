@@ -12,6 +12,7 @@ the fingerprints of the protected tables, the size and the SHA-256 of the file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,9 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +32,11 @@ from django.db import DatabaseError, connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from deployguard.fingerprint import fingerprint_table
+from deployguard.fingerprint import column_names, fingerprint_table
 from deployguard.guard import allow_writes, protected_tables
 
 Fingerprints = dict[str, dict[str, Any]]
+FingerprintSource = Callable[[], Fingerprints]
 
 MANIFEST_SUFFIX = ".manifest.json"
 # Seconds to wait for SQLite's write lock before a backup.
@@ -121,10 +126,11 @@ def fingerprints(using: str = "default") -> dict[str, dict[str, Any]]:
     """Fingerprints of every protected table, by table name."""
     connection = connections[using]
     tables = sorted(protected_tables(connection.introspection.table_names()))
+    columns = column_names(tables, using=using)
     return {
         table: {"count": fp.count, "digest": fp.digest}
         for table in tables
-        for fp in [fingerprint_table(table, using=using)]
+        for fp in [fingerprint_table(table, using=using, columns=columns[table])]
     }
 
 
@@ -142,22 +148,85 @@ def _postgres_environment(using: str) -> dict[str, str]:
     return env
 
 
-def _run(command: list[str], env: dict[str, str] | None = None) -> None:
-    executable = shutil.which(command[0])
+def _executable(name: str) -> str:
+    executable = shutil.which(name)
     if executable is None:
-        raise BackupError(f"{command[0]} is not installed: install the PostgreSQL client tools.")
-    result = subprocess.run([executable, *command[1:]], env=env, capture_output=True, text=True)  # noqa: S603
+        raise BackupError(f"{name} is not installed: install the PostgreSQL client tools.")
+    return executable
+
+
+def _failed(name: str, returncode: int, output: str) -> BackupError:
+    detail = output.strip().splitlines()
+    return BackupError(f"{name} failed: {detail[-1] if detail else f'exit {returncode}'}")
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(  # noqa: S603
+        [_executable(command[0]), *command[1:]], env=env, capture_output=True, text=True
+    )
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        raise BackupError(f"{command[0]} failed: {detail[-1] if detail else f'exit {result.returncode}'}")
+        raise _failed(command[0], result.returncode, result.stderr or result.stdout)
 
 
-def _backup_sqlite(target: Path, using: str, known: Fingerprints | None) -> Fingerprints:
-    """Fingerprint and copy the database while a second connection holds the write lock.
+@contextlib.contextmanager
+def _started(command: list[str], env: dict[str, str]) -> Iterator[None]:
+    """Run `command` while the block runs, and wait for it after; BackupError when it failed.
+    Killed when the block raises."""
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(  # noqa: S603
+            [_executable(command[0]), *command[1:]], env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            yield
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        if process.wait() != 0:
+            output.seek(0)
+            raise _failed(command[0], process.returncode, output.read().decode(errors="replace"))
 
-    Other writers queue (readers carry on), so the fingerprints describe exactly the
-    copy. The lock is held on a separate connection because SQLite's backup API
-    cannot copy from a connection that is itself inside a write transaction.
+
+def _copy_sqlite(source_name: str, target: Path, copied: threading.Event) -> str:
+    """Copy the database into `target` through the backup API, set `copied`, then check the copy
+    and hash it. SQLite and hashlib release the GIL while they work, so this runs on the second
+    core while the fingerprints run on the first. Returns the copy's SHA-256."""
+    try:
+        source = sqlite3.connect(f"{Path(source_name).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            destination = sqlite3.connect(target)
+            try:
+                source.backup(destination)
+            finally:
+                destination.close()
+        finally:
+            source.close()
+    finally:
+        copied.set()
+    return _checked_sha256(target)
+
+
+def _checked_sha256(target: Path) -> str:
+    """PRAGMA integrity_check on the copy, then its SHA-256."""
+    destination = sqlite3.connect(target)
+    try:
+        (verdict,) = destination.execute("PRAGMA integrity_check").fetchone()
+    finally:
+        destination.close()
+    if verdict != "ok":
+        raise BackupError(f"The copy failed SQLite's integrity check: {verdict}")
+    return sha256_of(target)
+
+
+def _backup_sqlite(target: Path, using: str, fingerprint: FingerprintSource) -> tuple[Fingerprints, str]:
+    """Fingerprint and copy the database while a third connection holds the write lock.
+
+    Other writers queue (readers carry on), so the fingerprints describe exactly the copy.
+    The copy is made in a thread through a connection of its own, at the same time as the
+    fingerprints; the lock is released once both are done, while the copy is checked and
+    hashed. The lock is held on a separate connection because SQLite's backup API cannot
+    copy from a connection that is itself inside a write transaction.
+    Returns the fingerprints and the copy's SHA-256.
     """
     connection = connections[using]
     connection.ensure_connection()
@@ -165,52 +234,65 @@ def _backup_sqlite(target: Path, using: str, known: Fingerprints | None) -> Fing
     # transaction_mode IMMEDIATE waits the whole busy timeout for the lock taken below,
     # then caches "unsupported". Probe it before taking the lock.
     _ = connection.features.supports_json_field
-    name = str(connection.settings_dict["NAME"])
-    locker = None if connection.is_in_memory_db() else sqlite3.connect(name, timeout=_LOCK_TIMEOUT)
-    try:
-        if locker is not None:
-            locker.execute("BEGIN IMMEDIATE")
-        before = known if known is not None else fingerprints(using)
+    if connection.is_in_memory_db():  # no other connection can see it: one thing at a time
+        before = fingerprint()
         destination = sqlite3.connect(target)
         try:
             connection.connection.backup(destination)
-            (verdict,) = destination.execute("PRAGMA integrity_check").fetchone()
         finally:
             destination.close()
+        return before, _checked_sha256(target)
+    name = str(connection.settings_dict["NAME"])
+    locker = sqlite3.connect(name, timeout=_LOCK_TIMEOUT)
+    copied = threading.Event()
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup_db") as pool:
+            checked = pool.submit(_copy_sqlite, name, target, copied)
+            try:
+                before = fingerprint()
+            finally:
+                copied.wait()
+                locker.rollback()
+            return before, checked.result()
     finally:
-        if locker is not None:
-            locker.rollback()
-            locker.close()
-    if verdict != "ok":
-        raise BackupError(f"The copy failed SQLite's integrity check: {verdict}")
-    return before
+        locker.close()
 
 
-def _backup_postgresql(target: Path, using: str, known: Fingerprints | None) -> Fingerprints:
-    """pg_dump the snapshot in which the fingerprints were taken, then prove the file reads."""
+def _backup_postgresql(target: Path, using: str, fingerprint: FingerprintSource) -> tuple[Fingerprints, str]:
+    """pg_dump the snapshot in which the fingerprints are taken, at the same time: pg_dump is a
+    process of its own, and so is the server backend that computes them. Then prove the file
+    reads with pg_restore --list while a thread hashes it. Returns the fingerprints and the SHA-256.
+    """
     connection = connections[using]
     env = _postgres_environment(using)
+    dump = ["pg_dump", "--format=custom", "--file", str(target)]
     with transaction.atomic(using=using):
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cursor.execute("SELECT pg_export_snapshot()")
             (snapshot,) = cursor.fetchone()
-        before = known if known is not None else fingerprints(using)
-        _run(["pg_dump", "--format=custom", f"--snapshot={snapshot}", "--file", str(target)], env)
-    _run(["pg_restore", "--list", str(target)], env)
-    return before
+        # The snapshot can be imported while this transaction is open: it stays open until pg_dump ends.
+        with _started([*dump, f"--snapshot={snapshot}"], env):
+            before = fingerprint()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup_db") as pool:
+        digest = pool.submit(sha256_of, target)
+        _run(["pg_restore", "--list", str(target)], env)
+        return before, digest.result()
 
 
 def backup_database(
     output: Path | None = None,
     *,
     using: str = "default",
-    known_fingerprints: dict[str, dict[str, Any]] | None = None,
+    fingerprint: FingerprintSource | None = None,
 ) -> tuple[Path, Manifest]:
     """Write a verified backup and its manifest; return the backup's path and manifest.
 
-    `known_fingerprints`: the protected tables' fingerprints, already taken while nothing can
-    write (deploy_safe, in deploy mode), so they are not computed a second time.
+    `fingerprint` returns the protected tables' fingerprints for the manifest. It is called
+    while the copy is made, with the data held still for both (SQLite: the write lock;
+    PostgreSQL: the dump's snapshot). Default: `fingerprints(using)`; deploy_safe passes its
+    own, which also keeps each table's columns for its post-check.
     """
     connection = connections[using]
     target = Path(output) if output else default_backup_path(using)
@@ -223,12 +305,13 @@ def backup_database(
         ) from None
     os.close(handle)
     temporary = Path(temporary_name)
+    source = fingerprint or (lambda: fingerprints(using))
     try:
         if connection.vendor == "sqlite":
             temporary.unlink()
-            before = _backup_sqlite(temporary, using, known_fingerprints)
+            before, digest = _backup_sqlite(temporary, using, source)
         elif connection.vendor == "postgresql":
-            before = _backup_postgresql(temporary, using, known_fingerprints)
+            before, digest = _backup_postgresql(temporary, using, source)
         else:
             raise BackupError(f"backup_db supports SQLite and PostgreSQL, not {connection.vendor}.")
         manifest = Manifest(
@@ -239,7 +322,7 @@ def backup_database(
             fingerprints=before,
             file=target.name,
             size=temporary.stat().st_size,
-            sha256=sha256_of(temporary),
+            sha256=digest,
         )
         os.replace(temporary, target)
         manifest.write(target)

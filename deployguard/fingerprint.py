@@ -12,10 +12,11 @@ deterministic Python ones are registered on the connection on first use: a scala
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from marshal import dumps
+from typing import Any
 
 from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -68,16 +69,51 @@ def _prepare(connection: BaseDatabaseWrapper) -> None:
         raise NotImplementedError(f"Fingerprints support SQLite and PostgreSQL, not {connection.vendor}.")
 
 
+def column_names(tables: Iterable[str], *, using: str = "default") -> dict[str, list[str]]:
+    """Each table's column names in their order, in one query.
+
+    Django's get_table_description() also works out collations and, on SQLite, parses
+    each table's CREATE statement with sqlparse: about 20 ms a table, for names alone.
+    """
+    connection = connections[using]
+    wanted = sorted(set(tables))
+    if not wanted:
+        return {}
+    if connection.vendor == "postgresql":
+        sql = (
+            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE c.relname = ANY(%s) AND pg_table_is_visible(c.oid) AND a.attnum > 0 "
+            "AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
+        )
+        params: list[Any] = [wanted]
+    elif connection.vendor == "sqlite":
+        marks = ", ".join("%s" for _ in wanted)
+        sql = (
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p "  # noqa: S608
+            f"WHERE m.type = 'table' AND m.name IN ({marks}) ORDER BY m.name, p.cid"
+        )
+        params = wanted
+    else:
+        with connection.cursor() as cursor:
+            return {
+                t: [c.name for c in connection.introspection.get_table_description(cursor, t)] for t in wanted
+            }
+    found: dict[str, list[str]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for table, column in cursor.fetchall():
+            found.setdefault(table, []).append(column)
+    return found
+
+
 def table_columns(
     table: str | type[models.Model], *, using: str = "default", columns: Sequence[str] | None = None
 ) -> tuple[str, list[str]]:
     """The table name and the columns a fingerprint hashes: the model's concrete columns by default."""
-    connection = connections[using]
     if isinstance(table, str):
         name = table
         if columns is None:
-            with connection.cursor() as cursor:
-                columns = [c.name for c in connection.introspection.get_table_description(cursor, name)]
+            columns = column_names([name], using=using).get(name, [])
     else:
         name = table._meta.db_table
         if columns is None:

@@ -3,7 +3,12 @@
 Order: pre-checks → deploy mode on → fingerprints and applied migrations → verified backup →
 `migrate` in a subprocess (schema changes only) → post-checks → deploy mode off → record.
 Deploy mode goes on before the fingerprint and the backup, not after: otherwise a live
-write between the fingerprint and the freeze would make the comparison race. Any failure
+write between the fingerprint and the freeze would make the comparison race. Work that
+cannot change what is compared overlaps: the migrate subprocess starts up (frozen, and
+migrating only when told) while deploy_safe waits for other processes' caches; the
+fingerprints are taken while the backup copies the same data, under the same lock or
+snapshot; the write-path audit and the post-check's integrity rules run on a thread.
+Going off does not wait for other processes' caches. Any failure
 after the backup is undone: nothing to restore when the fingerprints and the applied
 migrations prove the data unchanged, else the backup is restored and verified.
 """
@@ -24,27 +29,30 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from io import StringIO
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from django.conf import settings
 from django.core.mail import mail_admins
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from deployguard import backup, guard, origin, state
-from deployguard.fingerprint import _prepare, fingerprint_table, row_hash_sql
+from deployguard import backup, conf, guard, origin, state
+from deployguard.fingerprint import _prepare, column_names, fingerprint_table, row_hash_sql
 
 logger = logging.getLogger("deployguard")
+T = TypeVar("T")
 
 EXIT_DEPLOYED, EXIT_RESTORED, EXIT_MISUSE, EXIT_PRECHECK, EXIT_HUMAN = 0, 1, 2, 3, 4
 
@@ -56,6 +64,8 @@ DATA_MIGRATION_VARIABLE = "DEPLOYGUARD_ALLOW_DATA_MIGRATION"
 DATA_MIGRATION_REPORT_VARIABLE = "DEPLOYGUARD_DATA_MIGRATION_REPORT"
 DEPLOY_ID_VARIABLE = "DEPLOYGUARD_DEPLOY_ID"
 REFUSALS_REPORT_VARIABLE = "DEPLOYGUARD_REFUSALS_REPORT"
+MIGRATE_GO = "go"  # the line on deploy_safe_migrate's standard input that lets it migrate
+MIGRATE_NOT_TOLD = 3  # deploy_safe_migrate's exit status when its input closed without it
 ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
 GIT_CHANGES_NAMED = 10  # files named in the clean-tree pre-check's message
 
@@ -135,7 +145,7 @@ def table_rows(table: str, *, using: str = "default") -> dict[Any, int] | None:
         pk = connection.introspection.get_primary_key_column(cursor, table)
         if pk is None:
             return None
-        columns = [c.name for c in connection.introspection.get_table_description(cursor, table)]
+        columns = column_names([table], using=using)[table]
         quote = connection.ops.quote_name
         cursor.execute(
             f"SELECT {quote(pk)}, {row_hash_sql(columns, connection)} FROM {quote(table)}"  # noqa: S608
@@ -225,14 +235,31 @@ def table_fingerprints(*, using: str = "default") -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
     with connection.cursor() as cursor:
         tables = sorted(guard.protected_tables(connection.introspection.table_names(cursor)))
-        described = {
-            table: [c.name for c in connection.introspection.get_table_description(cursor, table)]
-            for table in tables
-        }
-    for table, columns in described.items():
+    described = column_names(tables, using=using)
+    for table in tables:
+        columns = described[table]
         fp = fingerprint_table(table, using=using, columns=columns)
         result[table] = {"columns": columns, "count": fp.count, "digest": fp.digest}
     return result
+
+
+@contextlib.contextmanager
+def without_jit(*, using: str = "default") -> Iterator[None]:
+    """PostgreSQL: the block's queries in one read transaction with JIT compilation off.
+
+    The integrity rules are one query per table with a correlated subquery per rule; their
+    estimated cost passes jit_above_cost at any size, and compiling them took 1.7 s of a
+    2.5 s query at 20,000 rows. Their work is index lookups, which JIT does not speed up.
+    Elsewhere (SQLite) the block runs as it is: a transaction there would take the write lock.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(using=using):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+        yield
 
 
 def pending_migrations(*, using: str = "default", app: str | None = None) -> list[str]:
@@ -418,14 +445,21 @@ class Pipeline:
         self.exit_status = EXIT_DEPLOYED
         self.status = "running"
         self.message = ""
+        self._migrate_process: subprocess.Popen[str] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploy_safe")
+        self._audit: Future[tuple[Any, float]] | None = None
+        self._data_report = ""
+        self._refusals_report = ""
 
     # --- reporting ---
 
     @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[Step]:
+    def step(self, name: str, *, before: Step | None = None) -> Iterator[Step]:
+        """Time a step; `before`: a step still running that this one runs within, listed after it."""
         step = Step(name)
         started = time.perf_counter()
-        self.steps.append(step)
+        where = next((i for i, s in enumerate(self.steps) if s is before), len(self.steps))
+        self.steps.insert(where, step)
         try:
             yield step
         except BaseException:
@@ -500,6 +534,8 @@ class Pipeline:
             except PipelineStop as stop:
                 self.exit_status, self.message = stop.exit_status, stop.message
             finally:
+                self.discard_migrate()
+                self._pool.shutdown(wait=True)
                 self.lock.release()
         return self.exit_status
 
@@ -507,37 +543,31 @@ class Pipeline:
         self.pre_checks()
         self.bootstrap()
         with self.step("deploy mode on") as step:
-            status, drained = state.switch_on(
+            # state.switch_on(), with the migrate subprocess started between the switch and the wait.
+            status = state.enable(
                 reason=f"deploy_safe {self.deploy_id}",
                 changed_by=state.os_actor(),
                 deploy_id=self.deploy_id,
                 expected_minutes=self.options.expected_minutes,
             )
-            step.detail = {"expected_end": status.expected_end, "drain": drained}
+            self.start_migrate()
+            waited = state.wait_for_propagation()
+            drained = state.drain_in_flight_writes()
+            step.detail = {"expected_end": status.expected_end, "waited": waited, "drain": drained}
             self._save_record(status="running")
         try:
-            with self.step("fingerprint") as step:
-                self.fingerprints = table_fingerprints(using=self.using)
-                self.migrations = backup.applied_migrations(self.using)
-                step.detail = {
-                    "tables": len(self.fingerprints),
-                    "rows": sum(fp["count"] for fp in self.fingerprints.values()),
-                }
             with self.step("backup") as step:
                 directory = self.options.backup_dir or backup.default_backup_dir()
                 self.backup_path, self.manifest = backup.backup_database(
                     backup.default_backup_path(self.using, directory),
                     using=self.using,
-                    known_fingerprints={
-                        t: {"count": fp["count"], "digest": fp["digest"]}
-                        for t, fp in self.fingerprints.items()
-                    },
+                    fingerprint=lambda: self._fingerprint(before=step),
                 )
                 step.detail = {"path": str(self.backup_path), "size": self.manifest.size}
                 self._save_record(status="running")
         except (backup.BackupError, DatabaseError, OSError) as error:
             # Nothing was migrated: the data is as it was. Unfreeze and stop.
-            state.switch_off(changed_by=state.os_actor(), reason=f"deploy_safe {self.deploy_id} aborted")
+            self._unfreeze(f"deploy_safe {self.deploy_id} aborted")
             self.status = "rolled_back"
             self._finish(EXIT_RESTORED, f"The backup failed ({error}); nothing was migrated.")
             raise PipelineStop(EXIT_RESTORED, self.message) from None
@@ -547,10 +577,58 @@ class Pipeline:
         if failure is not None:
             self.roll_back(failure)
             return
-        with self.step("deploy mode off"):
-            state.switch_off(changed_by=state.os_actor(), reason=f"deploy_safe {self.deploy_id} done")
+        with self.step("deploy mode off") as step:
+            step.detail = self._unfreeze(f"deploy_safe {self.deploy_id} done")
         self.status = "succeeded"
         self._finish(EXIT_DEPLOYED, f"Deploy {self.deploy_id} done: migrated and verified.")
+
+    def _fingerprint(self, *, before: Step) -> backup.Fingerprints:
+        """The fingerprints and applied migrations the post-check compares against; taken
+        while the backup copies the same data (same lock or snapshot), reported as a step of
+        its own, listed before the backup's."""
+        with self.step("fingerprint", before=before) as step:
+            self.fingerprints = table_fingerprints(using=self.using)
+            self.migrations = backup.applied_migrations(self.using)
+            step.detail = {
+                "tables": len(self.fingerprints),
+                "rows": sum(fp["count"] for fp in self.fingerprints.values()),
+                "while": "the backup copies the same data",
+            }
+        return {t: {"count": fp["count"], "digest": fp["digest"]} for t, fp in self.fingerprints.items()}
+
+    def _alongside(self, work: Callable[[], T]) -> Future[tuple[T, float]]:
+        """Start `work` on a thread of its own, to overlap with what the main thread does next;
+        the future holds its result and the seconds it took. Its database connections are its
+        own and are closed when it ends. Inline when the database is SQLite in memory, which
+        another connection would not see."""
+
+        def timed() -> tuple[T, float]:
+            started = time.perf_counter()
+            try:
+                return work(), round(time.perf_counter() - started, 3)
+            finally:
+                if threading.current_thread() is not threading.main_thread():
+                    connections.close_all()
+
+        connection = connections[self.using]
+        if connection.vendor == "sqlite" and connection.is_in_memory_db():
+            future: Future[tuple[T, float]] = Future()
+            try:
+                future.set_result(timed())
+            except Exception as error:
+                future.set_exception(error)
+            return future
+        return self._pool.submit(timed)
+
+    def _unfreeze(self, reason: str) -> dict[str, Any]:
+        """Deploy mode off, without waiting for other processes' cached state to expire.
+
+        Going on must wait: the fingerprints are only true once nobody can write. Going off
+        need not: nothing deploy_safe does afterwards depends on other processes writing
+        again, and each of them sees "off" within DEPLOYGUARD_STATE_CACHE_SECONDS anyway.
+        """
+        state.disable(changed_by=state.os_actor(), reason=reason)
+        return {"waited_for_other_processes": False, "they_write_again_within": conf.propagation_delay()}
 
     def _finish(self, exit_status: int, message: str) -> None:
         self.exit_status, self.message = exit_status, message
@@ -566,6 +644,9 @@ class Pipeline:
             if not self.lock.acquire(self.deploy_id, state.os_actor()):
                 step.status = "failed"
                 raise PipelineStop(EXIT_PRECHECK, ANOTHER_DEPLOY.format(who=self._running_deploy()))
+        # The write-path audit is pure Python and reads only files: it runs while the checks
+        # before it wait on the database (the integrity rules above all).
+        self._audit = self._alongside(self._write_path_audit)
         failures: list[str] = []
         for name, check in (
             ("no incomplete deploy", self._check_incomplete),
@@ -701,7 +782,8 @@ class Pipeline:
     def _integrity_counts(self) -> dict[str, int]:
         from deployguard.integrity import default_registry, evaluate
 
-        return {r.rule.id: r.count for r in evaluate(default_registry.select(), sample_size=0)}
+        with without_jit(using=self.using):
+            return {r.rule.id: r.count for r in evaluate(default_registry.select(), sample_size=0)}
 
     def _check_integrity(self, step: Step) -> str:
         from deployguard import baseline
@@ -733,10 +815,15 @@ class Pipeline:
             return f"Integrity errors before the deploy: {listed}; see `manage.py verify_integrity`."
         return ""
 
-    def _check_audit(self, step: Step) -> str:
+    def _write_path_audit(self) -> Any:
         from deployguard.write_paths import audit, config_from_settings
 
-        report = audit(config_from_settings())
+        return audit(config_from_settings())
+
+    def _check_audit(self, step: Step) -> str:
+        assert self._audit is not None
+        report, seconds = self._audit.result()
+        step.detail = {"seconds": seconds, "alongside": "the pre-checks before it"}
         if report.violations or report.errors:
             return (
                 f"The write-path audit found {len(report.violations)} violation(s) and "
@@ -764,55 +851,106 @@ class Pipeline:
 
     # --- migrate ---
 
-    def _manage(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def _manage_command(
+        self, *args: str, extra: dict[str, str] | None = None, schema_changes_from_start_up: bool = True
+    ) -> tuple[list[str], dict[str, str]]:
         manage_py = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0].endswith("manage.py") else None
         if manage_py is None or not manage_py.exists():
             manage_py = Path(settings.BASE_DIR) / "manage.py"
-        env = {
-            **os.environ,
-            DEPLOY_ID_VARIABLE: self.deploy_id,
-            guard.SCHEMA_CHANGES_VARIABLE: f"deploy_safe {self.deploy_id}: migrate",
-            **(extra or {}),
-        }
+        env = {**os.environ, DEPLOY_ID_VARIABLE: self.deploy_id, **(extra or {})}
+        env.pop(guard.SCHEMA_CHANGES_VARIABLE, None)
+        if schema_changes_from_start_up:
+            env[guard.SCHEMA_CHANGES_VARIABLE] = self._schema_changes_reason()
+        return [sys.executable, str(manage_py), *args, f"--verbosity={self.options.verbosity}"], env
+
+    def _schema_changes_reason(self) -> str:
+        return f"deploy_safe {self.deploy_id}: migrate"
+
+    def _manage(self, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        command, env = self._manage_command(*args, extra=extra)
         return subprocess.run(  # noqa: S603
-            [sys.executable, str(manage_py), *args, f"--verbosity={self.options.verbosity}"],
+            command, env=env, capture_output=True, text=True, check=False, preexec_fn=_die_with_parent
+        )
+
+    def start_migrate(self) -> None:
+        """Start the migrate subprocess, which starts up and then waits for migrate()'s word.
+
+        Called once deploy mode is on in the shared state, so the subprocess reads "on" from its
+        first check and every ready() hook in it runs frozen, schema changes and migrate's
+        bookkeeping rows included: it allows those only once told to go. Its start-up (a second Django
+        start-up, about a second) then overlaps the wait for other processes, the fingerprints
+        and the backup, none of which it touches: it writes nothing until it is told to go.
+        """
+        handle, self._refusals_report = tempfile.mkstemp(prefix="deploy_safe-refused-", suffix=".jsonl")
+        os.close(handle)
+        extra: dict[str, str] = {REFUSALS_REPORT_VARIABLE: self._refusals_report}
+        if self.options.allow_data_migrations:
+            handle, self._data_report = tempfile.mkstemp(prefix="deploy_safe-data-", suffix=".jsonl")
+            os.close(handle)
+            extra |= {
+                DATA_MIGRATION_VARIABLE: ",".join(self.options.allow_data_migrations),
+                DATA_MIGRATION_REPORT_VARIABLE: self._data_report,
+            }
+        # Without DEPLOYGUARD_SCHEMA_CHANGES: it starts up while the fingerprints and the backup
+        # are taken, so it starts fully frozen, and allows schema changes once told to go.
+        command, env = self._manage_command(
+            "deploy_safe_migrate",
+            "--database",
+            self.using,
+            "--schema-changes-reason",
+            self._schema_changes_reason(),
+            extra=extra,
+            schema_changes_from_start_up=False,
+        )
+        self._migrate_process = subprocess.Popen(  # noqa: S603
+            command,
             env=env,
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
             preexec_fn=_die_with_parent,
         )
 
+    def discard_migrate(self) -> None:
+        """End a migrate subprocess that was never told to go: closing its input stops it unmigrated."""
+        process, self._migrate_process = self._migrate_process, None
+        if process is None:
+            return
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+        for path in (self._refusals_report, self._data_report):
+            if path:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
     def migrate(self) -> str | None:
-        """Run migrate in a subprocess; the failure in one line, or None."""
+        """Tell the migrate subprocess to go; the failure in one line, or None."""
         with self.step("migrate") as step:
             pending = pending_migrations(using=self.using)
-            step.detail = {"pending": pending}
-            handle, refusals_file = tempfile.mkstemp(prefix="deploy_safe-refused-", suffix=".jsonl")
-            os.close(handle)
-            extra: dict[str, str] = {REFUSALS_REPORT_VARIABLE: refusals_file}
-            report_file = None
-            if self.options.allow_data_migrations:
-                handle, report_file = tempfile.mkstemp(prefix="deploy_safe-data-", suffix=".jsonl")
-                os.close(handle)
-                extra |= {
-                    DATA_MIGRATION_VARIABLE: ",".join(self.options.allow_data_migrations),
-                    DATA_MIGRATION_REPORT_VARIABLE: report_file,
-                }
-            result = self._manage("migrate", "--noinput", extra=extra)
+            step.detail = {"pending": pending, "subprocess_started": "while deploy mode went on"}
+            if self._migrate_process is None:
+                self.start_migrate()
+            process, self._migrate_process = self._migrate_process, None
+            assert process is not None
+            stdout, stderr = process.communicate(input=f"{MIGRATE_GO}\n")
+            returncode = process.returncode
             connections[self.using].close()  # the schema changed under this connection
-            step.detail["exit_status"] = result.returncode
-            if self.options.verbosity >= 2 and result.stdout:
-                self.out("", result.stdout.rstrip())
-            if report_file:
+            step.detail["exit_status"] = returncode
+            if self.options.verbosity >= 2 and stdout:
+                self.out("", stdout.rstrip())
+            if self._data_report:
                 with contextlib.suppress(OSError):
-                    for line in Path(report_file).read_text().splitlines():
+                    for line in Path(self._data_report).read_text().splitlines():
                         entry = json.loads(line)
                         self.data_changes[entry["migration"]] = entry["changes"]
-                    os.unlink(report_file)
+                    os.unlink(self._data_report)
                 step.detail["data_migration_changes"] = self.data_changes
-            refused = _read_refusals(refusals_file)
-            if result.returncode == 0 and refused:
+            refused = _read_refusals(self._refusals_report)
+            if returncode == 0 and refused:
                 # The code that tried caught the refusal: migrate "succeeded", but this release
                 # tries to write during deploys. Named, rolled back and alerted like any other.
                 step.status = "failed"
@@ -823,19 +961,19 @@ class Pipeline:
                     f"migrate tried {len(refused)} write(s) that deploy mode refused and the code caught: "
                     + "; ".join(places)[:600]
                 )
-            if result.returncode != 0:
+            if returncode != 0:
                 step.status = "failed"
-                self.writers = parse_writers(result.stderr, Path(settings.BASE_DIR).resolve())
+                self.writers = parse_writers(stderr, Path(settings.BASE_DIR).resolve())
                 named = {(w["where"], w["message"]) for w in self.writers}
                 self.writers += [w for w in refused if (w["where"], w["message"]) not in named]
                 step.detail["errors"] = self.writers
-                step.detail["stderr_tail"] = result.stderr.strip().splitlines()[-5:]
+                step.detail["stderr_tail"] = stderr.strip().splitlines()[-5:]
                 blocked = [w for w in self.writers if w["exception"] == "DeployModeActive"]
                 named = blocked or self.writers
                 if named:
                     first = named[-1]
                     return f"migrate failed: {first['exception']} at {first['where'] or '?'}: {first['message'][:300]}"  # noqa: E501
-                return f"migrate exited {result.returncode}"
+                return f"migrate exited {returncode}"
         return None
 
     # --- post-checks ---
@@ -854,6 +992,9 @@ class Pipeline:
                 problems.append(f"{len(still)} migration(s) still unapplied: {', '.join(still[:5])}")
             if problems:
                 step.status = "failed"
+        # The rules are SQL that SQLite and PostgreSQL run without the GIL: on their own thread
+        # and connection they overlap with the fingerprints, which hash in Python on SQLite.
+        integrity = self._alongside(self._integrity_counts)
         with self.step("post-check: fingerprints") as step:
             changed = self._compare_fingerprints()
             step.detail = {"schema_changes": self.schema_changes, "differences": changed}
@@ -861,8 +1002,9 @@ class Pipeline:
                 step.status = "failed"
                 problems.append("Data changed during the deploy: " + "; ".join(changed))
         with self.step("post-check: integrity") as step:
+            seconds = None
             try:
-                after = self._integrity_counts()
+                after, seconds = integrity.result()
             except DatabaseError as error:
                 after = None
                 problems.append(f"Integrity rules failed to run: {error}")
@@ -876,7 +1018,12 @@ class Pipeline:
                     if count > (before.get(rule_id, 0) if before is not None else 0)
                     and (before is not None or default_registry.rules[rule_id].severity == "error")
                 }
-                step.detail = {"before": before, "after": after}
+                step.detail = {
+                    "before": before,
+                    "after": after,
+                    "seconds": seconds,
+                    "alongside": "the fingerprints",
+                }
                 if worse:
                     problems.append(
                         "Integrity is worse than before: "
@@ -894,10 +1041,7 @@ class Pipeline:
         skip = set(bookkeeping_tables()) | set().union(*(set(c) for c in self.data_changes.values()))
         with connection.cursor() as cursor:
             now = set(guard.protected_tables(connection.introspection.table_names(cursor)))
-            columns_now = {
-                table: {c.name for c in connection.introspection.get_table_description(cursor, table)}
-                for table in now
-            }
+        columns_now = {table: set(columns) for table, columns in column_names(now, using=self.using).items()}
         differences: list[str] = []
         for table, before in sorted(self.fingerprints.items()):
             if table in skip:
@@ -963,8 +1107,8 @@ class Pipeline:
                 self._alert(message)
                 raise PipelineStop(EXIT_HUMAN, message) from None
         self.record = self._fresh_record()
-        with self.step("deploy mode off"):
-            state.switch_off(changed_by=state.os_actor(), reason=f"deploy_safe {self.deploy_id} rolled back")
+        with self.step("deploy mode off") as off:
+            off.detail = self._unfreeze(f"deploy_safe {self.deploy_id} rolled back")
         self.status = "rolled_back"
         message = f"Deploy {self.deploy_id} failed and was rolled back ({step.detail if isinstance(step.detail, str) else 'restored from ' + str(self.backup_path)}): {why}"  # noqa: E501
         self._finish(EXIT_RESTORED, message)
@@ -1031,10 +1175,8 @@ class Pipeline:
                         self._alert(message)  # a person must act: the one case that must never be silent
                         raise PipelineStop(EXIT_HUMAN, message) from None
                 self.record = self._fresh_record()
-                with self.step("deploy mode off"):
-                    state.switch_off(
-                        changed_by=state.os_actor(), reason=f"deploy_safe --recover {self.deploy_id}"
-                    )
+                with self.step("deploy mode off") as off:
+                    off.detail = self._unfreeze(f"deploy_safe --recover {self.deploy_id}")
                 self.status = "recovered"
                 self._finish(EXIT_DEPLOYED, f"Recovered deploy {self.deploy_id}: {step.detail}.")
             except PipelineStop as stop:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from tests.deploy_apps.support import Scratch
 
@@ -90,3 +93,23 @@ def test_a_backup_takes_no_busy_timeout_and_leaves_json_support_detected(scratch
     supported, seconds = result.stdout.split("PROBE ")[1].split()[:2]
     assert supported == "True"
     assert float(seconds) < 10
+
+
+@pytest.mark.postgresql
+def test_a_failed_pg_dump_fails_the_backup_with_its_message_and_leaves_nothing(scratch: Scratch):
+    # pg_dump runs while the fingerprints are taken; its failure must still end the backup.
+    tools = scratch.directory / "bin"
+    tools.mkdir()
+    fake = tools / "pg_dump"
+    fake.write_text("#!/bin/sh\necho 'pg_dump: error: the disk is on fire' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    output = scratch.directory / "out"
+    output.mkdir()
+
+    result = scratch.manage(
+        "backup_db", "--output", str(output / "backup.dump"), PATH=f"{tools}{os.pathsep}{os.environ['PATH']}"
+    )
+
+    assert result.returncode == 1
+    assert "pg_dump failed: pg_dump: error: the disk is on fire" in result.stderr
+    assert list(output.iterdir()) == []

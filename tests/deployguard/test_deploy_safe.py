@@ -57,6 +57,13 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
         "post-check: health", "post-check: fingerprints", "post-check: integrity", "deploy mode off",
     ]  # fmt: skip
     assert all(isinstance(step["seconds"], float) for step in report["steps"])
+    steps = {step["name"]: step for step in report["steps"]}
+    assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
+    assert steps["fingerprint"]["detail"]["while"] == "the backup copies the same data"
+    assert steps["post-check: integrity"]["detail"]["alongside"] == "the fingerprints"
+    assert steps["pre-check: write-path audit"]["detail"]["alongside"] == "the pre-checks before it"
+    # Going off does not wait for other processes' caches: nothing after it needs them writing.
+    assert steps["deploy mode off"]["detail"]["waited_for_other_processes"] is False
     log = [json.loads(line) for line in scratch.log_path.read_text().splitlines()]
     assert [(entry["deploy_id"], entry["exit_status"]) for entry in log] == [(report["deploy_id"], 0)]
 
@@ -122,6 +129,48 @@ def test_misuse_exits_2_and_an_unknown_data_migration_fails_the_pre_checks(scrat
     unknown = scratch.deploy("--allow-data-migration", "schema.0009_nope", apps="schema")
     assert unknown.returncode == 3
     assert "names no pending migration: schema.0009_nope" in unknown.stderr
+
+
+def _deploy_safe_migrate(scratch: Scratch, stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, str(BASE_DIR / "manage.py"), "deploy_safe_migrate", "--schema-changes-reason", "a test"],
+        cwd=BASE_DIR,
+        env=subprocess_env(
+            scratch.url, DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings", DEPLOY_TEST_APPS="schema"
+        ),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_migrate_subprocess_started_early_migrates_nothing_unless_told_to_go(scratch: Scratch):
+    before = scratch.inspect()
+
+    untold = _deploy_safe_migrate(scratch, stdin="")  # deploy_safe stopped before migrate
+
+    assert untold.returncode == 3, untold.stderr
+    assert "did not say go: nothing was migrated" in untold.stderr
+    assert scratch.inspect() == before
+
+    told = _deploy_safe_migrate(scratch, stdin="go\n")
+
+    assert told.returncode == 0, told.stderr
+    assert scratch.inspect()["migrations"]["schema"] == ["0001_initial"]
+
+
+def test_the_early_migrate_subprocess_starts_up_with_no_schema_changes_allowed(scratch: Scratch):
+    # It starts up while deploy_safe fingerprints and backs up, so its start-up must not change
+    # even the schema: migrate's allowance for schema changes comes with the word to go.
+    note = scratch.directory / "start-up"
+
+    result = scratch.deploy(apps="startup_ddl", DEPLOY_TEST_STARTUP_NOTE=str(note))
+
+    assert result.returncode == 0, result.stderr
+    assert note.read_text() == "DeployModeActive"  # written last by the migrate subprocess
+    assert "startup_ddl_probe" not in scratch.inspect()["fingerprints"]
 
 
 def test_a_start_up_hook_that_writes_stops_deploy_safe_before_anything_is_touched(scratch: Scratch):
@@ -398,3 +447,23 @@ def test_an_uncommitted_change_fails_the_clean_tree_pre_check_unless_allowed(scr
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     git_step = next(s for s in scratch.report()["steps"] if s["name"] == "pre-check: clean git working tree")
     assert git_step["status"] == "skipped"
+
+
+def _jit() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgresql
+def test_integrity_rules_run_with_jit_off_and_the_session_keeps_its_setting(transactional_db):
+    from deployguard.pipeline import without_jit
+
+    before = _jit()
+
+    with without_jit():
+        assert _jit() == "off"
+
+    assert _jit() == before

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from deployguard.fingerprint import MODULUS, fingerprint_table, row_hashes
+from deployguard.fingerprint import MODULUS, column_names, fingerprint_table, row_hashes
 from documents.models import Submission
 from tests.documents.fakes import raw_update_submission
 from tests.factories import SubmissionFactory
@@ -87,3 +87,25 @@ def test_row_hashes_show_which_row_changed(db):
     after = dict(row_hashes(Submission))
     assert after[first.pk] == before[first.pk]
     assert after[second.pk] != before[second.pk]
+
+
+def test_column_names_lists_every_table_s_columns_in_the_order_django_describes_them(db):
+    with connection.cursor() as cursor:
+        tables = connection.introspection.table_names(cursor)
+        described = {
+            table: [c.name for c in connection.introspection.get_table_description(cursor, table)]
+            for table in tables
+        }
+
+    assert column_names(tables) == described
+    assert column_names([]) == {}
+
+
+def test_a_fingerprint_by_table_name_hashes_every_column_of_the_table(db):
+    SubmissionFactory.create_batch(2)
+    table = Submission._meta.db_table
+    with connection.cursor() as cursor:
+        every = [c.name for c in connection.introspection.get_table_description(cursor, table)]
+
+    assert fingerprint_table(table) == fingerprint_table(table, columns=every)
+    assert fingerprint_table(table) != fingerprint_table(table, columns=every[:1])

@@ -16,8 +16,9 @@ after the deploy equals the data before it; put it back when it does not.
 Steps, each timed: pre-checks (one deploy at a time, no incomplete earlier deploy, deploy mode
 off, backup directory writable, clean git tree, check --deploy, makemigrations --check,
 integrity rules or --baseline, the write-path audit) -> deploy mode on -> fingerprints of the
-protected tables and the applied migrations -> verified backup -> migrate (in a subprocess:
-schema changes and bookkeeping rows only; data migrations only with --allow-data-migration)
+protected tables and the applied migrations, taken while the verified backup copies the same
+data -> migrate (in a subprocess started when deploy mode goes on, which migrates only when
+told to: schema changes and bookkeeping rows only; data migrations only with --allow-data-migration)
 -> post-checks (fingerprints equal over the columns each table had before, new tables empty,
 integrity no worse, no unapplied migration) -> deploy mode off -> DeployRecord and one JSON line
 in the deploy log. Deploy mode goes on BEFORE the fingerprint and the backup, so that no live

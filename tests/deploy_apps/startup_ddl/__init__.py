@@ -1,0 +1,1 @@
+"""An app whose ready() tries a schema change at start-up and notes what happened."""
