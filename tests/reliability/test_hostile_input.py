@@ -1,0 +1,415 @@
+"""Hostile input: generated values for every admin form, filter, command argument and /_deploy/ request.
+
+Each hypothesis example runs in a transaction rolled back at its end, so each starts from the
+same rows; rows are measured before and after every example. Rejected input must leave every
+protected table as it was; accepted input must change exactly the intended rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.messages import get_messages
+from django.db import transaction
+from django.test import Client
+from django.urls import reverse
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from documents.admin import BAD_SELECTION, MAX_SEARCH_LENGTH, NUL_IN_ADDRESS, SEARCH_TOO_LONG
+from documents.models import PublishedDraft, Submission
+from tests.factories import SubmissionFactory, SuperuserFactory, published_draft
+from tests.reliability.rows import RowChanges, compare, row_hashes
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "t" * 40
+SUBMISSIONS = reverse("admin:documents_submission_changelist")
+DRAFTS = reverse("admin:documents_publisheddraft_changelist")
+
+# Strings that have broken web applications: SQL, HTML and template metacharacters, format
+# strings, look-alike and non-ASCII digits, bidi overrides, NUL, and sizes past every column.
+HOSTILE = [
+    "",
+    " ",
+    "\x00",
+    "ML-1\x00",
+    "'; DROP TABLE documents_submission; --",
+    "' OR '1'='1",
+    '"><script>alert(1)</script>',
+    "<img src=x onerror=alert(1)>",
+    "{{ 7|add:7 }}{% debug %}",
+    "%s%s%n%(x)s",
+    "\\",
+    "%",
+    "_",
+    "ML-١٢٣",
+    "ML-001\n",
+    "\uff2d\uff2c-001",  # fullwidth ML
+    "\u202eML-001",
+    "\ufeffML-001",
+    "ML--1",
+    "ML-1e9",
+    "ML-" + "9" * 40,
+    "🙂" * 80,
+    "A" * 301,
+    "x" * 20_000,
+    '{"a": [',
+    "null",
+]
+text = st.one_of(st.sampled_from(HOSTILE), st.text(st.characters(codec="utf-8"), max_size=350))
+ml_numbers = st.one_of(st.from_regex(r"\AML-[0-9]{1,6}\Z"), text)
+
+BOUNDED = hypothesis_settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def assert_no_traceback(response) -> None:
+    assert response.status_code < 500, response.content[:2000]
+    assert b"Traceback" not in response.content
+    assert b'File "' not in response.content
+
+
+def messages_of(response) -> list[str]:
+    return [m.message for m in get_messages(response.wsgi_request)]
+
+
+@contextmanager
+def rolled_back() -> Iterator[dict[str, Any]]:
+    """One example: rows measured on entry; everything it wrote rolled back on exit."""
+    measured: dict[str, Any] = {}
+    with transaction.atomic():
+        measured["before"] = row_hashes()
+        yield measured
+        transaction.set_rollback(True)
+
+
+def changes_since(measured: dict[str, Any]) -> RowChanges:
+    return compare(measured["before"], row_hashes())
+
+
+class Tally:
+    """Examples tried and refused, and the rows each one changed, for the results table."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.refused = 0
+        self.lost = 0
+        self.added = 0
+
+    def refused_with(self, changes: RowChanges) -> None:
+        self.attempts += 1
+        self.refused += 1
+        self.lost += changes.lost
+        self.added += changes.added
+        assert (changes.lost, changes.added) == (0, 0), f"a refused input wrote: {changes}"
+
+    def accepted(self) -> None:
+        self.attempts += 1
+
+    def changes(self) -> RowChanges:
+        return RowChanges(lost=self.lost, added=self.added, by_table={})
+
+
+@pytest.fixture
+def admin_client(db) -> Client:
+    client = Client()
+    client.force_login(SuperuserFactory())
+    return client
+
+
+def test_submission_add_form_refuses_hostile_values_without_a_write_or_saves_exactly_one_row(
+    admin_client, record_scenario
+):
+    """The submission add form answers any value with a form error and no write, or adds exactly that row."""
+    url = reverse("admin:documents_submission_add")
+    tally = Tally()
+
+    @BOUNDED
+    @given(ml_number=ml_numbers, title=text, submitted_by=text)
+    @example(ml_number="ML-7", title="<script>alert(1)</script>", submitted_by="Ada")
+    @example(ml_number="ML-١٢٣", title="Digits that are not ASCII", submitted_by="Ada")
+    def attempt(ml_number: str, title: str, submitted_by: str) -> None:
+        with rolled_back() as measured:
+            response = admin_client.post(
+                url, {"ml_number": ml_number, "title": title, "submitted_by": submitted_by}
+            )
+            assert_no_traceback(response)
+            changes = changes_since(measured)
+            if response.status_code == 200:
+                assert response.context["adminform"].form.errors, "re-rendered without an error"
+                assert b"errornote" in response.content
+                tally.refused_with(changes)
+                return
+            assert response.status_code == 302
+            saved = Submission.objects.get(ml_number=ml_number.strip())
+            assert (saved.title, saved.submitted_by) == (title.strip(), submitted_by.strip())
+            assert changes.lost == 0
+            assert {t: n for t, (_, n) in changes.by_table.items()} == {
+                "documents_submission": 1,
+                "documents_historicalsubmission": 1,
+                "django_admin_log": 1,
+            }
+            tally.accepted()
+
+    attempt()
+    assert tally.refused and tally.attempts > tally.refused, "both outcomes must be exercised"
+    record_scenario(
+        f"hostile admin input: submission add form, {tally.attempts} examples",
+        attempts=tally.attempts,
+        writes_refused=tally.refused,
+        changes=tally.changes(),
+        exit_status="200 form error or 302 saved",
+    )
+
+
+def test_submission_change_form_refuses_hostile_values_without_a_write_or_edits_exactly_that_row(
+    admin_client, record_scenario
+):
+    """The submission change form answers any value with a form error and no write, or edits only that row."""
+    submission = SubmissionFactory()
+    url = reverse("admin:documents_submission_change", args=[submission.pk])
+    tally = Tally()
+
+    @BOUNDED
+    @given(title=text, submitted_by=text)
+    def attempt(title: str, submitted_by: str) -> None:
+        with rolled_back() as measured:
+            response = admin_client.post(url, {"title": title, "submitted_by": submitted_by})
+            assert_no_traceback(response)
+            changes = changes_since(measured)
+            if response.status_code == 200:
+                assert response.context["adminform"].form.errors
+                tally.refused_with(changes)
+                return
+            assert response.status_code == 302
+            submission.refresh_from_db()
+            assert (submission.title, submission.submitted_by) == (title.strip(), submitted_by.strip())
+            assert changes.by_table == {
+                "documents_submission": (1, 1),
+                "documents_historicalsubmission": (0, 1),
+                "django_admin_log": (0, 1),
+            }
+            tally.accepted()
+
+    attempt()
+    assert tally.refused and tally.attempts > tally.refused
+    record_scenario(
+        f"hostile admin input: submission change form, {tally.attempts} examples",
+        attempts=tally.attempts,
+        writes_refused=tally.refused,
+        changes=tally.changes(),
+        exit_status="200 form error or 302 saved",
+    )
+
+
+def _reject_target():
+    return SUBMISSIONS, "reject_selected", SubmissionFactory()
+
+
+def _publish_target():
+    return SUBMISSIONS, "publish_selected", SubmissionFactory(status="approved")
+
+
+def _withdraw_target():
+    return DRAFTS, "withdraw_selected", published_draft()
+
+
+def _rejected(obj, reason):
+    obj.refresh_from_db()
+    assert obj.status == Submission.Status.REJECTED
+    assert obj.history.first().history_change_reason == reason
+
+
+def _published(obj, reason):
+    draft = PublishedDraft.objects.get(submission=obj)
+    assert draft.history.first().history_change_reason == reason
+
+
+def _withdrawn(obj, reason):
+    obj.refresh_from_db()
+    assert obj.status == PublishedDraft.Status.WITHDRAWN
+    assert obj.history.first().history_change_reason == reason
+
+
+@pytest.mark.parametrize(
+    ("target", "done", "tables"),
+    [
+        (_reject_target, _rejected, {"documents_submission", "documents_historicalsubmission"}),
+        (
+            _publish_target,
+            _published,
+            {
+                "documents_submission",
+                "documents_historicalsubmission",
+                "documents_publisheddraft",
+                "documents_historicalpublisheddraft",
+                "documents_draftnumber",
+                "documents_historicaldraftnumber",
+            },
+        ),
+        (_withdraw_target, _withdrawn, {"documents_publisheddraft", "documents_historicalpublisheddraft"}),
+    ],
+    ids=["reject", "publish", "withdraw"],
+)
+def test_reasoned_action_confirmations_refuse_hostile_reasons_or_change_exactly_the_selected_row(
+    admin_client, record_scenario, target, done, tables
+):
+    """An action's confirmation re-renders with an error for any unusable reason, writing nothing."""
+    changelist, action, obj = target()
+    tally = Tally()
+
+    @BOUNDED
+    @given(reason=text)
+    @example(reason="   ")
+    @example(reason="x" * 2001)
+    @example(reason="Board decision <b>3</b> '; DROP TABLE x; --")
+    def attempt(reason: str) -> None:
+        with rolled_back() as measured:
+            response = admin_client.post(
+                changelist,
+                {"action": action, ACTION_CHECKBOX_NAME: [str(obj.pk)], "post": "yes", "reason": reason},
+            )
+            assert_no_traceback(response)
+            changes = changes_since(measured)
+            if response.status_code == 200:
+                assert response.context["form"].errors["reason"]
+                tally.refused_with(changes)
+                return
+            assert response.status_code == 302
+            done(obj, reason.strip())
+            assert set(changes.by_table) <= tables, changes
+            tally.accepted()
+
+    attempt()
+    assert tally.refused and tally.attempts > tally.refused
+    record_scenario(
+        f"hostile admin input: {action} confirmation, {tally.attempts} examples",
+        attempts=tally.attempts,
+        writes_refused=tally.refused,
+        changes=tally.changes(),
+        exit_status="200 form error or 302 done",
+    )
+
+
+@pytest.mark.parametrize(
+    ("changelist", "action"),
+    [
+        (SUBMISSIONS, "approve_selected"),
+        (SUBMISSIONS, "reject_selected"),
+        (SUBMISSIONS, "publish_selected"),
+        (DRAFTS, "withdraw_selected"),
+    ],
+)
+def test_an_action_on_a_selection_that_is_not_a_key_changes_nothing_and_says_so(
+    admin_client, changelist, action
+):
+    """An action POST whose selection is not a row ID (text, NUL, overflow) is refused with a message."""
+    SubmissionFactory(status="approved")
+    published_draft()
+    before = row_hashes()
+
+    for value in ("abc", "\x00", "9" * 30, "1.5", "", "-1 OR 1=1"):
+        data = {"action": action, ACTION_CHECKBOX_NAME: [value], "post": "yes", "reason": "r"}
+        response = admin_client.post(changelist, data)
+
+        assert_no_traceback(response)
+        assert response.status_code == 302
+        assert BAD_SELECTION.format(value=value) in messages_of(response)
+    assert compare(before, row_hashes()) == RowChanges(0, 0, {})
+
+
+changelist_params = st.dictionaries(
+    st.sampled_from(
+        [
+            "q",
+            "integrity",
+            "o",
+            "p",
+            "status__exact",
+            "data_source__exact",
+            "is_legitimate__exact",
+            "_to_field",
+            "e",
+            "all",
+        ]
+    ),
+    text,
+    min_size=1,
+    max_size=3,
+)
+
+
+@pytest.mark.parametrize("changelist", [SUBMISSIONS, DRAFTS], ids=["submissions", "drafts"])
+def test_changelist_search_filters_and_ordering_answer_hostile_values_without_a_500(
+    admin_client, record_scenario, changelist
+):
+    """Changelist search, filters and ordering answer any value with a page or a message, never a 500."""
+    SubmissionFactory(status="published")
+    tally = Tally()
+
+    @BOUNDED
+    @given(params=changelist_params)
+    @example(params={"q": "\x00"})
+    @example(params={"status__exact": "\x00", "o": "1"})
+    @example(params={"q": "x" * (MAX_SEARCH_LENGTH + 1)})
+    @example(params={"q": "ab " * 5000})
+    @example(params={"integrity": "' OR 1=1 --"})
+    @example(params={"o": "99.-5.abc"})
+    def attempt(params: dict[str, str]) -> None:
+        with rolled_back() as measured:
+            response = admin_client.get(changelist, params)
+            assert_no_traceback(response)
+            if response.status_code == 302 and any("\x00" in v for v in params.values()):
+                assert NUL_IN_ADDRESS in messages_of(response)
+            if response.status_code == 302 and len(params.get("q", "")) > MAX_SEARCH_LENGTH:
+                assert SEARCH_TOO_LONG.format(limit=MAX_SEARCH_LENGTH) in messages_of(response)
+            assert response.status_code in (200, 302, 400), response.status_code
+            tally.refused_with(changes_since(measured))
+
+    attempt()
+    record_scenario(
+        f"hostile admin input: {changelist.split('/')[-2]} changelist query, {tally.attempts} examples",
+        attempts=tally.attempts,
+        writes_refused=tally.refused,
+        changes=tally.changes(),
+        exit_status="200, 302 with a message, or 400",
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "{app}/abc/history/",
+        "{app}/%00/history/",
+        "{app}/99999999999999999999999/history/",
+        "{app}/abc/history/1/",
+        "{app}/{pk}/history/abc/",
+        "{app}/{pk}/history/99999999999999999999999/",
+        "{app}/abc/change/",
+    ],
+)
+@pytest.mark.parametrize("app", ["submission", "publisheddraft"])
+def test_history_and_change_urls_with_ids_that_are_not_keys_answer_with_a_message(admin_client, path, app):
+    """History and change URLs whose IDs are not keys get a redirect with a message or a 404, never a 500."""
+    draft = published_draft()
+    pk = draft.pk if app == "publisheddraft" else draft.submission.pk
+    url = "/admin/documents/" + path.format(app=app, pk=pk)
+    before = row_hashes()
+
+    response = admin_client.get(url)
+
+    assert_no_traceback(response)
+    assert response.status_code in (302, 404)
+    if response.status_code == 302:
+        assert messages_of(response), "redirected without saying why"
+    assert compare(before, row_hashes()) == RowChanges(0, 0, {})
