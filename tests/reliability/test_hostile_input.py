@@ -7,6 +7,8 @@ protected table as it was; accepted input must change exactly the intended rows.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +23,7 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from deployguard import state
 from documents.admin import BAD_SELECTION, MAX_SEARCH_LENGTH, NUL_IN_ADDRESS, SEARCH_TOO_LONG
 from documents.models import PublishedDraft, Submission
 from tests.factories import SubmissionFactory, SuperuserFactory, published_draft
@@ -413,3 +416,174 @@ def test_history_and_change_urls_with_ids_that_are_not_keys_answer_with_a_messag
     if response.status_code == 302:
         assert messages_of(response), "redirected without saying why"
     assert compare(before, row_hashes()) == RowChanges(0, 0, {})
+
+
+# /_deploy/
+
+
+@pytest.fixture
+def token(settings):
+    settings.DEPLOYGUARD_TOKEN = TOKEN
+    settings.DEPLOYGUARD_STATE_CACHE_SECONDS = 0
+    return TOKEN
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | text,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3),
+    max_leaves=8,
+)
+json_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "mode": st.one_of(st.sampled_from(["on", "off", "ON"]), json_values),
+        "reason": json_values,
+        "expected_minutes": json_values,
+        "by": json_values,
+        "deploy_id": json_values,
+    },
+).map(lambda body: json.dumps(body).encode())
+bodies = st.one_of(
+    json_bodies,
+    st.binary(max_size=300),
+    st.sampled_from(
+        [
+            b"",
+            b"{",
+            b"[]",
+            b'"on"',
+            b"mode=on&reason=r",
+            b"--b\r\nContent-Disposition: form-data\r\n",
+            b"\xff\xfe",
+        ]
+    ),
+)
+content_types = st.one_of(
+    st.sampled_from(
+        [
+            "application/json",
+            "application/json; charset=utf-16",
+            "application/json; charset=bogus",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+            "multipart/form-data; boundary=b",
+            "text/plain",
+            "",
+        ]
+    ),
+    st.text(st.characters(codec="latin-1"), max_size=40),
+)
+authorizations = st.one_of(
+    st.none(),
+    st.just(f"Bearer {TOKEN}"),
+    st.sampled_from(["Bearer", "Bearer ", "bearer " + TOKEN.upper(), "Basic dTpw", f"Bearer {TOKEN}x"]),
+    st.text(st.characters(codec="latin-1"), max_size=80).map(lambda t: "Bearer " + t),
+)
+
+
+def test_deploy_endpoints_answer_every_hostile_request_with_json_and_never_a_500(db, token, record_scenario):
+    """Every /_deploy/ request, whatever its method, body, Content-Type or token, gets JSON, never a 500."""
+    client = Client()
+    tally = Tally()
+    statuses: Counter[int] = Counter()
+
+    @hypothesis_settings(BOUNDED, max_examples=30)
+    @given(
+        endpoint=st.sampled_from(["health", "status", "mode"]),
+        method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "BREW"]),
+        body=bodies,
+        content_type=content_types,
+        authorization=authorizations,
+    )
+    @example(
+        endpoint="mode",
+        method="POST",
+        body=b'{"mode": "on", "reason": "a\\u0000b"}',
+        content_type="application/json",
+        authorization=f"Bearer {TOKEN}",
+    )
+    @example(
+        endpoint="mode",
+        method="POST",
+        body=b"--b\r\n",
+        content_type="multipart/form-data; boundary=b",
+        authorization=f"Bearer {TOKEN}",
+    )
+    @example(
+        endpoint="mode",
+        method="POST",
+        body=b'{"mode": "on", "reason": "deploy 9"}',
+        content_type="application/json",
+        authorization=f"Bearer {TOKEN}",
+    )
+    def attempt(endpoint, method, body, content_type, authorization) -> None:
+        headers = {"authorization": authorization} if authorization is not None else {}
+        with rolled_back() as measured:
+            state.clear_cache()
+            response = client.generic(
+                method, f"/_deploy/{endpoint}", body, content_type=content_type, headers=headers
+            )
+            statuses[response.status_code] += 1
+            assert_no_traceback(response)
+            if method != "HEAD":
+                answer = json.loads(response.content)
+                if response.status_code >= 400:
+                    assert answer["error"], "an error without a message"
+            changes = changes_since(measured)
+            if response.status_code >= 400:
+                tally.refused_with(changes)
+            else:
+                assert (changes.lost, changes.added) == (0, 0)
+                tally.accepted()
+        state.clear_cache()
+
+    attempt()
+    assert statuses[200] and statuses[400] and statuses[405], statuses
+    record_scenario(
+        f"hostile /_deploy/ requests, {tally.attempts} examples",
+        attempts=tally.attempts,
+        writes_refused=tally.refused,
+        changes=tally.changes(),
+        exit_status=" ".join(f"{status}x{n}" for status, n in sorted(statuses.items())),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"mode": "on", "reason": "a\x00b"}, '"reason" must not contain NUL characters'),
+        ({"mode": "on", "reason": "r", "deploy_id": "\x00"}, '"deploy_id" must not contain NUL characters'),
+        ({"mode": "on", "reason": "r", "by": "\x00"}, '"by" must not contain NUL characters'),
+        ({"mode": "off", "reason": "\x00"}, '"reason" must not contain NUL characters'),
+        ({"mode": "on", "reason": "r" * 2001}, '"reason" must be at most 2000 characters'),
+    ],
+    ids=["reason-nul", "deploy-id-nul", "by-nul", "off-reason-nul", "reason-huge"],
+)
+def test_the_switch_refuses_text_the_state_cannot_hold_with_400_and_stays_off(db, token, body, problem):
+    """POST /_deploy/mode refuses NUL characters and oversized text with a 400 that names the field."""
+    response = Client().post(
+        "/_deploy/mode", body, content_type="application/json", headers={"authorization": f"Bearer {TOKEN}"}
+    )
+
+    assert response.status_code == 400
+    assert problem in response.json()["error"]
+    state.clear_cache()
+    assert state.current().enabled is False
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "method", "allowed"),
+    [
+        ("health", "POST", "GET"),
+        ("status", "DELETE", "GET"),
+        ("mode", "GET", "POST"),
+        ("mode", "PUT", "POST"),
+    ],
+)
+def test_a_wrong_method_on_a_deploy_endpoint_gets_405_saying_what_to_use(db, endpoint, method, allowed):
+    """A wrong method on a /_deploy/ endpoint gets a 405 with an Allow header and a JSON message."""
+    response = Client().generic(method, f"/_deploy/{endpoint}")
+
+    assert response.status_code == 405
+    assert response["Allow"] == allowed
+    assert response.json() == {"error": f"{method} is not allowed here: use {allowed}."}
