@@ -8,12 +8,15 @@ protected table as it was; accepted input must change exactly the intended rows.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.messages import get_messages
 from django.db import transaction
@@ -28,6 +31,7 @@ from documents.admin import BAD_SELECTION, MAX_SEARCH_LENGTH, NUL_IN_ADDRESS, SE
 from documents.models import PublishedDraft, Submission
 from tests.factories import SubmissionFactory, SuperuserFactory, published_draft
 from tests.reliability.rows import RowChanges, compare, row_hashes
+from tests.utils import run_command
 
 pytestmark = pytest.mark.django_db
 
@@ -587,3 +591,127 @@ def test_a_wrong_method_on_a_deploy_endpoint_gets_405_saying_what_to_use(db, end
     assert response.status_code == 405
     assert response["Allow"] == allowed
     assert response.json() == {"error": f"{method} is not allowed here: use {allowed}."}
+
+
+# Management commands. Arguments come from argv, which cannot carry NUL (execve refuses it).
+
+arg_text = st.one_of(
+    st.sampled_from([h for h in HOSTILE if "\x00" not in h] + ["-1", "nan", "inf", "1e999", "9" * 25, "--"]),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=60),
+)
+floats_out_of_range = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "0", "-1", "1e999", "10081"]),
+    st.floats(max_value=0).map(str),
+)
+
+
+def command_cases(tmp_path) -> st.SearchStrategy[tuple[tuple[str, ...], frozenset[int]]]:
+    missing = str(tmp_path / "missing")
+
+    def case(exits: set[int], *parts: Any) -> st.SearchStrategy[tuple[tuple[str, ...], frozenset[int]]]:
+        return st.tuples(*[p if isinstance(p, st.SearchStrategy) else st.just(p) for p in parts]).map(
+            lambda args: (args, frozenset(exits))
+        )
+
+    other_alias = arg_text.filter(lambda a: a != "default")
+    return st.one_of(
+        case({0, 1, 2}, "verify_integrity", "--rule", arg_text),
+        case({0, 1, 2}, "verify_integrity", "--format", arg_text),
+        case({0, 1, 2}, "verify_integrity", "--sample", arg_text),
+        case({1, 2}, "verify_integrity", "--baseline", arg_text.map(lambda a: f"{missing}/{a}")),
+        case({0, 2}, "scrub_fake_data", "--restore", arg_text),
+        case({0, 2}, "scrub_fake_data", "--purge", "--older-than", arg_text),
+        case({0, 2}, "explain_row", arg_text, arg_text),
+        case({0, 2}, "explain_row", "documents.submission", arg_text),
+        case({1, 2}, "audit_write_paths", "--format", arg_text),
+        case({2}, "audit_write_paths", "--root", arg_text.map(lambda a: f"{missing}/{a}")),
+        case({0, 1, 2, 3}, "deploy_mode", "on", "--reason", arg_text, "--deploy-id", arg_text),
+        case({1, 2}, "deploy_mode", "on", "--reason", "r", "--expected-minutes", floats_out_of_range),
+        case({1, 2}, "deploy_mode", arg_text),
+        case({1, 2}, "deploy_mode", "status", "--format", arg_text),
+        case({2}, "backup_db", "--database", other_alias),
+        case({1, 2}, "restore_db", arg_text.map(lambda a: f"{missing}/{a}"), "--yes"),
+        case({2}, "restore_db", f"{missing}/b.sqlite3", "--yes", "--database", other_alias),
+        case({2}, "deploy_safe", "--database", other_alias),
+        case({1, 2}, "deploy_safe", "--expected-minutes", floats_out_of_range),
+        case({2}, "deploy_safe", "--allow-data-migration", arg_text.filter(lambda a: a.count(".") != 1)),
+    )
+
+
+def test_every_command_answers_hostile_arguments_with_a_message_and_a_documented_exit_status(
+    db, settings, tmp_path, record_scenario
+):
+    """Every management command answers hostile arguments with a message and a documented exit status."""
+    settings.DEPLOYGUARD_STATE_CACHE_SECONDS = 0
+    tally = Tally()
+    exits: Counter[int] = Counter()
+
+    @hypothesis_settings(BOUNDED, max_examples=30)
+    @given(case=command_cases(tmp_path))
+    @example(case=(("scrub_fake_data", "--purge", "--older-than", "9" * 20), frozenset({2})))
+    @example(case=(("backup_db", "--database", "bogus"), frozenset({2})))
+    @example(case=(("deploy_safe", "--expected-minutes", "nan"), frozenset({2})))
+    def attempt(case: tuple[tuple[str, ...], frozenset[int]]) -> None:
+        args, documented = case
+        with rolled_back() as measured:
+            state.clear_cache()
+            # Only CommandError and argparse's SystemExit come back; any other exception fails here.
+            _, stderr, status = run_command(*args)
+            changes = changes_since(measured)
+        state.clear_cache()
+        exits[status] += 1
+        assert status in documented, (args, status, stderr)
+        if status:
+            assert stderr.strip(), (args, "failed without a message")
+            assert "Traceback" not in stderr
+            tally.refused_with(changes)
+        else:
+            tally.accepted()
+
+    attempt()
+    record_scenario(
+        f"hostile command arguments, {tally.attempts} examples",
+        attempts=tally.attempts,
+        writes_refused=tally.refused,
+        changes=tally.changes(),
+        exit_status=" ".join(f"{status}x{n}" for status, n in sorted(exits.items())),
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("scrub_fake_data", "--purge", "--older-than", "9" * 20), "--purge needs --older-than DAYS (0 to"),
+        (("backup_db", "--database", "bogus"), "--database 'bogus' is not in DATABASES"),
+        (("deploy_safe", "--expected-minutes", "nan"), "--expected-minutes: expected minutes must be"),
+        (("deploy_mode", "sideways"), "invalid choice: 'sideways'"),
+    ],
+    ids=["older-than-overflow", "unknown-database", "nan-minutes", "unknown-action"],
+)
+def test_command_misuse_exits_2_from_a_shell_with_one_line_and_no_traceback(args, message):
+    """From a shell, command misuse exits 2 with a one-line message and no traceback, touching nothing."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=django_settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "DJANGO_ENV": "test", "DATABASE_URL": "sqlite:///:memory:"},
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("username", ["", " ", "a b", "x" * 151, "<script>", "ада\u202e"])
+def test_ensure_dev_admin_refuses_an_invalid_username_with_exit_2_and_creates_nobody(settings, db, username):
+    """ensure_dev_admin refuses a username the user model would not accept, with exit 2 and no account."""
+    settings.DJANGO_ENV = "development"
+    before = row_hashes()
+
+    _, stderr, status = run_command("ensure_dev_admin", "--username", username)
+
+    assert status == 2
+    assert "is not a valid username" in stderr
+    assert compare(before, row_hashes()) == RowChanges(0, 0, {})
