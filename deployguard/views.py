@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from deployguard import conf, state
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
@@ -26,10 +29,31 @@ BAD_REQUEST = (
     'Send JSON such as {"mode": "on", "reason": "release 42", "expected_minutes": 10} '
     'or {"mode": "off"}: {problem}.'
 )
+METHOD_NOT_ALLOWED = "{method} is not allowed here: use {allowed}."
+MAX_TEXT_LENGTH = 2000
+TEXT_FIELDS = ("mode", "reason", "by", "deploy_id")
+
+
+def _allow(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[..., JsonResponse]]:
+    """Like require_http_methods, but the 405 says in JSON what to use instead."""
+
+    def decorator(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+        @wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method not in methods:
+                allowed = " or ".join(methods)
+                response = _error(METHOD_NOT_ALLOWED.format(method=request.method[:20], allowed=allowed), 405)
+                response["Allow"] = ", ".join(methods)
+                return response
+            return view(request, *args, **kwargs)
+
+        return checked
+
+    return decorator
 
 
 @never_cache
-@require_GET
+@_allow("GET")
 def health(request: HttpRequest) -> JsonResponse:
     """Database reachable, migrations applied, deploy mode: 200 when serving, else 503. No secrets."""
     connection = connections["default"]
@@ -51,7 +75,7 @@ def health(request: HttpRequest) -> JsonResponse:
 
 
 @never_cache
-@require_GET
+@_allow("GET")
 def status(request: HttpRequest) -> JsonResponse:
     """Who turned deploy mode on, why and when, as this process sees it."""
     return JsonResponse(state.current().as_dict())
@@ -65,17 +89,30 @@ def _error(message: str, status_code: int) -> JsonResponse:
 
 
 def _payload(request: HttpRequest) -> dict[str, Any]:
-    if request.content_type == "application/json":
-        data = json.loads(request.body or b"{}")
-        if not isinstance(data, dict):
-            raise ValueError("the body must be a JSON object")
-        return data
-    return request.POST.dict()
+    try:
+        if request.content_type == "application/json":
+            data = json.loads(request.body or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("the body must be a JSON object")
+        else:
+            data = request.POST.dict()
+    except (RequestDataTooBig, TooManyFieldsSent) as error:
+        raise ValueError(f"the body is too large ({error})") from None
+    except MultiPartParserError as error:
+        raise ValueError(f"the form body is malformed ({error})") from None
+    for key in TEXT_FIELDS:
+        # The state's columns are text: PostgreSQL refuses NUL, and the reason is shown on every 503.
+        text = str(data.get(key) or "")
+        if "\x00" in text:
+            raise ValueError(f'"{key}" must not contain NUL characters')
+        if len(text) > MAX_TEXT_LENGTH:
+            raise ValueError(f'"{key}" must be at most {MAX_TEXT_LENGTH} characters')
+    return data
 
 
 @csrf_exempt  # authenticated by the bearer token, not by a session
 @never_cache
-@require_POST
+@_allow("POST")
 def mode(request: HttpRequest) -> JsonResponse:
     """Turn deploy mode on or off; answers once every process has seen the switch."""
     token = conf.get("DEPLOYGUARD_TOKEN")

@@ -7,7 +7,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import SEARCH_VAR
+from django.core.exceptions import ValidationError
+from django.db.models import Field, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -25,8 +28,22 @@ REVERT_DISABLED = (
 NAMES_MAY_MOVE = (
     "Names are given out when you confirm: if another admin publishes in the meantime, the numbers move up."
 )
+BAD_SELECTION = "Nothing was changed: the selection held {value!r}, which is not the ID of a row."
+NUL_IN_ADDRESS = "The address held a NUL character, which no row contains: it was dropped from the filters."
+SEARCH_TOO_LONG = "Search for at most {limit} characters (the longest searchable field holds {limit})."
+NO_SUCH_VERSION = "{name} with ID “{key}” has no version “{version}”."
 CONFIRM_TEMPLATE = "admin/documents/confirm_reasoned_action.html"
 MAX_LISTED_ROWS = 200
+MAX_SEARCH_LENGTH = 300
+
+
+def _is_key(field: Field[Any, Any], value: str) -> bool:
+    """Whether `value` can name a row: it parses, and fits the column (no overflow on the database)."""
+    try:
+        field.clean(field.to_python(value), None)
+    except ValidationError:
+        return False
+    return True
 
 
 def _counted(count: int, singular: str, plural: str) -> str:
@@ -96,14 +113,60 @@ class ReasonedActionMixin:
 
 
 class AuditedAdmin(ReasonedActionMixin, SimpleHistoryAdmin):
-    """History is for reading: a revert would be a write path around the services."""
+    """History is for reading: a revert would be a write path around the services.
+
+    Hostile addresses and forms get a message, never a 500: an ID that is not a key, a
+    selection that is not, a NUL character in the filters, a search longer than any field.
+    """
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        query = request.GET.copy()
+        problems = []
+        if any("\x00" in key or any("\x00" in v for v in values) for key, values in query.lists()):
+            problems.append(NUL_IN_ADDRESS)
+            for key in [key for key, values in query.lists() if "\x00" in key + "".join(values)]:
+                del query[key]
+        if len(query.get(SEARCH_VAR, "")) > MAX_SEARCH_LENGTH:
+            problems.append(SEARCH_TOO_LONG.format(limit=MAX_SEARCH_LENGTH))
+            del query[SEARCH_VAR]
+        if problems:
+            for problem in problems:
+                self.message_user(request, problem, messages.ERROR)
+            return HttpResponseRedirect(f"{request.path}?{query.urlencode()}" if query else request.path)
+        return super().changelist_view(request, extra_context)
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        pk = self.model._meta.pk
+        for value in request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME):
+            if not _is_key(pk, value):
+                self.message_user(request, BAD_SELECTION.format(value=value[:50]), messages.ERROR)
+                return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        if not _is_key(self.model._meta.pk, unquote(object_id)):
+            return self._get_obj_does_not_exist_redirect(request, self.model._meta, object_id)
+        return super().history_view(request, object_id, extra_context)
 
     def history_form_view(
         self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
     ) -> HttpResponse:
+        opts = self.model._meta
         if request.method != "GET":
             self.message_user(request, REVERT_DISABLED, messages.ERROR)
-            opts = self.model._meta
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[object_id])
+            )
+        if not _is_key(opts.pk, unquote(object_id)):
+            return self._get_obj_does_not_exist_redirect(request, opts, object_id)
+        if not _is_key(self.model.history.model._meta.pk, version_id):
+            self.message_user(
+                request,
+                NO_SUCH_VERSION.format(
+                    name=opts.verbose_name, key=unquote(object_id), version=version_id[:50]
+                ),
+                messages.WARNING,
+            )
             return HttpResponseRedirect(
                 reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[object_id])
             )

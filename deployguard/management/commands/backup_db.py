@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from deployguard.backup import BackupError, backup_database
 
@@ -26,6 +27,10 @@ class Command(BaseCommand):
         parser.add_argument("--database", default="default", help="Database alias (default: default).")
 
     def handle(self, *args: Any, output: Path | None, database: str, **options: Any) -> None:
+        if database not in connections:
+            raise CommandError(
+                f"--database {database!r} is not in DATABASES ({', '.join(connections)}).", returncode=2
+            )
         try:
             path, manifest = backup_database(output, using=database)
         except BackupError as error:

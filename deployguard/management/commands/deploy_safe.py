@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
+from deployguard import state
 from deployguard.pipeline import EXIT_MISUSE, Options, Pipeline
 
 HELP = """Deploy safely: run the pre-checks, freeze the data, back it up, migrate, and prove the data
@@ -74,13 +76,22 @@ class Command(BaseCommand):
         parser.add_argument("--database", default="default", help="Database alias (default: default).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        database = options["database"]
+        if database not in connections:
+            raise CommandError(
+                f"--database {database!r} is not in DATABASES ({', '.join(connections)}).",
+                returncode=EXIT_MISUSE,
+            )
         for name in options["allow_data_migration"]:
             if name.count(".") != 1 or not all(name.split(".")):
                 raise CommandError(
                     f"--allow-data-migration {name!r}: write it as APP.NAME.", returncode=EXIT_MISUSE
                 )
-        if options["expected_minutes"] <= 0:
-            raise CommandError("--expected-minutes must be positive.", returncode=EXIT_MISUSE)
+        try:
+            state.valid_expected_minutes(options["expected_minutes"])
+        except ValueError as error:
+            # Checked before any step: nan or inf would otherwise fail only after the backup.
+            raise CommandError(f"--expected-minutes: {error}", returncode=EXIT_MISUSE) from None
         pipeline = Pipeline(
             Options(
                 check_level=options["check_level"],

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from deployguard.backup import (
     RestoreRefused,
@@ -41,6 +42,10 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, path: Path, yes: bool, database: str, into_other_database: bool, **options: Any
     ) -> None:
+        if database not in connections:
+            raise CommandError(
+                f"--database {database!r} is not in DATABASES ({', '.join(connections)}).", returncode=2
+            )
         target = database_name(database)
         try:
             manifest = check_backup(path, using=database, other_database=into_other_database)

@@ -28,6 +28,8 @@ NOTHING_TO_DO = "Nothing to quarantine: every row passes the error-level rules."
 DRY_RUN_DONE = "Dry run: nothing changed. Rerun with --apply to quarantine."
 NOTHING_TO_PURGE = "Nothing to purge: no quarantined rows older than {days} days."
 PURGE_DRY_RUN_DONE = "Dry run: nothing deleted. Rerun with --apply to delete."
+# Beyond this the cut-off date is before year 1: timedelta overflows.
+MAX_OLDER_THAN_DAYS = 100 * 365
 
 
 def _plural(model: type[models.Model], count: int) -> str:
@@ -71,8 +73,8 @@ class Command(IntegrityCommand):
         elif options["restore"]:
             self._restore(options["restore"])
         elif options["purge"]:
-            if options["older_than"] is None or options["older_than"] < 0:
-                raise misuse("--purge needs --older-than DAYS (0 or more).")
+            if options["older_than"] is None or not 0 <= options["older_than"] <= MAX_OLDER_THAN_DAYS:
+                raise misuse(f"--purge needs --older-than DAYS (0 to {MAX_OLDER_THAN_DAYS}).")
             self._purge(options["older_than"], apply=options["apply"])
         elif options["apply"]:
             self._apply(force=options["force"])

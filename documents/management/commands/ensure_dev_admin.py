@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 REFUSED_OUTSIDE_DEVELOPMENT = (
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     help = (
         "Development only: create the superuser USERNAME (default 'admin') with a generated "
         "password, printed once. If the account exists, leave it alone unless --reset-password. "
-        "Exit status: 0 done; 1 refused outside DJANGO_ENV=development."
+        "Exit status: 0 done; 1 refused outside DJANGO_ENV=development; 2 not a valid username."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,6 +33,13 @@ class Command(BaseCommand):
         if settings.DJANGO_ENV != "development":
             raise CommandError(REFUSED_OUTSIDE_DEVELOPMENT.format(env=settings.DJANGO_ENV), returncode=1)
         user_model = get_user_model()
+        try:
+            user_model._meta.get_field(user_model.USERNAME_FIELD).clean(username, None)
+        except ValidationError as error:
+            raise CommandError(
+                f"--username {username[:50]!r} is not a valid username: {' '.join(error.messages)}",
+                returncode=2,
+            ) from None
         user = user_model.objects.filter(username=username).first()
         if user is not None and not reset_password:
             self.stdout.write(
