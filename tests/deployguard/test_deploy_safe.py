@@ -163,14 +163,18 @@ def test_the_migrate_subprocess_started_early_migrates_nothing_unless_told_to_go
 
 def test_the_early_migrate_subprocess_starts_up_with_no_schema_changes_allowed(scratch: Scratch):
     # It starts up while deploy_safe fingerprints and backs up, so its start-up must not change
-    # even the schema: migrate's allowance for schema changes comes with the word to go.
+    # even the schema: migrate's allowance for schema changes comes with the word to go. The
+    # hook catches its refusal, and a caught refusal still fails the deploy, naming the hook.
     note = scratch.directory / "start-up"
 
     result = scratch.deploy(apps="startup_ddl", DEPLOY_TEST_STARTUP_NOTE=str(note))
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     assert note.read_text() == "DeployModeActive"  # written last by the migrate subprocess
-    assert "startup_ddl_probe" not in scratch.inspect()["fingerprints"]
+    assert "refused and the code caught: tests/deploy_apps/startup_ddl/apps.py:18 in ready()" in result.stderr
+    after = scratch.inspect()
+    assert "startup_ddl_probe" not in after["fingerprints"]
+    assert not after["deploy_mode"]
 
 
 def test_a_start_up_hook_that_writes_stops_deploy_safe_before_anything_is_touched(scratch: Scratch):

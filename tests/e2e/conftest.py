@@ -25,6 +25,10 @@ SCREENSHOT_DIR = os.environ.get("E2E_SCREENSHOT_DIR", "")
 
 
 def pytest_collection_modifyitems(config, items):
+    # Last, on every worker: Playwright's session-wide event loop keeps running after a browser
+    # test, and Django then refuses the ORM in every later test of that process.
+    browser_tests = [item for item in items if item.path.is_relative_to(Path(__file__).parent)]
+    items[:] = [item for item in items if item not in browser_tests] + browser_tests
     if Path(CHROMIUM).exists():
         return
     if os.environ.get("CI") == "true":

@@ -32,7 +32,7 @@ def install():
     original = Pipeline.step
 
     @contextlib.contextmanager
-    def step(self, name):
+    def step(self, name, **kwargs):
         if name in pause_at or name == kill_at:
             gate_file(directory, name, "reached").write_text(self.deploy_id)
         if name == kill_at:
@@ -41,7 +41,7 @@ def install():
             deadline = time.monotonic() + GATE_SECONDS
             while not gate_file(directory, name, "go").exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
-        with original(self, name) as entered:
+        with original(self, name, **kwargs) as entered:
             yield entered
 
     step.gated = True
