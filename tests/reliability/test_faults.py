@@ -174,7 +174,8 @@ def assert_backup_failed_and_nothing_migrated(scratch, result, before, backups):
     assert report["status"] == "rolled_back"
     # The fingerprints are taken inside the backup's lock or snapshot: a backup that fails before
     # it holds one (an unwritable directory) never reaches them.
-    assert [s["name"] for s in report["steps"]][-2:] in (["fingerprint", "backup"], ["deploy mode on", "backup"])
+    last_two = [s["name"] for s in report["steps"]][-2:]
+    assert last_two in (["fingerprint", "backup"], ["deploy mode on", "backup"])
     assert report["steps"][-1]["status"] == "failed"
     assert report["message"].startswith("The backup failed (") and report["message"].endswith(
         "); nothing was migrated."
