@@ -74,15 +74,16 @@ def refusal_response(request: HttpRequest, status: DeployModeStatus) -> HttpResp
                 "error": "deploy_mode",
                 "detail": REFUSED_REQUEST,
                 "retry_after": retry_after,
-                "deploy_mode": status.as_dict(),
+                "deploy_mode": status.as_public_dict(),
             },
             status=503,
         )
     else:
-        # No request context: rendering must not load the session or the user.
+        # No request context: rendering must not load the session or the user. So the page
+        # cannot tell staff from anyone else and shows only what anyone may see.
         html = render_to_string(
             REFUSAL_TEMPLATE,
-            {"message": REFUSED_REQUEST, "status": status, "retry_after": retry_after},
+            {"message": REFUSED_REQUEST, "description": status.describe_public(), "retry_after": retry_after},
         )
         response = HttpResponse(html, status=503)
     response["Retry-After"] = str(retry_after)

@@ -81,6 +81,24 @@ class DeployModeStatus:
         parts.append(").")
         return "".join(parts)
 
+    def describe_public(self) -> str:
+        """describe() for a visitor who may be anyone: no account or address of who switched it,
+        no database error text."""
+        if not self.enabled:
+            return "Deploy mode is off."
+        if self.source == "unreadable":
+            return "The deploy mode state could not be read, so writes are refused."
+        if self.source in ("environment", "process"):
+            return "Deploy mode is on for this server."
+        parts = ["Deploy mode is on"]
+        if self.since:
+            parts.append(f" since {self.since.isoformat(timespec='seconds')}")
+        parts.append(f" (reason: {self.reason or 'none given'}")
+        if self.expected_end:
+            parts.append(f"; expected to end at {self.expected_end.isoformat(timespec='seconds')}")
+        parts.append(").")
+        return "".join(parts)
+
     def retry_after(self, default: int) -> int:
         """Seconds a client should wait: until the expected end when known, else `default`."""
         if self.expected_end:
@@ -101,6 +119,14 @@ class DeployModeStatus:
             "error": self.error,
         }
 
+    def as_public_dict(self) -> dict[str, Any]:
+        """as_dict() without `who` and `error`: what /_deploy/status and 503s show to anyone."""
+        return {key: value for key, value in self.as_dict().items() if key not in PRIVATE_FIELDS}
+
+
+PRIVATE_FIELDS = frozenset({"who", "error"})
+"""Who switched deploy mode (an account, a host, a caller's address) and database error text:
+shown to staff and to holders of the deploy token only."""
 
 FORCED_BY_ENVIRONMENT = DeployModeStatus(enabled=True, source="environment")
 NOT_INSTALLED = DeployModeStatus(enabled=False, source="not-installed")

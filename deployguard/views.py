@@ -1,4 +1,5 @@
-"""The /_deploy/ endpoints: health and status for anyone, the switch for holders of the token."""
+"""The /_deploy/ endpoints: health and status for anyone (who switched deploy mode only for staff
+and token holders), the switch for holders of the token."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ ENDPOINT_DISABLED = (
     "to switch deploy mode over HTTP, or run `manage.py deploy_mode on|off`."
 )
 TOKEN_REQUIRED = "Send the deploy token: `Authorization: Bearer <DEPLOYGUARD_TOKEN>`."  # noqa: S105
+STATUS_PUBLIC = (
+    "Who switched deploy mode is shown to staff who are logged in and to holders of the deploy "
+    "token (`Authorization: Bearer <DEPLOYGUARD_TOKEN>`)."
+)
 TOKEN_WRONG = "The deploy token is wrong."  # noqa: S105 (a message, not a secret)
 BAD_REQUEST = (
     'Send JSON such as {"mode": "on", "reason": "release 42", "expected_minutes": 10} '
@@ -77,8 +82,25 @@ def health(request: HttpRequest) -> JsonResponse:
 @never_cache
 @_allow("GET")
 def status(request: HttpRequest) -> JsonResponse:
-    """Who turned deploy mode on, why and when, as this process sees it."""
-    return JsonResponse(state.current().as_dict())
+    """Whether deploy mode is on, why and since when, as this process sees it; who switched it
+    (and any error reading the state) only for staff and holders of the deploy token."""
+    current = state.current()
+    if request.user.is_staff or _token_problem(request) is None:
+        return JsonResponse(current.as_dict())
+    return JsonResponse({**current.as_public_dict(), "detail": STATUS_PUBLIC})
+
+
+def _token_problem(request: HttpRequest) -> tuple[str, int] | None:
+    """None when the request carries the deploy token, else the message and status to answer."""
+    token = conf.get("DEPLOYGUARD_TOKEN")
+    if not token:
+        return ENDPOINT_DISABLED, 404
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not offered:
+        return TOKEN_REQUIRED, 401
+    if not hmac.compare_digest(offered.strip().encode(), token.encode()):
+        return TOKEN_WRONG, 403
+    return None
 
 
 def _error(message: str, status_code: int) -> JsonResponse:
@@ -115,14 +137,9 @@ def _payload(request: HttpRequest) -> dict[str, Any]:
 @_allow("POST")
 def mode(request: HttpRequest) -> JsonResponse:
     """Turn deploy mode on or off; answers once every process has seen the switch."""
-    token = conf.get("DEPLOYGUARD_TOKEN")
-    if not token:
-        return _error(ENDPOINT_DISABLED, 404)
-    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not offered:
-        return _error(TOKEN_REQUIRED, 401)
-    if not hmac.compare_digest(offered.strip().encode(), token.encode()):
-        return _error(TOKEN_WRONG, 403)
+    problem = _token_problem(request)
+    if problem is not None:
+        return _error(*problem)
     try:
         data = _payload(request)
         wanted = str(data.get("mode", "")).lower()

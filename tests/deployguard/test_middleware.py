@@ -36,7 +36,8 @@ def test_browsers_get_an_html_page_in_the_admin_look(client, deploy_mode_on):
     assert response["Content-Type"].startswith("text/html")
     body = response.content.decode()
     assert "admin/css/base.css" in body
-    assert "ops@deploy-host" in body
+    assert "ops@deploy-host" not in body  # anyone may see this page: not who switched
+    assert "Deploy mode is on since " in body
     assert "Release 42" in body
 
 
@@ -49,6 +50,9 @@ def test_api_clients_get_json(client, deploy_mode_on):
     assert response.json()["detail"] == REFUSED_REQUEST
     assert response.json()["deploy_mode"]["reason"] == "Release 42"
     assert response.json()["retry_after"] == int(response["Retry-After"])
+    # The refusal cannot know who asks (it answers before sessions load): no account, no address.
+    assert "who" not in response.json()["deploy_mode"]
+    assert "ops@deploy-host" not in response.content.decode()
 
 
 def test_retry_after_falls_back_to_the_setting_when_the_end_is_unknown(client, db, settings):

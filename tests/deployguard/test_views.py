@@ -9,7 +9,7 @@ from django.urls import reverse
 
 import deployguard
 from deployguard import state
-from deployguard.views import ENDPOINT_DISABLED, TOKEN_REQUIRED, TOKEN_WRONG
+from deployguard.views import ENDPOINT_DISABLED, STATUS_PUBLIC, TOKEN_REQUIRED, TOKEN_WRONG
 
 TOKEN = "t" * 40
 
@@ -42,13 +42,46 @@ def test_health_stays_200_in_deploy_mode_and_says_so(client, deploy_mode_on):
     assert response.json()["deploy_mode"] is True
 
 
-def test_status_says_who_turned_deploy_mode_on_why_and_when(client, deploy_mode_on):
+@pytest.fixture
+def staff_client(client, editor):
+    client.force_login(editor)  # before deploy mode: logging in writes last_login
+    return client
+
+
+def test_status_says_who_turned_deploy_mode_on_why_and_when_to_staff(staff_client, deploy_mode_on):
+    client = staff_client
     body = client.get(reverse("deployguard:status")).json()
     assert body["enabled"] is True
     assert body["reason"] == "Release 42"
     assert body["who"] == "ops@deploy-host"
     assert body["deploy_id"] == "d-42"
     assert body["since"] == deploy_mode_on.since.isoformat()
+
+
+def test_status_names_who_switched_for_holders_of_the_token(client, deploy_mode_on, settings):
+    settings.DEPLOYGUARD_TOKEN = TOKEN
+    body = client.get(reverse("deployguard:status"), HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
+    assert body["who"] == "ops@deploy-host"
+
+
+@pytest.mark.parametrize("authorization", ["", "Bearer wrong", f"Basic {TOKEN}"])
+def test_status_tells_anyone_else_whether_and_why_but_not_who(
+    client, deploy_mode_on, settings, authorization
+):
+    settings.DEPLOYGUARD_TOKEN = TOKEN
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = client.get(reverse("deployguard:status"), **headers)
+    assert response.status_code == 200
+    assert response.json() == {
+        "enabled": True,
+        "source": "database",
+        "reason": "Release 42",
+        "since": deploy_mode_on.since.isoformat(),
+        "deploy_id": "d-42",
+        "expected_end": deploy_mode_on.expected_end.isoformat(),
+        "detail": STATUS_PUBLIC,
+    }
+    assert "ops@deploy-host" not in response.content.decode()
 
 
 def test_the_switch_is_disabled_without_a_configured_token(client, db, settings):
