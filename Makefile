@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe
 PYTEST_ARGS ?=
+# pytest-xdist workers: much of the suite waits on subprocesses and servers, so two workers
+# share 2 cores well. PYTEST_WORKERS=0 runs every test in the pytest process itself.
+PYTEST_WORKERS ?= 2
 
 RESULTS := var/reliability
 
@@ -45,7 +48,7 @@ write-paths: $(VENV)/.dev
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 define run_pytest
-	$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing." >&2; exit 1; fi; \
 	exit $$status
 endef
