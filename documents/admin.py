@@ -14,6 +14,7 @@ from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from deployguard.admin import IntegrityListFilter
+from deployguard.monitoring import batched_checks
 from documents import services
 from documents.exceptions import DocumentsRefusal
 from documents.models import PublishedDraft, Submission
@@ -64,13 +65,16 @@ class ReasonedActionMixin:
             form = ReasonForm(request.POST)
             if form.is_valid():
                 done = 0
-                for obj in queryset.order_by("pk"):
-                    try:
-                        apply(obj, form.cleaned_data["reason"])
-                    except DocumentsRefusal as refusal:
-                        modeladmin.message_user(request, str(refusal), messages.ERROR)
-                    else:
-                        done += 1
+                # One transaction per row, so a refused row leaves the others done; the
+                # integrity monitor checks the committed rows together at the end.
+                with batched_checks():
+                    for obj in queryset.order_by("pk"):
+                        try:
+                            apply(obj, form.cleaned_data["reason"])
+                        except DocumentsRefusal as refusal:
+                            modeladmin.message_user(request, str(refusal), messages.ERROR)
+                        else:
+                            done += 1
                 modeladmin.message_user(request, _counted(done, *done_message), messages.SUCCESS)
                 return None
         else:
@@ -83,8 +87,14 @@ class ReasonedActionMixin:
             "app_label": opts.app_label,
             "rows": rows[:MAX_LISTED_ROWS],
             "unlisted_count": max(0, len(rows) - MAX_LISTED_ROWS),
-            # "Select all N" sends select_across=1 and the changelist's filters, not the ids.
-            "selected_ids": [] if select_across else [obj.pk for obj in queryset],
+            # "Select all N" sends select_across=1 and the changelist's filters (in the URL), not
+            # every id: echo the page's ticked ids, which Django needs to take the confirmation
+            # as an action at all, and which keep the form under DATA_UPLOAD_MAX_NUMBER_FIELDS.
+            "selected_ids": (
+                request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+                if select_across
+                else [obj.pk for obj in queryset]
+            ),
             "action": action,
             "form": form,
             "confirm_label": confirm_label,
@@ -198,13 +208,14 @@ class SubmissionAdmin(AuditedAdmin):
     @admin.action(permissions=["approve"], description="Approve selected submissions")
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
         approved = 0
-        for submission in queryset:
-            try:
-                services.approve_submission(actor=request.user, submission=submission)
-            except DocumentsRefusal as refusal:
-                self.message_user(request, str(refusal), messages.ERROR)
-            else:
-                approved += 1
+        with batched_checks():
+            for submission in queryset:
+                try:
+                    services.approve_submission(actor=request.user, submission=submission)
+                except DocumentsRefusal as refusal:
+                    self.message_user(request, str(refusal), messages.ERROR)
+                else:
+                    approved += 1
         self.message_user(
             request,
             _counted(approved, "Approved {count} submission.", "Approved {count} submissions."),
