@@ -7,10 +7,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connections
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.functional import cached_property
 from simple_history.admin import SimpleHistoryAdmin
 
 from deployguard.admin import IntegrityListFilter
@@ -32,6 +35,38 @@ MAX_LISTED_ROWS = 200
 
 def _counted(count: int, singular: str, plural: str) -> str:
     return (singular if count == 1 else plural).format(count=count)
+
+
+ESTIMATE_OR_COUNT = (
+    "SELECT CASE WHEN c.reltuples >= %s THEN c.reltuples::bigint "
+    "ELSE (SELECT count(*) FROM {table}) END FROM pg_class c WHERE c.oid = %s::regclass"
+)
+
+
+class LargeTablePaginator(Paginator):
+    """Counts an unfiltered changelist from PostgreSQL's statistics once its table is large.
+
+    Django's paginator runs COUNT(*) on every page view, which reads the whole table: tens of
+    milliseconds at a million rows on PostgreSQL, more than the rest of the page. Unfiltered,
+    the planner's row estimate (kept by autovacuum) is as good for "page 3 of 20,000", and
+    one query either way keeps the page's query count fixed. Filtered and searched lists,
+    and SQLite (whose count of a million rows takes a few milliseconds), count exactly.
+    """
+
+    ESTIMATE_FROM = 100_000
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        connection = connections[queryset.db]
+        if connection.vendor != "postgresql" or queryset.query.where or queryset.query.distinct:
+            return super().count
+        table = connection.ops.quote_name(queryset.model._meta.db_table)
+        # The uncounted branch's subquery is an InitPlan: PostgreSQL runs it only if taken.
+        estimate_or_count = ESTIMATE_OR_COUNT.format(table=table)
+        with connection.cursor() as cursor:
+            cursor.execute(estimate_or_count, [self.ESTIMATE_FROM, table])
+            return int(cursor.fetchone()[0])
 
 
 class ReasonForm(forms.Form):
@@ -151,6 +186,7 @@ class SubmissionAdmin(AuditedAdmin):
     search_fields = ("ml_number", "title", "submitted_by")
     list_select_related = ("draft",)
     show_full_result_count = False
+    paginator = LargeTablePaginator
     list_per_page = 50
     inlines = (DraftInline,)
     actions = ("approve_selected", "reject_selected", "publish_selected")
@@ -288,6 +324,7 @@ class PublishedDraftAdmin(AuditedAdmin):
     search_fields = ("name", "submission__ml_number", "submission__title")
     list_select_related = ("submission", "published_by")
     show_full_result_count = False
+    paginator = LargeTablePaginator
     list_per_page = 50
     actions = ("withdraw_selected",)
 

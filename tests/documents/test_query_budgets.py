@@ -116,3 +116,30 @@ def test_publishing_costs_a_constant_number_of_queries_per_row(editor_client):
 
     assert Submission.objects.filter(status=Submission.Status.PUBLISHED).count() == 11
     assert for_ten - for_one <= 9 * PUBLISH_QUERIES_PER_ROW, (for_one, for_ten)
+
+
+def test_a_small_unfiltered_changelist_shows_the_exact_count(editor_client):
+    make(3, "published")
+
+    response = editor_client.get(SUBMISSIONS)
+
+    assert response.context["cl"].result_count == 3
+
+
+@pytest.mark.postgresql
+def test_a_large_unfiltered_changelist_counts_from_statistics_not_count_star(editor_client, monkeypatch):
+    from documents.admin import LargeTablePaginator
+
+    make(3, "published")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE documents_submission")
+    monkeypatch.setattr(LargeTablePaginator, "ESTIMATE_FROM", 1)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = editor_client.get(SUBMISSIONS)
+        filtered = editor_client.get(SUBMISSIONS, {"status__exact": "published"})
+
+    assert response.context["cl"].result_count == 3
+    assert filtered.context["cl"].result_count == 3
+    counts = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT COUNT(*)")]
+    assert len(counts) == 1 and " WHERE " in counts[0]  # only the filtered list counts rows
