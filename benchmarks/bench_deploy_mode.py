@@ -62,6 +62,10 @@ def guard_installed(on: bool) -> None:
         connection_created.disconnect(dispatch_uid="deployguard.guard.install")
         if guard.is_installed(connection):
             connection.execute_wrappers.remove(guard.write_guard)
+        # On SQLite the guard is also the connection's authorizer (which, without the wrapper
+        # to hand it the state, refuses once the state cache expires): the baseline has none.
+        if connection.vendor == "sqlite" and connection.connection is not None:
+            connection.connection.set_authorizer(None)
 
 
 def client(with_middleware: bool, user: User) -> Client:

@@ -65,6 +65,11 @@ class Result:
         return "pass" if met else "MISSED"
 
 
+def set_out(path: Path) -> None:
+    global OUT
+    OUT = path.resolve()
+
+
 def parse(line: str, engine: str) -> Result | None:
     match = LINE.match(line.strip())
     if not match:
@@ -153,7 +158,7 @@ def commands(
     }
 
 
-def run_one(name: str, command: list[str], env: dict[str, str], log) -> tuple[int, list[str], float]:
+def run_one(command: list[str], env: dict[str, str]) -> tuple[int, list[str], float]:
     started = time.perf_counter()
     process = subprocess.Popen(
         command,
@@ -171,10 +176,32 @@ def run_one(name: str, command: list[str], env: dict[str, str], log) -> tuple[in
             continue
         print(line, end="", flush=True)
         lines.append(line.rstrip("\n"))
-        if line.startswith(("BENCH ", "generated ", "Generated ", "database=", "audit_write_paths ")):
-            log.write(line)
-            log.flush()
     return process.wait(), lines, time.perf_counter() - started
+
+
+KEPT = ("BENCH ", "generated ", "Generated ", "database=", "audit_write_paths ")
+
+
+def read_sections(path: Path) -> dict[str, list[str]]:
+    """{benchmark: its lines} from a var/bench/<engine>.txt, each section headed `## <name> …`."""
+    sections: dict[str, list[str]] = {}
+    if path.exists():
+        current = None
+        for line in path.read_text().splitlines():
+            if line.startswith("## "):
+                current = line.split()[1]
+                sections[current] = []
+            if current is not None:
+                sections[current].append(line)
+    return sections
+
+
+def write_sections(path: Path, engine: str, sections: dict[str, list[str]]) -> None:
+    order = sorted(sections, key=lambda name: BENCHMARKS.index(name) if name in BENCHMARKS else 99)
+    text = [f"# engine={engine} machine={machine()}"]
+    for name in order:
+        text += sections[name]
+    path.write_text("\n".join(text) + "\n")
 
 
 def main() -> None:
@@ -186,7 +213,9 @@ def main() -> None:
         "--pg-url", default=os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
     )
     parser.add_argument("--table", action="store_true", help="print RESULTS.md tables from var/bench/*.txt")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the <engine>.txt files go")
     args = parser.parse_args()
+    set_out(args.out)
     if args.table:
         print_tables()
         return
@@ -205,24 +234,29 @@ def main() -> None:
             print(f"\n!!! {skipped[-1]} !!!\n", flush=True)
             continue
         db = urls(engine, args.pg_url)
-        engine_started = time.perf_counter()
-        with open(OUT / f"{engine}.txt", "w") as log:
+        path = OUT / f"{engine}.txt"
+        # A run of some benchmarks replaces their sections and keeps the others'.
+        sections = read_sections(path) if args.only else {}
+        for name, (command, env) in commands(engine, args.rows, db, only).items():
+            # The write-path audit reads files, not a database: once is enough.
+            if name not in only or (name == "audit_write_paths" and engine != args.engines.split(",")[0]):
+                continue
+            print(f"\n=== {name} on {engine}, {args.rows} rows ===", flush=True)
             now = datetime.datetime.now(datetime.UTC)
-            log.write(f"# engine={engine} rows={args.rows} date={now:%Y-%m-%d %H:%M}Z machine={machine()}\n")
-            for name, (command, env) in commands(engine, args.rows, db, only).items():
-                # The write-path audit reads files, not a database: once is enough.
-                if name not in only or (name == "audit_write_paths" and engine != args.engines.split(",")[0]):
-                    continue
-                print(f"\n=== {name} on {engine}, {args.rows} rows ===", flush=True)
-                code, lines, took = run_one(name, command, env, log)
-                log.write(f"# {name} took {took:.0f}s, exit {code}\n")
-                for line in lines:
-                    result = parse(line, engine)
-                    if result:
-                        results.append(result)
-                if code != 0 and not any(parse(line, engine) for line in lines):
-                    failures.append(f"{name} on {engine} exited {code} before measuring")
-            log.write(f"# {engine} took {time.perf_counter() - engine_started:.0f}s\n")
+            code, lines, took = run_one(command, env)
+            sections[name] = [
+                f"## {name} rows={args.rows} date={now:%Y-%m-%d %H:%M}Z took={took:.0f}s exit={code}",
+                *(line for line in lines if line.startswith(KEPT)),
+            ]
+            write_sections(path, engine, sections)
+            for line in lines:
+                result = parse(line, engine)
+                if result:
+                    results.append(result)
+            # bench_admin.py exits 1 for a missed goal; a traceback or no line at all is a failure.
+            crashed = any(line.startswith("Traceback") for line in lines)
+            if code != 0 and (crashed or not any(parse(line, engine) for line in lines)):
+                failures.append(f"{name} on {engine} exited {code}: see its output above")
     summary(results, failures, skipped, time.perf_counter() - overall, args.rows)
     sys.exit(1 if failures or any(r.status == "MISSED" for r in results) else 0)
 
@@ -243,37 +277,37 @@ def summary(results: list[Result], failures: list[str], skipped: list[str], took
     print(
         f"{passed} goals met, {len(missed)} missed, {len(failures)} benchmarks failed"
         + (f": MISSED {', '.join(f'{r.name} ({r.engine})' for r in missed)}" if missed else "")
-        + f". Lines in {OUT.relative_to(ROOT)}/<engine>.txt."
+        + f". Lines in {OUT}/<engine>.txt."
     )
 
 
 def print_tables() -> None:
     for path in sorted(OUT.glob("*.txt")):
-        text = path.read_text().splitlines()
-        header = text[0].lstrip("# ") if text else ""
         engine = path.stem
-        print(f"\n{header}\n")
+        sections = read_sections(path)
+        print(f"\n### {engine}\n")
         print("| benchmark | ours (s) | baseline (s) | ratio | goal | result | details |")
         print("|---|---|---|---|---|---|---|")
-        for line in text:
-            result = parse(line, engine)
-            if result is None:
-                continue
-            details = " ".join(
-                f"{k}={v}"
-                for k, v in result.fields.items()
-                if k not in ("ours", "baseline", "ratio", "goal<")
-            )
-            checks = " ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in result.checks.items())
-            ours, baseline = result.fields["ours"], result.fields["baseline"]
-            print(
-                f"| {result.name} | {ours} | {baseline} | {result.ratio:.2f} "
-                f"| {'—' if result.goal is None else f'≤ {result.goal:g}'} | {result.status} "
-                f"| {' '.join(filter(None, [details, checks]))} |"
-            )
-        took = [line.lstrip("# ") for line in text if line.startswith("# ") and " took " in line]
-        if took:
-            print(f"\n{'; '.join(took)}")
+        for lines in sections.values():
+            for line in lines:
+                result = parse(line, engine)
+                if result is None:
+                    continue
+                details = " ".join(
+                    f"{k}={v}"
+                    for k, v in result.fields.items()
+                    if k not in ("ours", "baseline", "ratio", "goal<")
+                )
+                checks = " ".join(f"{k}: {'pass' if v else 'FAIL'}" for k, v in result.checks.items())
+                ours, baseline = result.fields["ours"], result.fields["baseline"]
+                goal = "—" if result.goal is None else f"≤ {result.goal:g}"
+                print(
+                    f"| {result.name} | {ours} | {baseline} | {result.ratio:.2f} | {goal} | {result.status} "
+                    f"| {' '.join(filter(None, [details, checks]))} |"
+                )
+        print()
+        for lines in sections.values():
+            print(f"- {lines[0].removeprefix('## ')}")
 
 
 if __name__ == "__main__":
