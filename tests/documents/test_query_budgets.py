@@ -47,6 +47,7 @@ def test_a_changelist_costs_a_fixed_number_of_queries_however_many_rows(
     editor_client, url, django_assert_max_num_queries, django_assert_num_queries
 ):
     make(2, "published")
+    editor_client.get(url)  # per-process caches (content types) are filled once, not per page
     with django_assert_max_num_queries(CHANGELIST_BUDGET):
         few = queries_of(lambda: editor_client.get(url))
 
@@ -65,6 +66,7 @@ def test_a_filtered_or_searched_changelist_stays_within_the_budget(
     editor_client, params, django_assert_max_num_queries
 ):
     make(3, "published")
+    editor_client.get(SUBMISSIONS)  # per-process caches (content types) are filled once, not per page
 
     with django_assert_max_num_queries(CHANGELIST_BUDGET):
         response = editor_client.get(SUBMISSIONS, params)
@@ -76,19 +78,22 @@ def test_a_filtered_or_searched_changelist_stays_within_the_budget(
 def test_a_submission_change_page_stays_within_the_budget(
     editor_client, status, django_assert_max_num_queries
 ):
-    submission = make(1, status)[0]
+    url = reverse("admin:documents_submission_change", args=[make(1, status)[0].pk])
+    editor_client.get(url)  # per-process caches (content types) are filled once, not per page
 
     with django_assert_max_num_queries(CHANGE_PAGE_BUDGET):
-        response = editor_client.get(reverse("admin:documents_submission_change", args=[submission.pk]))
+        response = editor_client.get(url)
 
     assert response.status_code == 200
 
 
 def test_a_draft_change_page_stays_within_the_budget(editor_client, django_assert_max_num_queries):
     draft = PublishedDraft.objects.get(submission=make(1, "published")[0])
+    url = reverse("admin:documents_publisheddraft_change", args=[draft.pk])
+    editor_client.get(url)  # per-process caches (content types) are filled once, not per page
 
     with django_assert_max_num_queries(CHANGE_PAGE_BUDGET):
-        response = editor_client.get(reverse("admin:documents_publisheddraft_change", args=[draft.pk]))
+        response = editor_client.get(url)
 
     assert response.status_code == 200
 
@@ -126,14 +131,16 @@ def test_a_small_unfiltered_changelist_shows_the_exact_count(editor_client):
     assert response.context["cl"].result_count == 3
 
 
-@pytest.mark.postgresql
-def test_a_large_unfiltered_changelist_counts_from_statistics_not_count_star(editor_client, monkeypatch):
+def test_a_large_unfiltered_changelist_estimates_its_count_instead_of_counting_every_row(
+    editor_client, monkeypatch, on_postgresql
+):
     from documents.admin import LargeTablePaginator
 
     make(3, "published")
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE documents_submission")
-    monkeypatch.setattr(LargeTablePaginator, "ESTIMATE_FROM", 1)
+    if on_postgresql:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE documents_submission")  # what autovacuum does in production
+    monkeypatch.setattr(LargeTablePaginator, "ESTIMATE_FROM", 2)
 
     with CaptureQueriesContext(connection) as captured:
         response = editor_client.get(SUBMISSIONS)
