@@ -12,7 +12,7 @@ PYTEST_WORKERS ?= 2
 
 RESULTS := var/reliability
 
-.PHONY: reliability run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench-deploy-mode bench-integrity bench-deploy-safe
+.PHONY: reliability run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench bench-deploy-mode bench-integrity bench-deploy-safe
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,14 +92,27 @@ reliability: $(VENV)/.dev
 screenshots: $(VENV)/.dev chromium
 	E2E_SCREENSHOT_DIR=docs/screenshots $(BIN)/pytest tests/e2e -q
 
-# Deploy mode's cost while off (not run in CI): SQLite by default, or BENCH_DATABASE_URL.
+# Every benchmark (not part of `make test`): `make bench [BENCH_ROWS=1000000] [BENCH_ONLY=admin,...]`
+# generates BENCH_ROWS documents with history into scratch databases (var/bench/*.sqlite3 and,
+# when BENCH_PG_SERVER is reachable, the PostgreSQL databases deploysafe_int, deploysafe_bench_small,
+# deploysafe_bench_ds and deploysafe_bench_mode, whose documents rows it replaces), prints one BENCH line
+# per measurement (ours vs its baseline, alternating, median) and a summary of the goals met or
+# missed, writes the lines to var/bench/<engine>.txt, and exits 1 if a goal was missed.
+# `$(BIN)/python benchmarks/run.py --table` turns the last run into benchmarks/RESULTS.md's tables.
+BENCH_ROWS ?= 1000000
+BENCH_ONLY ?=
+BENCH_PG_SERVER ?= postgres://postgres@127.0.0.1:5432
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/run.py --rows $(BENCH_ROWS) --pg-url $(BENCH_PG_SERVER) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
+
+# The per-area benchmarks that `make bench` runs, one at a time.
+# Deploy mode's cost while off: SQLite by default, or BENCH_DATABASE_URL.
 bench-deploy-mode: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_deploy_mode.py
 
-# Scale benchmark of the integrity tools against hand-written SQL (not part of `make test`):
-# generates BENCH_ROWS documents with history in var/bench-integrity.sqlite3 and in
-# BENCH_PG_URL, then prints BENCH lines. It replaces every documents row in those databases.
-BENCH_ROWS ?= 1000000
+# The integrity tools against hand-written SQL: generates BENCH_ROWS documents with history in
+# var/bench-integrity.sqlite3 and in BENCH_PG_URL, replacing every documents row in them.
 BENCH_PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe_int
 
 bench-integrity: $(VENV)/.dev
@@ -111,8 +124,8 @@ bench-integrity: $(VENV)/.dev
 		c.execute('CREATE DATABASE deploysafe_int') if not c.execute(\"SELECT 1 FROM pg_database WHERE datname = 'deploysafe_int'\").fetchone() else None"
 	DJANGO_ENV=test DATABASE_URL=$(BENCH_PG_URL) $(BIN)/python benchmarks/bench_integrity.py --rows $(BENCH_ROWS)
 
-# deploy_safe and backup_db against pg_dump / sqlite3 .backup and a bare migrate (not part of
-# `make test`): fills var/bench-deploy-safe.sqlite3 and BENCH_DS_PG_URL with BENCH_ROWS documents.
+# deploy_safe and backup_db against pg_dump / sqlite3 .backup and a bare migrate:
+# fills var/bench-deploy-safe.sqlite3 and BENCH_DS_PG_URL with BENCH_ROWS documents.
 BENCH_DS_PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe_bds
 
 bench-deploy-safe: $(VENV)/.dev

@@ -2,8 +2,9 @@
 
     DJANGO_ENV=test .venv/bin/python benchmarks/bench_audit_write_paths.py [--modules 2000]
 
-Prints one line: `BENCH audit_write_paths_2000 ours=<s> baseline=<s> ratio=<x> ...` (best of
-three runs each), then the same for this repository, and the wall time of the command.
+Prints `BENCH audit_write_paths_2000 ours=<s> baseline=<s> ratio=<x> goal<=none ...` (medians
+of --repeat runs, alternating; no issue sets a goal, so the line is informational), the same
+for this repository, and the wall time of the command with Django's start-up.
 """
 
 from __future__ import annotations
@@ -85,15 +86,6 @@ def generate(root: Path, modules: int) -> list[Path]:
     return files
 
 
-def best_of(runs: int, function) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - started)
-    return best, result
-
-
 def bare_parse(root: Path) -> int:
     count = 0
     for directory, _, names in os.walk(root):
@@ -107,32 +99,45 @@ def bare_parse(root: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     import django
 
     django.setup()
+    from benchmarks.common import compare, report
     from deployguard.write_paths import audit, config_from_settings
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         generate(root, args.modules)
         config = config_from_settings(root)
-        ours, report = best_of(3, lambda: audit(config))
-        baseline, parsed = best_of(3, lambda: bare_parse(root))
-        print(
-            f"BENCH audit_write_paths_{args.modules} ours={ours:.3f}s baseline_ast_parse={baseline:.3f}s "
-            f"ratio={ours / baseline:.2f} files={report.files_scanned} parsed={parsed} "
-            f"writes={len(report.writes)} entry_points={len(report.entry_points)} "
-            f"violations={len(report.violations)}"
+        found = audit(config)
+        ours, baseline = compare(lambda: audit(config), lambda: bare_parse(root), args.repeat)
+        report(
+            f"audit_write_paths_{args.modules}",
+            ours,
+            baseline,
+            None,
+            extra={
+                "files": found.files_scanned,
+                "writes": len(found.writes),
+                "entry_points": len(found.entry_points),
+                "violations": len(found.violations),
+            },
+            note="baseline: bare ast.parse of the same files",
         )
 
     config = config_from_settings()
-    ours, report = best_of(3, lambda: audit(config))
-    baseline, parsed = best_of(3, lambda: bare_parse_files(config))
-    print(
-        f"BENCH audit_write_paths_repo ours={ours:.3f}s baseline_ast_parse={baseline:.3f}s "
-        f"ratio={ours / baseline:.2f} files={report.files_scanned}"
+    found = audit(config)
+    ours, baseline = compare(lambda: audit(config), lambda: bare_parse_files(config), args.repeat)
+    report(
+        "audit_write_paths_repo",
+        ours,
+        baseline,
+        None,
+        extra={"files": found.files_scanned},
+        note="baseline: bare ast.parse of the same files",
     )
     started = time.perf_counter()
     subprocess.run(
@@ -140,8 +145,9 @@ def main() -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    wall = time.perf_counter() - started
-    print(f"BENCH audit_write_paths_command_wall={wall:.3f}s (Django start-up included)")
+    print(
+        f"audit_write_paths command wall time {time.perf_counter() - started:.3f}s (Django start-up included)"
+    )
 
 
 def bare_parse_files(config) -> int:

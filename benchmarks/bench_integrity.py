@@ -3,8 +3,9 @@
     DATABASE_URL=... python benchmarks/bench_integrity.py --rows 1000000 [--skip-generate]
 
 Generates the data (benchmarks/generate.py), then prints one line per comparison:
-BENCH <name> ours=<s> baseline=<s> ratio=<r> goal<=<g>, each the best of --repeat runs
-measured in the same process, plus verify_integrity's peak memory in a fresh process.
+BENCH <name> ours=<s> baseline=<s> ratio=<r> goal<=<g>, each the median of --repeat runs,
+ours and the baseline alternating in the same process (benchmarks/common.py), plus
+verify_integrity's peak memory in a fresh process.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,24 +145,6 @@ def run_hand_written_scrub_counts(cursor, vendor: str) -> None:
     cursor.fetchone()
 
 
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
-def bench(name: str, ours: float, baseline: float, goal: float, extra: str = "") -> None:
-    ratio = ours / baseline if baseline else float("inf")
-    flag = "" if ratio <= goal else "  OVER GOAL"
-    print(
-        f"BENCH {name} ours={ours:.3f} baseline={baseline:.3f} ratio={ratio:.2f} goal<={goal}{extra}{flag}",
-        flush=True,
-    )
-
-
 def main() -> None:
     import django
 
@@ -177,6 +159,7 @@ def main() -> None:
     from django.core.management.base import CommandError
     from django.db import connection
 
+    from benchmarks.common import compare, report
     from benchmarks.generate import generate
 
     vendor = connection.vendor
@@ -201,8 +184,7 @@ def main() -> None:
 
     only = set(args.only) or {"verify", "fingerprint", "scrub"}
     if "verify" in only:
-        verify()  # warm the caches for both sides
-        ours, base = best_of(args.repeat, verify), best_of(args.repeat, hand_verify)
+        ours, base = compare(verify, hand_verify, args.repeat)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         subprocess.run(
@@ -213,7 +195,14 @@ def main() -> None:
             check=False,
         )
         peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-        bench("verify_integrity", ours, base, 1.5, f" peak_rss_mb={peak_mb:.0f} (goal<=200)")
+        report(
+            "verify_integrity",
+            ours,
+            base,
+            1.5,
+            extra={"peak_rss_mb": f"{peak_mb:.0f}", "peak_rss_goal_mb": 200},
+            checks={"peak_rss": peak_mb <= 200},
+        )
     if "fingerprint" in only:
         bench_fingerprint(connection, args.repeat)
     if "scrub" in only:
@@ -225,11 +214,12 @@ def main() -> None:
             with connection.cursor() as cursor:
                 run_hand_written_scrub_counts(cursor, vendor)
 
-        ours, base = best_of(args.repeat, scrub_dry_run), best_of(args.repeat, hand_scrub)
-        bench("scrub_dry_run", ours, base, 2.0)
+        ours, base = compare(scrub_dry_run, hand_scrub, args.repeat)
+        report("scrub_dry_run", ours, base, 2.0, note="baseline: raw counting queries")
 
 
 def bench_fingerprint(connection, repeat: int) -> None:
+    from benchmarks.common import compare, report
     from deployguard.fingerprint import fingerprint_table
     from documents.models import Submission
 
@@ -255,12 +245,9 @@ def bench_fingerprint(connection, repeat: int) -> None:
                 check=True,
             )
 
-    ours, base = (
-        best_of(repeat, lambda: fingerprint_table(Submission)),
-        best_of(repeat, hand_fingerprint),
-    )
+    ours, base = compare(lambda: fingerprint_table(Submission), hand_fingerprint, repeat)
     label = "count(*)+sum(hashtextextended)" if vendor == "postgresql" else "sqlite3 shell count(*)+.sha3sum"
-    bench("fingerprint", ours, base, 1.5, f" baseline_is={label!r}")
+    report("fingerprint", ours, base, 1.5, note=f"baseline: {label}")
     if vendor == "sqlite":
         # The design's other SQLite reference: count(*) plus the cheapest hand-written Python
         # hash registered on the connection (builtin hash(), fine for timing, not for baselines).
@@ -272,11 +259,16 @@ def bench_fingerprint(connection, repeat: int) -> None:
                 cursor.execute(f"SELECT count(*), total(bench_hash({columns})) FROM documents_submission")
                 cursor.fetchone()
 
-        ours, base = (
-            best_of(repeat, lambda: fingerprint_table(Submission)),
-            best_of(repeat, hand_udf),
+        ours, base = compare(lambda: fingerprint_table(Submission), hand_udf, repeat)
+        # Informational: builtin hash() is no content hash (salted per process), so this is a
+        # floor for any Python-side hash, not a baseline a user could run; the goal is above.
+        report(
+            "fingerprint_vs_python_udf",
+            ours,
+            base,
+            None,
+            note="reference: count(*)+total(builtin hash() udf), a floor, not a usable fingerprint",
         )
-        bench("fingerprint_vs_python_udf", ours, base, 1.5, " baseline_is='count(*)+total(python hash udf)'")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,54 @@ def generate(rows: int, fake_every: int = 100) -> dict[str, float]:
     return timings
 
 
+def add_approved(count: int) -> list[int]:
+    """Add `count` approved submissions (created and approved by a second user, with their history)
+    after the highest id, in bulk SQL; return their ids. For benchmarks that publish them."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    vendor = connection.vendor
+    approver, _ = get_user_model()._base_manager.get_or_create(
+        username="bench-approver", defaults={"is_staff": True, "is_superuser": True}
+    )
+    uid = approver.pk
+    now = "'2025-01-02 00:00:00+00'" if vendor == "postgresql" else "'2025-01-02 00:00:00'"
+    true = "true" if vendor == "postgresql" else "1"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM documents_submission")
+        first = cursor.fetchone()[0] + 1
+        cursor.execute("SELECT coalesce(max(history_id), 0) FROM documents_historicalsubmission")
+        first_history = cursor.fetchone()[0] + 1
+        with_, series = _series(vendor, count)
+        cursor.execute(
+            f"{with_}INSERT INTO documents_submission (id, ml_number, title, submitted_by, status, "
+            f"approved_by_id, data_source, is_legitimate, created_at, updated_at) "
+            f"SELECT {first - 1} + i, 'ML-' || ({first - 1} + i), 'Approved widget profile ' || i, "
+            f"'Grace Hopper', 'approved', {uid}, 'production', {true}, {now}, {now} FROM {series}"
+        )
+        cursor.execute(
+            f"{with_}INSERT INTO documents_historicalsubmission (history_id, id, history_origin, "
+            f"history_deploy_id, ml_number, title, submitted_by, status, data_source, is_legitimate, "
+            f"created_at, updated_at, history_change_reason, approved_by_id, history_date, history_type, "
+            f"history_user_id) "
+            f"SELECT {first_history - 1} + 2 * i - s.n, {first - 1} + i, 'command:generate', '', "
+            f"'ML-' || ({first - 1} + i), 'Approved widget profile ' || i, 'Grace Hopper', s.status, "
+            f"'production', {true}, {now}, {now}, s.reason, s.approver, {now}, s.t, {uid} FROM {series} "
+            f"CROSS JOIN (SELECT 1 AS n, 'submitted' AS status, 'Submitted' AS reason, NULL AS approver, "
+            f"'+' AS t UNION ALL SELECT 0, 'approved', 'Approved', {uid}, '~') s"
+        )
+        if vendor == "postgresql":
+            for table, column in [
+                ("documents_submission", "id"),
+                ("documents_historicalsubmission", "history_id"),
+            ]:
+                cursor.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                    f"(SELECT coalesce(max({column}), 0) + 1 FROM {table}), false)"
+                )
+    return list(range(first, first + count))
+
+
 def main() -> None:
     import django
 

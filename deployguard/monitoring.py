@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
@@ -26,6 +28,12 @@ from deployguard.origin import current_deploy_id, current_origin
 
 audit_logger = logging.getLogger("deployguard.audit")
 logger = logging.getLogger("deployguard.monitoring")
+
+CHECK_BATCH_SIZE = 500
+# Within batched_checks(): {model: pks committed since the block began}; None outside it.
+_pending: ContextVar[dict[type[models.Model], dict[Any, None]] | None] = ContextVar(
+    "deployguard_monitor_pending", default=None
+)
 
 VIOLATION_SUBJECT = "Integrity violation: {label} {pk} breaks {rule_ids}"
 
@@ -119,7 +127,35 @@ def _after_save(
 ) -> None:
     if raw or not getattr(settings, "DEPLOYGUARD_MONITOR_WRITES", True):
         return
-    transaction.on_commit(partial(check_written_rows, sender, [instance.pk]), using=using, robust=True)
+    transaction.on_commit(partial(_committed, sender, instance.pk), using=using, robust=True)
+
+
+def _committed(model: type[models.Model], pk: Any) -> None:
+    pending = _pending.get()
+    if pending is None:
+        check_written_rows(model, [pk])
+    else:
+        pending.setdefault(model, {})[pk] = None
+
+
+@contextmanager
+def batched_checks() -> Iterator[None]:
+    """Check the rows committed inside the block together when it ends, a few queries in all
+    instead of one per row (the rules cost more to build than to run). For loops that commit
+    row by row, such as an admin action over a thousand rows; alerts come at the block's end."""
+    if _pending.get() is not None:
+        yield
+        return
+    token = _pending.set({})
+    try:
+        yield
+    finally:
+        pending = _pending.get() or {}
+        _pending.reset(token)
+        for model, pks in pending.items():
+            ordered = list(pks)
+            for start in range(0, len(ordered), CHECK_BATCH_SIZE):
+                check_written_rows(model, ordered[start : start + CHECK_BATCH_SIZE])
 
 
 def connect_receivers() -> None:

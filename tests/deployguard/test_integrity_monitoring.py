@@ -62,6 +62,20 @@ def test_a_committed_write_without_a_user_is_logged_and_mailed(
     assert draft.data_source == DataSource.PRODUCTION
 
 
+def test_batched_checks_alert_on_the_committed_rows_when_the_block_ends(
+    db, superuser, django_capture_on_commit_callbacks
+):
+    with monitoring.batched_checks():
+        with django_capture_on_commit_callbacks(execute=True):
+            draft = script_publishes_without_user("ML-971", published_by=superuser, name="rfc971")
+        assert not mail.outbox
+
+    subjects = {message.subject for message in mail.outbox}
+    assert (
+        f"[Django] Integrity violation: documents.publisheddraft {draft.pk} breaks documents.E021" in subjects
+    )
+
+
 def test_the_monitor_quarantines_when_asked(db, superuser, settings, django_capture_on_commit_callbacks):
     settings.DEPLOYGUARD_QUARANTINE_ON_VIOLATION = True
     with django_capture_on_commit_callbacks(execute=True):

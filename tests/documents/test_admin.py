@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.messages import get_messages
@@ -129,6 +131,27 @@ def test_confirming_publish_creates_drafts_with_the_admin_and_reason_in_history(
     assert creation.history_user == editor_client.user
     assert creation.history_change_reason == "Approved at the November board"
     assert creation.history_origin == "request:POST /admin/documents/submission/"
+
+
+def test_publishing_all_rows_across_pages_publishes_every_filtered_row_after_confirmation(editor_client):
+    approved = [SubmissionFactory(status="approved") for _ in range(3)]
+    pending = SubmissionFactory()
+    filtered = f"{CHANGELIST}?status__exact=approved"
+
+    # The browser sends the ticked rows of the page it shows, plus "select all".
+    shown = action_post(
+        editor_client, filtered, "publish_selected", approved[:1], select_across="1", index="0"
+    )
+    hidden = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', shown.content.decode())
+    confirm: dict[str, list[str]] = {}
+    for name, value in hidden:
+        confirm.setdefault(name, []).append(value)
+    response = editor_client.post(filtered, {**confirm, "reason": "Every approved one"})
+
+    assert response.status_code == 302
+    assert messages_of(response) == [("success", "Published 3 submissions.")]
+    assert set(PublishedDraft.objects.values_list("submission_id", flat=True)) == {s.pk for s in approved}
+    assert Submission.objects.get(pk=pending.pk).status == Submission.Status.SUBMITTED
 
 
 def test_confirming_publish_without_a_reason_publishes_nothing(editor_client):
