@@ -25,7 +25,9 @@ told to: schema changes and bookkeeping rows only; data migrations only with --a
 integrity no worse, no unapplied migration) -> deploy mode off -> DeployRecord and one JSON line
 in the deploy log. Deploy mode goes on BEFORE the fingerprint and the backup, so that no live
 write can land between them and the freeze. This process itself starts frozen: an app whose
-ready() hook writes stops it at start-up (exit 1), before anything is touched.
+ready() hook writes stops it at start-up (exit 1), before anything is touched. A write the guard
+refuses during migrate fails the deploy (exit 1, the writer named by file and line) even when
+the code that tried it caught the refusal: that release writes during deploys.
 
 Exit status: 0 deployed and verified; 1 verification failed, and the data was restored (or
 proved unchanged) and verified; 2 misuse; 3 a pre-check failed, nothing was touched; 4 the
