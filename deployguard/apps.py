@@ -43,7 +43,7 @@ class DeployguardConfig(AppConfig):
             from deployguard import pipeline
 
             pipeline.install_data_migration_allowance()
-        if os.environ.get("DEPLOYGUARD_REFUSALS_REPORT"):
+        if os.environ.get(guard.REFUSALS_REPORT_VARIABLE):
             # deploy_safe's migrate subprocess: from here on (later apps' ready() included), every
             # write the guard refuses is reported to deploy_safe, even one the code catches.
             from deployguard import pipeline

@@ -348,6 +348,8 @@ DDL_VERBS = frozenset(_DDL)
 DEFAULT_MIGRATE_WRITABLE_TABLES = ("django_migrations", "django_content_type", "auth_permission")
 SCHEMA_CHANGES_VARIABLE = "DEPLOYGUARD_SCHEMA_CHANGES"
 """Set by deploy_safe in its migrate subprocess; deployguard's ready() reads it."""
+REFUSALS_REPORT_VARIABLE = "DEPLOYGUARD_REFUSALS_REPORT"
+"""The file where deploy_safe's migrate subprocess reports every write the guard refuses."""
 
 _schema_allowed: ContextVar[str | None] = ContextVar("deployguard_allow_schema_changes", default=None)
 _process_schema_reason: str | None = None
