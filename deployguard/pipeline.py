@@ -7,7 +7,9 @@ write between the fingerprint and the freeze would make the comparison race. Wor
 cannot change what is compared overlaps: the migrate subprocess starts up (frozen, and
 migrating only when told) while deploy_safe waits for other processes' caches; the
 fingerprints are taken while the backup copies the same data, under the same lock or
-snapshot; the write-path audit and the post-check's integrity rules run on a thread.
+snapshot; the write-path audit and the post-check's integrity rules run on a thread. On
+PostgreSQL the post-check reuses the pre-check's integrity counts when it can prove the rules
+would read exactly the same rows and column types (see Pipeline._rules_would_see_changes).
 Going off does not wait for other processes' caches. Any failure
 after the backup is undone: nothing to restore when the fingerprints and the applied
 migrations prove the data unchanged, else the backup is restored and verified.
@@ -32,7 +34,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from io import StringIO
@@ -244,8 +246,9 @@ def table_fingerprints(*, using: str = "default") -> dict[str, dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def without_jit(*, using: str = "default") -> Iterator[None]:
-    """PostgreSQL: the block's queries in one read transaction with JIT compilation off.
+def without_jit(*, using: str = "default", snapshot: bool = False) -> Iterator[None]:
+    """PostgreSQL: the block's queries in one read transaction with JIT compilation off;
+    with `snapshot`, in one REPEATABLE READ snapshot, so they all see the same data.
 
     The integrity rules are one query per table with a correlated subquery per rule; their
     estimated cost passes jit_above_cost at any size, and compiling them took 1.7 s of a
@@ -258,8 +261,59 @@ def without_jit(*, using: str = "default") -> Iterator[None]:
         return
     with transaction.atomic(using=using):
         with connection.cursor() as cursor:
+            if snapshot:  # must come before the transaction's first query
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             cursor.execute("SET LOCAL jit = off")
         yield
+
+
+@contextlib.contextmanager
+def tables_read(found: set[str], *, using: str = "default") -> Iterator[None]:
+    """Collect into `found` every existing table the block's SQL names.
+
+    A query can only read a table it names, so the tables among the identifiers of the SQL
+    are a superset of what it read (a column that shares a table's name only adds one).
+    Views are not followed: a view name is collected as itself.
+    """
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        names = connection.introspection.table_names(cursor, include_views=True)
+    known = {name.lower(): name for name in names}
+
+    def record(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        found.update(known[word] for word in set(_IDENTIFIER.findall(sql.lower())) if word in known)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        yield
+
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, list[list[str]]]:
+    """Each table's columns with their types (and collations on PostgreSQL), in order.
+
+    What a query's result can depend on besides the rows: the same SQL over the same rows and
+    column types gives the same answer.
+    """
+    connection = connections[using]
+    wanted = sorted(set(tables))
+    if connection.vendor != "postgresql" or not wanted:
+        raise NotImplementedError("column_types() reads PostgreSQL's catalogue")
+    sql = (
+        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), coalesce(co.collname, '') "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
+        "WHERE c.relname = ANY(%s) AND pg_table_is_visible(c.oid) AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
+    )
+    found: dict[str, list[list[str]]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [wanted])
+        for table, *column in cursor.fetchall():
+            found.setdefault(table, []).append(column)
+    return found
 
 
 def pending_migrations(*, using: str = "default", app: str | None = None) -> list[str]:
@@ -439,6 +493,9 @@ class Pipeline:
         self.backup_path: Path | None = None
         self.manifest: backup.Manifest | None = None
         self.integrity_before: dict[str, int] | None = None
+        # PostgreSQL: what the pre-check's rules read, fingerprinted in the rules' snapshot.
+        self.rule_inputs: dict[str, dict[str, Any]] = {}
+        self._unchanged_tables: set[str] = set()
         self.writers: list[dict[str, str]] = []
         self.data_changes: dict[str, Any] = {}
         self.schema_changes: list[str] = []
@@ -785,12 +842,58 @@ class Pipeline:
         with without_jit(using=self.using):
             return {r.rule.id: r.count for r in evaluate(default_registry.select(), sample_size=0)}
 
+    def _integrity_counts_and_inputs(self) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+        """The rules' counts; on PostgreSQL also the tables they read, fingerprinted with their
+        column types in the same snapshot, so that the post-check can tell whether the rules
+        would see exactly the same data again."""
+        from deployguard.integrity import default_registry, evaluate
+
+        if connections[self.using].vendor != "postgresql":
+            return self._integrity_counts(), {}
+        read: set[str] = set()
+        with without_jit(using=self.using, snapshot=True):
+            with tables_read(read, using=self.using):
+                counts = {r.rule.id: r.count for r in evaluate(default_registry.select(), sample_size=0)}
+            names = column_names(read, using=self.using)
+            types = column_types(read, using=self.using)
+            inputs = {}
+            for table in sorted(read):
+                fp = fingerprint_table(table, using=self.using, columns=names[table])
+                inputs[table] = {"columns": names[table], "types": types[table], "count": fp.count,
+                                 "digest": fp.digest}  # fmt: skip
+        return counts, inputs
+
+    def _rules_would_see_changes(self) -> str:
+        """Why the rules must run again after migrate, or "" when their answer is known.
+
+        The same rule SQL (this process's) over the same rows and column types gives the same
+        counts. The rows the pre-check's rules read equal the rows at the freeze when the
+        fingerprints taken in the rules' snapshot equal those taken after deploy mode went on,
+        and equal the rows after migrate when the post-check's comparison found them unchanged.
+        """
+        if self.integrity_before is None:
+            return "the pre-check's rules did not run"
+        if not self.rule_inputs:
+            return "what the rules read was not fingerprinted with them (PostgreSQL only)"
+        changed_types = column_types(self.rule_inputs, using=self.using)
+        for table, before in self.rule_inputs.items():
+            frozen = self.fingerprints.get(table)
+            if frozen is None or [frozen[k] for k in ("columns", "count", "digest")] != [
+                before[k] for k in ("columns", "count", "digest")
+            ]:
+                return f"{table} changed between the pre-check and the freeze"
+            if table not in self._unchanged_tables:
+                return f"{table} changed during the deploy"
+            if changed_types.get(table) != before["types"]:
+                return f"{table}'s columns changed"
+        return ""
+
     def _check_integrity(self, step: Step) -> str:
         from deployguard import baseline
         from deployguard.integrity import default_registry
 
         try:
-            self.integrity_before = self._integrity_counts()
+            self.integrity_before, self.rule_inputs = self._integrity_counts_and_inputs()
         except DatabaseError as error:
             # The new code's models may not match the old schema until migrate has run.
             step.status = "skipped"
@@ -992,9 +1095,11 @@ class Pipeline:
                 problems.append(f"{len(still)} migration(s) still unapplied: {', '.join(still[:5])}")
             if problems:
                 step.status = "failed"
-        # The rules are SQL that SQLite and PostgreSQL run without the GIL: on their own thread
-        # and connection they overlap with the fingerprints, which hash in Python on SQLite.
-        integrity = self._alongside(self._integrity_counts)
+        # When the pre-check fingerprinted what the rules read (PostgreSQL), the rules run again
+        # only if that changed: else they run now, on their own thread and connection, beside
+        # the fingerprints (SQL that SQLite and PostgreSQL run without the GIL).
+        integrity = None if self.rule_inputs else self._alongside(self._integrity_counts)
+        ran_alongside = integrity is not None
         with self.step("post-check: fingerprints") as step:
             changed = self._compare_fingerprints()
             step.detail = {"schema_changes": self.schema_changes, "differences": changed}
@@ -1002,9 +1107,16 @@ class Pipeline:
                 step.status = "failed"
                 problems.append("Data changed during the deploy: " + "; ".join(changed))
         with self.step("post-check: integrity") as step:
-            seconds = None
+            seconds, reused = None, ""
             try:
-                after, seconds = integrity.result()
+                if integrity is None:
+                    rerun = self._rules_would_see_changes()
+                    if rerun:
+                        integrity = self._alongside(self._integrity_counts)
+                        step.detail = {"ran_again_because": rerun}
+                    else:
+                        reused = "the tables the rules read are unchanged since the pre-check ran them"
+                after, seconds = (dict(self.integrity_before or {}), 0.0) if reused else integrity.result()
             except DatabaseError as error:
                 after = None
                 problems.append(f"Integrity rules failed to run: {error}")
@@ -1018,12 +1130,11 @@ class Pipeline:
                     if count > (before.get(rule_id, 0) if before is not None else 0)
                     and (before is not None or default_registry.rules[rule_id].severity == "error")
                 }
-                step.detail = {
-                    "before": before,
-                    "after": after,
-                    "seconds": seconds,
-                    "alongside": "the fingerprints",
-                }
+                step.detail = {**(step.detail or {}), "before": before, "after": after, "seconds": seconds}
+                if reused:
+                    step.detail["reused"] = reused
+                elif ran_alongside:
+                    step.detail["alongside"] = "the fingerprints"
                 if worse:
                     problems.append(
                         "Integrity is worse than before: "
@@ -1065,6 +1176,8 @@ class Pipeline:
                 differences.append(f"{table}: {before['count']} rows before, {fp.count} after")
             elif fp.digest != before["digest"]:
                 differences.append(f"{table}: {fp.count} rows both times, contents differ")
+            elif not added:
+                self._unchanged_tables.add(table)
         for table in sorted(now - set(self.fingerprints) - skip):
             self.schema_changes.append(f"{table}: created")
             count = fingerprint_table(table, using=self.using).count

@@ -60,7 +60,13 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     steps = {step["name"]: step for step in report["steps"]}
     assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
     assert steps["fingerprint"]["detail"]["while"] == "the backup copies the same data"
-    assert steps["post-check: integrity"]["detail"]["alongside"] == "the fingerprints"
+    if scratch.url.startswith("postgres"):
+        # Nothing the rules read changed, in the pre-check's snapshot or since: same answer.
+        assert steps["post-check: integrity"]["detail"]["reused"] == (
+            "the tables the rules read are unchanged since the pre-check ran them"
+        )
+    else:
+        assert steps["post-check: integrity"]["detail"]["alongside"] == "the fingerprints"
     assert steps["pre-check: write-path audit"]["detail"]["alongside"] == "the pre-checks before it"
     # Going off does not wait for other processes' caches: nothing after it needs them writing.
     assert steps["deploy mode off"]["detail"]["waited_for_other_processes"] is False
@@ -471,3 +477,63 @@ def test_integrity_rules_run_with_jit_off_and_the_session_keeps_its_setting(tran
         assert _jit() == "off"
 
     assert _jit() == before
+
+
+def _pipeline_after_pre_check():
+    from deployguard.pipeline import Options, Pipeline, table_fingerprints
+
+    pipeline = Pipeline(Options(), lambda style, text: None)
+    pipeline.integrity_before, pipeline.rule_inputs = pipeline._integrity_counts_and_inputs()
+    pipeline.fingerprints = table_fingerprints()
+    pipeline._unchanged_tables = set(pipeline.fingerprints)
+    pipeline._pool.shutdown()
+    return pipeline
+
+
+@pytest.mark.postgresql
+def test_the_post_check_reuses_the_rules_answer_only_while_what_they_read_is_unchanged(transactional_db):
+    from tests.factories import published_draft
+
+    published_draft(ml_number="ML-001")
+    pipeline = _pipeline_after_pre_check()
+
+    # The rules' SQL names these tables (the submission's and draft's, their history, the users).
+    assert {
+        "documents_submission", "documents_publisheddraft", "documents_historicalsubmission",
+        "documents_historicalpublisheddraft",
+    } <= set(pipeline.rule_inputs)  # fmt: skip
+    assert pipeline._rules_would_see_changes() == ""
+
+    pipeline._unchanged_tables.discard("documents_historicalsubmission")
+    assert pipeline._rules_would_see_changes() == "documents_historicalsubmission changed during the deploy"
+
+    pipeline._unchanged_tables.add("documents_historicalsubmission")
+    pipeline.rule_inputs["documents_submission"]["types"][0][1] = "text"
+    assert pipeline._rules_would_see_changes() == "documents_submission's columns changed"
+
+
+@pytest.mark.postgresql
+def test_a_write_between_the_pre_check_and_the_freeze_makes_the_rules_run_again(transactional_db):
+    from deployguard.pipeline import table_fingerprints
+    from tests.factories import SubmissionFactory
+
+    SubmissionFactory(ml_number="ML-001")
+    pipeline = _pipeline_after_pre_check()
+    SubmissionFactory(ml_number="ML-002")  # lands after the rules ran, before deploy mode is on
+    pipeline.fingerprints = table_fingerprints()
+
+    assert pipeline._rules_would_see_changes() == (
+        "documents_historicalsubmission changed between the pre-check and the freeze"
+    )
+
+
+def test_the_rules_are_not_reused_without_their_inputs_fingerprinted(db):
+    from deployguard.pipeline import Options, Pipeline
+
+    pipeline = Pipeline(Options(), lambda style, text: None)
+    pipeline._pool.shutdown()
+    assert pipeline._rules_would_see_changes() == "the pre-check's rules did not run"
+    pipeline.integrity_before = {}
+    assert pipeline._rules_would_see_changes() == (
+        "what the rules read was not fingerprinted with them (PostgreSQL only)"
+    )
