@@ -259,9 +259,10 @@ def without_jit(*, using: str = "default", snapshot: bool = False) -> Iterator[N
     if connection.vendor != "postgresql":
         yield
         return
+    outermost = not connection.in_atomic_block
     with transaction.atomic(using=using):
         with connection.cursor() as cursor:
-            if snapshot:  # must come before the transaction's first query
+            if snapshot and outermost:  # must come before the transaction's first query
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             cursor.execute("SET LOCAL jit = off")
         yield
@@ -496,6 +497,7 @@ class Pipeline:
         # PostgreSQL: what the pre-check's rules read, fingerprinted in the rules' snapshot.
         self.rule_inputs: dict[str, dict[str, Any]] = {}
         self._unchanged_tables: set[str] = set()
+        self.baseline_after_migrate = False
         self.writers: list[dict[str, str]] = []
         self.data_changes: dict[str, Any] = {}
         self.schema_changes: list[str] = []
@@ -889,33 +891,58 @@ class Pipeline:
         return ""
 
     def _check_integrity(self, step: Step) -> str:
-        from deployguard import baseline
         from deployguard.integrity import default_registry
 
         try:
             self.integrity_before, self.rule_inputs = self._integrity_counts_and_inputs()
         except DatabaseError as error:
-            # The new code's models may not match the old schema until migrate has run.
+            # The new code's models may not match the old schema until migrate has run: the
+            # post-check runs the rules on the new schema, where any error counts as worse.
+            step.detail = {"rules": f"could not run on the old schema: {error}"}
+        else:
+            step.detail = self.integrity_before
+        if self.options.baseline:
+            return self._compare_baseline(step)
+        if self.integrity_before is None:
             step.status = "skipped"
-            step.detail = f"rules could not run on the old schema: {error}"
             return ""
         errors = {
             rule_id: count
             for rule_id, count in self.integrity_before.items()
             if count and default_registry.rules[rule_id].severity == "error"
         }
-        step.detail = self.integrity_before
-        if self.options.baseline:
-            try:
-                comparison = baseline.compare(self.options.baseline, default_registry.models())
-            except baseline.BaselineError as error:
-                return f"Baseline {self.options.baseline}: {error}"
-            if not comparison.ok:
-                return f"The data differs from the baseline {self.options.baseline}: run verify_integrity --baseline."  # noqa: E501
-            return ""
         if errors:
             listed = ", ".join(f"{rule_id} ({count})" for rule_id, count in errors.items())
             return f"Integrity errors before the deploy: {listed}; see `manage.py verify_integrity`."
+        return ""
+
+    def _compare_baseline(self, step: Step | None = None) -> str:
+        """Compare the data with --baseline: in the pre-check (`step` given), or after migrate
+        when the old schema did not fit the new models; the fingerprints prove both compare the
+        same rows. Returns the failure, or ""."""
+        from deployguard import baseline
+        from deployguard.integrity import default_registry
+
+        path = self.options.baseline
+        try:
+            comparison = baseline.compare(path, default_registry.models(), using=self.using)
+        except baseline.BaselineError as error:
+            return f"Baseline {path}: {error}"
+        except DatabaseError as error:
+            if step is None:
+                return f"Baseline {path} could not be compared after migrate either: {error}"
+            self.baseline_after_migrate = True
+            if not isinstance(step.detail, dict) or "rules" not in step.detail:
+                step.detail = {"rules": step.detail}
+            step.detail["baseline"] = (
+                f"compared after migrate: the old schema does not fit the models ({error})"
+            )
+            return ""
+        if step is not None and isinstance(step.detail, dict) and "rules" in step.detail:
+            step.detail["baseline"] = "equal"
+        if not comparison.ok:
+            when = " (compared after migrate)" if step is None else ""
+            return f"The data differs from the baseline {path}{when}: run verify_integrity --baseline {path}."
         return ""
 
     def _write_path_audit(self) -> Any:
@@ -1106,6 +1133,13 @@ class Pipeline:
             if changed:
                 step.status = "failed"
                 problems.append("Data changed during the deploy: " + "; ".join(changed))
+        if self.baseline_after_migrate and not changed:
+            with self.step("post-check: baseline") as step:
+                failure = self._compare_baseline()
+                step.detail = {"baseline": str(self.options.baseline), "failure": failure or None}
+                if failure:
+                    step.status = "failed"
+                    problems.append(failure)
         with self.step("post-check: integrity") as step:
             seconds, reused = None, ""
             try:

@@ -537,3 +537,90 @@ def test_the_rules_are_not_reused_without_their_inputs_fingerprinted(db):
     assert pipeline._rules_would_see_changes() == (
         "what the rules read was not fingerprinted with them (PostgreSQL only)"
     )
+
+
+def test_rules_that_cannot_run_before_migrate_run_after_it(scratch: Scratch):
+    result = scratch.deploy(apps="newrule")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = {step["name"]: step for step in scratch.report()["steps"]}
+    assert steps["pre-check: integrity"]["status"] == "skipped"
+    assert steps["pre-check: integrity"]["detail"]["rules"].startswith("could not run on the old schema: ")
+    after = steps["post-check: integrity"]["detail"]
+    assert after["before"] is None
+    assert after["after"]["newrule.E001"] == 0
+    assert "reused" not in after
+
+
+def test_a_baseline_is_still_compared_when_the_rules_cannot_run_before_migrate(scratch: Scratch):
+    baseline = scratch.directory / "baseline.jsonl"
+    assert scratch.manage("verify_integrity", "--save-baseline", str(baseline)).returncode == 0
+
+    result = scratch.deploy("--baseline", str(baseline), apps="newrule")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    check = next(s for s in scratch.report()["steps"] if s["name"] == "pre-check: integrity")
+    assert check["status"] == "ok"
+    assert check["detail"]["rules"].startswith("could not run on the old schema: ")
+    assert check["detail"]["baseline"] == "equal"
+
+
+def test_data_that_differs_from_the_baseline_fails_even_when_the_rules_cannot_run(scratch: Scratch):
+    baseline = scratch.directory / "baseline.jsonl"
+    assert scratch.manage("verify_integrity", "--save-baseline", str(baseline)).returncode == 0
+    changed = scratch.manage(
+        "shell", "-c", "from django.db import connection; "
+        "connection.cursor().execute(\"UPDATE documents_submission SET title = 'Changed since'\")",
+    )  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    before = scratch.inspect()
+
+    result = scratch.deploy("--baseline", str(baseline), apps="newrule")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"The data differs from the baseline {baseline}: run verify_integrity --baseline {baseline}." in (
+        result.stderr
+    )
+    assert scratch.inspect() == before
+
+
+def test_a_baseline_the_old_schema_cannot_serve_is_compared_after_migrate(
+    transactional_db, tmp_path, monkeypatch
+):
+    from django.db import DatabaseError, connection
+
+    from deployguard import baseline
+    from deployguard.integrity import default_registry
+    from deployguard.pipeline import Options, Pipeline, Step
+    from tests.factories import SubmissionFactory
+
+    submission = SubmissionFactory(ml_number="ML-001")
+    path = tmp_path / "baseline.jsonl"
+    baseline.save(path, default_registry.models())
+    pipeline = Pipeline(Options(baseline=str(path)), lambda style, text: None)
+    pipeline._pool.shutdown()
+    real_compare = baseline.compare
+
+    def old_schema(*args, **kwargs):
+        monkeypatch.setattr(baseline, "compare", real_compare)
+        raise DatabaseError('column "added_by_this_deploy" does not exist')
+
+    monkeypatch.setattr(baseline, "compare", old_schema)
+    step = Step("pre-check: integrity")
+
+    assert pipeline._check_integrity(step) == ""
+    assert pipeline.baseline_after_migrate
+    assert step.detail["baseline"] == (
+        "compared after migrate: the old schema does not fit the models "
+        '(column "added_by_this_deploy" does not exist)'
+    )
+    assert pipeline._compare_baseline() == ""
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE documents_submission SET title = 'Changed since' WHERE id = %s", [submission.pk]
+        )
+    assert pipeline._compare_baseline() == (
+        f"The data differs from the baseline {path} (compared after migrate): "
+        f"run verify_integrity --baseline {path}."
+    )

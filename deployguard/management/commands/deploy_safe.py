@@ -49,7 +49,13 @@ class Command(BaseCommand):
             help="Fail the `check --deploy` pre-check at this level or above (default ERROR).",
         )
         parser.add_argument(
-            "--baseline", metavar="FILE", help="Compare integrity against this baseline file."
+            "--baseline",
+            metavar="FILE",
+            help=(
+                "Require the data to equal this baseline (verify_integrity --save-baseline) instead "
+                "of zero integrity errors. When the old schema does not fit the new models, it is "
+                "compared after migrate, on the same rows (the fingerprints prove it)."
+            ),
         )
         parser.add_argument("--allow-dirty", action="store_true", help="Skip the clean git tree pre-check.")
         parser.add_argument(
