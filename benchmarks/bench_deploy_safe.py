@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "1000000")))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-generate", action="store_true")
+    parser.add_argument(
+        "--only", choices=("backup_db", "deploy_safe"), help="run one of the two benchmarks (default: both)"
+    )
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL")
     if not url:
@@ -129,13 +132,18 @@ def main() -> None:
             backups.mkdir()
 
         target = backups / "backup"
-        ours, baseline = compare(
-            lambda: _manage("backup_db", "--output", str(target)),
-            bare_backup(url, target),
-            args.repeat,
-            clear_backups,
-        )
-        report("backup_db", ours, baseline, 1.2, "pg_dump -Fc" if "postgres" in url else "sqlite3 .backup")
+        if args.only != "deploy_safe":
+            ours, baseline = compare(
+                lambda: _manage("backup_db", "--output", str(target)),
+                bare_backup(url, target),
+                args.repeat,
+                clear_backups,
+            )
+            report(
+                "backup_db", ours, baseline, 1.2, "pg_dump -Fc" if "postgres" in url else "sqlite3 .backup"
+            )
+        if args.only == "backup_db":
+            return
 
         env = {**DEPLOY_SETTINGS, "DEPLOYGUARD_DEPLOY_LOG": str(scratch / "deploys.log")}
 

@@ -32,6 +32,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
+from deployguard import freeze
 from deployguard.fingerprint import column_names, fingerprint_table
 from deployguard.guard import allow_writes, protected_tables
 
@@ -419,6 +420,8 @@ def restore_database(
                 _restore_sqlite(backup, using)
             else:
                 _restore_postgresql(backup, using, manifest)
+                # A backup taken during a deploy holds the database freeze's triggers, enabled.
+                freeze.match_state(using)
         except (BackupError, sqlite3.Error, DatabaseError) as error:
             raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
     differences = compare_fingerprints(manifest.fingerprints, fingerprints(using))

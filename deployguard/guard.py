@@ -7,6 +7,7 @@ never pay a query for the guard.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -17,11 +18,11 @@ from typing import Any
 
 from django.apps import apps
 from django.core.signals import setting_changed
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
-from deployguard import conf, state
+from deployguard import conf, freeze, state
 from deployguard.exceptions import DeployModeActive
 
 logger = logging.getLogger("deployguard")
@@ -423,6 +424,12 @@ class WriteGuard:
     ) -> Any:
         writes = write_targets(sql)
         status = None
+        if writes and _allowed.get() is not None and context["connection"].vendor == "postgresql":
+            if any(is_protected(table) for _verb, table in writes):
+                # Let it through the database's trigger too, for this statement only.
+                return freeze.run_allowed(
+                    context["cursor"].cursor, lambda: execute(sql, params, many, context)
+                )
         if writes and _allowed.get() is None:
             schema_only = schema_changes_allowed()
             for verb, table in writes:
@@ -435,14 +442,38 @@ class WriteGuard:
                             listener(refusal)
                         raise refusal
                     break
-        if status is None:
+        if not writes:
             return execute(sql, params, many, context)
-        # Hand the state just read to SQLite's authorizer, which may not read it itself.
-        token = _judged.set(status)
+        # Hand the state just read (if any) to SQLite's authorizer, which may not read it itself.
+        token = _judged.set(status) if status is not None else None
         try:
             return execute(sql, params, many, context)
+        except DatabaseError as error:
+            if freeze.is_refusal(error):
+                raise self._refused_by_database(writes, context["connection"]) from error
+            raise
         finally:
-            _judged.reset(token)
+            if token is not None:
+                _judged.reset(token)
+
+    @staticmethod
+    def _refused_by_database(
+        writes: list[tuple[str, str]], connection: BaseDatabaseWrapper
+    ) -> DeployModeActive:
+        """PostgreSQL's trigger refused a write this process let through on a cached "off":
+        the same refusal the guard raises, so callers (the middleware's 503) see no difference."""
+        state.clear_cache()
+        status = state.DeployModeStatus(
+            enabled=True, source="database", reason="the database refused the write"
+        )
+        if not connection.in_atomic_block:  # else the transaction is aborted: no query now
+            with contextlib.suppress(DatabaseError):
+                status = state.current()
+        verb, table = writes[0]
+        refusal = DeployModeActive(f'{verb} on "{table}"', status)
+        for listener in refusal_listeners:
+            listener(refusal)
+        return refusal
 
 
 # --- SQLite: the same rules below Django, for SQL that never reaches the wrapper ------------

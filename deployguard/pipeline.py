@@ -5,7 +5,8 @@ Order: pre-checks → deploy mode on → fingerprints and applied migrations →
 Deploy mode goes on before the fingerprint and the backup, not after: otherwise a live
 write between the fingerprint and the freeze would make the comparison race. Work that
 cannot change what is compared overlaps: the migrate subprocess starts up (frozen, and
-migrating only when told) while deploy_safe waits for other processes' caches; the
+migrating only when told) while deploy_safe waits for other processes' caches (SQLite; on
+PostgreSQL the database's own freeze makes the wait needless: deployguard.freeze); the
 fingerprints are taken while the backup copies the same data, under the same lock or
 snapshot; the write-path audit and the post-check's integrity rules run on a thread. On
 PostgreSQL the post-check reuses the pre-check's integrity counts when it can prove the rules
@@ -50,7 +51,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from deployguard import backup, conf, guard, origin, state
+from deployguard import backup, conf, freeze, guard, origin, state
 from deployguard.fingerprint import _prepare, column_names, fingerprint_table, row_hash_sql
 
 logger = logging.getLogger("deployguard")
@@ -610,7 +611,9 @@ class Pipeline:
                 expected_minutes=self.options.expected_minutes,
             )
             self.start_migrate()
-            waited = state.wait_for_propagation()
+            # PostgreSQL: the drain enables the database's own freeze, after which no client can
+            # write whatever it has cached, so other processes' caches need no waiting for.
+            waited = 0.0 if freeze.supported(connections[self.using]) else state.wait_for_propagation()
             drained = state.drain_in_flight_writes()
             step.detail = {"expected_end": status.expected_end, "waited": waited, "drain": drained}
             self._save_record(status="running")

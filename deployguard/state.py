@@ -371,6 +371,11 @@ def disable(
             row._change_reason = f"Deploy mode off: {reason}"  # type: ignore[attr-defined]
             row._history_user = user  # type: ignore[attr-defined]
             row.save()
+        # Even when it was off already: triggers a restored backup brought back go off too.
+        from deployguard import freeze
+
+        if freeze.supported(connections[alias]):
+            freeze.thaw(connections[alias])
     status = _status_from_row(row) if row is not None else DeployModeStatus(enabled=False, source="database")
     clear_cache()
     if was_on:
@@ -389,34 +394,36 @@ def wait_for_propagation() -> float:
 def drain_in_flight_writes(timeout: float | None = None) -> str:
     """Wait for transactions that wrote to protected tables before the switch to end.
 
-    PostgreSQL: briefly take SHARE locks on every protected table, which waits for every
-    transaction holding a write lock on one of them (lock_timeout bounds the wait).
-    SQLite: BEGIN IMMEDIATE, which waits for the one current writer. Returns what it did;
-    raises DrainTimeout when a writer outlasts `timeout`.
+    PostgreSQL: enable the database's own freeze (deployguard.freeze), whose locks wait for
+    every transaction that wrote to a protected table (lock_timeout bounds the wait) and whose
+    triggers then refuse every write, from any client. SQLite: BEGIN IMMEDIATE, which waits for
+    the one current writer. Returns what it did; raises DrainTimeout when a writer outlasts
+    `timeout`.
     """
-    from deployguard.guard import protected_tables
+    from deployguard import freeze
 
     timeout = float(conf.get("DEPLOYGUARD_DRAIN_TIMEOUT") if timeout is None else timeout)
     alias = conf.get("DEPLOYGUARD_DATABASE")
     connection = connections[alias]
     if connection.in_atomic_block:
         return "skipped: called inside a transaction, which would hold the locks until it ends"
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            tables = sorted(protected_tables(connection.introspection.table_names(cursor)))
+    if freeze.supported(connection):
+        tables = freeze.freezable_tables(connection)
         if not tables:
             return "no protected tables"
-        names = ", ".join(connection.ops.quote_name(table) for table in tables)
         try:
-            with transaction.atomic(using=alias), connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(timeout * 1000))}")
-                cursor.execute(f"LOCK TABLE {names} IN SHARE MODE")
+            frozen = freeze.freeze(connection, tables, lock_timeout=timeout)
         except DatabaseError as error:
             raise DrainTimeout(
                 f"A transaction that wrote before deploy mode went on was still open after {timeout:g}s "
-                f"({str(error).strip()}); its writes may still commit. Find it in pg_stat_activity."
+                f"({str(error).strip()}); its writes may still commit, and the database does not refuse "
+                "writes yet. Find it in pg_stat_activity, then run `manage.py deploy_mode on` again "
+                "after `manage.py deploy_mode off`."
             ) from error
-        return f"waited for writers on {len(tables)} protected tables (PostgreSQL SHARE locks)"
+        return (
+            f"waited for writers on {frozen} protected tables; the database now refuses their writes "
+            "(PostgreSQL triggers)"
+        )
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA busy_timeout")

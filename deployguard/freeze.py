@@ -1,0 +1,167 @@
+"""PostgreSQL: deploy mode enforced by the database itself, for writers deployguard never sees.
+
+The write guard stops what runs through Django in a process that has deployguard loaded. psql,
+`COPY`, a cron job with its own driver, another host running older code: only the database
+sees those. While deploy mode is on, every protected table carries an enabled statement-level
+trigger that refuses INSERT, UPDATE, DELETE and TRUNCATE with SQLSTATE DG001; while it is off
+the trigger is disabled, which costs a write nothing.
+
+Enabling a trigger takes a SHARE ROW EXCLUSIVE lock on its table: it waits for every
+transaction that has written to the table and not yet ended (the drain, exact, with
+lock_timeout as its bound), and every write statement after the commit is refused, whatever
+state the writer's process has cached and whatever its transaction's snapshot. Readers are
+never blocked. So on PostgreSQL, once `freeze()` has committed, nobody can write: deploy_safe
+need not wait for other processes' caches to expire.
+
+What deployguard itself lets through while the trigger is on (`guard.allow_writes()`, a data
+migration named with `--allow-data-migration`) sets the session setting `deployguard.writes`
+to `allowed` around the statement. Tables created after the freeze have no trigger; the write
+guard and deploy_safe's "new tables start empty" check cover them. SQLite has a single writer
+and no other way in; there, the write guard and its authorizer remain the enforcement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+T = TypeVar("T")
+
+FUNCTION = "deployguard_refuse_frozen_write"
+TRIGGER = "deployguard_frozen"
+SQLSTATE = "DG001"
+SETTING = "deployguard.writes"
+
+FUNCTION_SQL = f"""
+CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    IF coalesce(current_setting('{SETTING}', true), '') = 'allowed' THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'Deploy mode is on: % on "%" refused by the database.', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = '{SQLSTATE}',
+              HINT = 'Writes resume when it is turned off: manage.py deploy_mode off.';
+END
+$body$
+"""
+
+
+def supported(connection: BaseDatabaseWrapper) -> bool:
+    return connection.vendor == "postgresql"
+
+
+def freezable_tables(connection: BaseDatabaseWrapper) -> list[str]:
+    """The tables the trigger goes on: protected ones, less the bookkeeping migrate writes."""
+    from deployguard import guard
+
+    with connection.cursor() as cursor:
+        tables = guard.protected_tables(connection.introspection.table_names(cursor))
+    return sorted(tables - guard.migrate_writable_tables())
+
+
+def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeout: float) -> int:
+    """Enable the trigger on every table (creating it where missing), in one transaction;
+    returns how many tables.
+
+    Waits (at most `lock_timeout` seconds a table) for transactions that wrote to a table to
+    end, even where the trigger was on already. Raises DatabaseError (lock_not_available) when
+    one outlasts it: then nothing changes.
+    """
+    tables = list(tables)
+    quote = connection.ops.quote_name
+    with transaction.atomic(using=connection.alias):
+        existing = frozen_tables(connection)
+        with _switch_cursor(connection) as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
+            cursor.execute(FUNCTION_SQL)
+            for table in tables:
+                if table not in existing:
+                    cursor.execute(
+                        f"CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
+                        f"ON {quote(table)} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()"
+                    )
+                cursor.execute(f"ALTER TABLE {quote(table)} ENABLE TRIGGER {TRIGGER}")
+    return len(tables)
+
+
+@contextlib.contextmanager
+def _switch_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """The driver's own cursor, in the connection's current transaction: the switch's DDL is
+    part of the switch, which the write guard (forced on in deploy_safe) would refuse as
+    "CREATE on a table it could not name", as it lets state.enable() write the state row."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        yield cursor
+
+
+def frozen_tables(connection: BaseDatabaseWrapper) -> dict[str, bool]:
+    """Each table that carries the trigger: whether it is enabled."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, t.tgenabled <> 'D' FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE t.tgname = %s AND pg_table_is_visible(c.oid)",
+            [TRIGGER],
+        )
+        return dict(cursor.fetchall())
+
+
+def thaw(connection: BaseDatabaseWrapper) -> int:
+    """Disable every enabled trigger (inside the caller's transaction, if any); returns how many.
+
+    ALTER TABLE ... DISABLE TRIGGER takes the same lock as enabling: readers go on; only a
+    writer deployguard let through could make it wait.
+    """
+    enabled = [table for table, on in frozen_tables(connection).items() if on]
+    quote = connection.ops.quote_name
+    with _switch_cursor(connection) as cursor:
+        for table in sorted(enabled):
+            cursor.execute(f"ALTER TABLE {quote(table)} DISABLE TRIGGER {TRIGGER}")
+    return len(enabled)
+
+
+def enforced(connection: BaseDatabaseWrapper) -> bool:
+    """Whether every freezable table carries an enabled trigger now."""
+    on = frozen_tables(connection)
+    return all(on.get(table, False) for table in freezable_tables(connection))
+
+
+def is_refusal(error: BaseException) -> bool:
+    """Whether `error` (a Django DatabaseError or the driver's) is the trigger's refusal."""
+    for candidate in (error, error.__cause__):
+        if getattr(candidate, "sqlstate", None) == SQLSTATE:
+            return True
+    return False
+
+
+def run_allowed(cursor: Any, run: Callable[[], T]) -> T:
+    """Run `run()` (one statement deployguard allows) with the trigger letting it through.
+
+    `cursor` is the driver's cursor (no wrappers, no query log). The setting is the session's,
+    set just before and cleared just after; when the transaction rolls back PostgreSQL restores
+    its value from before the transaction, so it never outlives the statement either way.
+    """
+    import psycopg
+
+    cursor.execute("SELECT set_config(%s, 'allowed', false)", [SETTING])
+    try:
+        return run()
+    finally:
+        with contextlib.suppress(psycopg.Error):  # an aborted transaction: its rollback clears it
+            cursor.execute("SELECT set_config(%s, '', false)", [SETTING])
+
+
+def match_state(using: str = "default") -> str:
+    """After a restore: the triggers follow the state row (a backup taken during a deploy
+    brings its enabled triggers back with it)."""
+    from deployguard import state
+
+    connection = connections[using]
+    if not supported(connection):
+        return ""
+    if state.current().enabled:
+        return "deploy mode is on: the triggers stay as restored"
+    return f"deploy mode is off: {thaw(connection)} trigger(s) disabled"

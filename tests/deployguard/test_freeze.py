@@ -1,0 +1,188 @@
+"""PostgreSQL's own freeze: while deploy mode is on, the database refuses writes from any client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from django.db import connection, connections
+
+from deployguard import freeze, guard, state
+from deployguard.exceptions import DeployModeActive, DrainTimeout
+from tests.deployguard.support import database_url_for
+from tests.factories import SubmissionFactory
+
+pytestmark = pytest.mark.postgresql
+
+# A statement-level trigger fires even when no row matches: a probe that changes nothing.
+PROBE = "UPDATE documents_submission SET title = title WHERE false"
+
+
+@pytest.fixture
+def outsider(transactional_db) -> Iterator[psycopg.Connection]:
+    """A client deployguard never sees: its own driver connection, no Django, autocommit."""
+    with psycopg.connect(database_url_for(connection.settings_dict), autocommit=True) as client:
+        yield client
+
+
+@pytest.fixture
+def frozen(transactional_db, fast_switch) -> Iterator[str]:
+    """Deploy mode switched on the way deploy_safe does it (the drain freezes the database)."""
+    state.enable(reason="Release 42", changed_by="ops@deploy-host")
+    try:
+        yield state.drain_in_flight_writes(timeout=5)
+    finally:
+        state.disable(changed_by="pytest")
+
+
+def refused(client: psycopg.Connection, sql: str) -> psycopg.Error:
+    with pytest.raises(psycopg.Error) as caught:
+        client.execute(sql)
+    return caught.value
+
+
+def test_the_drain_freezes_every_protected_table_but_migrates_bookkeeping(frozen):
+    tables = freeze.freezable_tables(connection)
+
+    assert frozen == (
+        f"waited for writers on {len(tables)} protected tables; the database now refuses their writes "
+        "(PostgreSQL triggers)"
+    )
+    assert "documents_submission" in tables
+    assert "documents_historicalsubmission" in tables
+    assert not {"django_migrations", "deployguard_deploymodestate", "django_session"} & set(tables)
+    assert freeze.enforced(connection)
+
+
+@pytest.mark.parametrize(
+    ("sql", "verb"),
+    [
+        (PROBE, "UPDATE"),
+        ("DELETE FROM documents_submission WHERE false", "DELETE"),
+        ("INSERT INTO documents_submission SELECT * FROM documents_submission WHERE false", "INSERT"),
+        ("TRUNCATE documents_historicalsubmission", "TRUNCATE"),
+    ],
+)
+def test_a_client_without_deployguard_is_refused_by_the_database(frozen, outsider, sql, verb):
+    error = refused(outsider, sql)
+
+    assert error.sqlstate == freeze.SQLSTATE
+    table = sql.split("documents_")[1].split()[0]
+    assert (
+        error.diag.message_primary
+        == f'Deploy mode is on: {verb} on "documents_{table}" refused by the database.'
+    )
+    assert error.diag.message_hint == "Writes resume when it is turned off: manage.py deploy_mode off."
+
+
+def test_copy_is_refused_and_writes_resume_when_deploy_mode_is_off(frozen, outsider):
+    with pytest.raises(psycopg.Error) as caught:
+        with outsider.cursor().copy("COPY auth_group (name) FROM STDIN") as copy:
+            copy.write_row(["copied in"])
+    assert caught.value.sqlstate == freeze.SQLSTATE
+
+    state.disable(changed_by="pytest")
+
+    assert not freeze.enforced(connection)
+    outsider.execute(PROBE)
+    with outsider.cursor().copy("COPY auth_group (name) FROM STDIN") as copy:
+        copy.write_row(["copied in"])
+    assert outsider.execute("SELECT count(*) FROM auth_group WHERE name = 'copied in'").fetchone() == (1,)
+
+
+def test_a_transaction_begun_before_the_freeze_cannot_write_after_it(transactional_db, fast_switch, outsider):
+    for isolation in (psycopg.IsolationLevel.READ_COMMITTED, psycopg.IsolationLevel.REPEATABLE_READ):
+        outsider.autocommit = False
+        outsider.isolation_level = isolation
+        outsider.execute("SELECT count(*) FROM documents_submission")  # its snapshot is taken
+        state.enable(reason="Release 42", changed_by="ops@deploy-host")
+        state.drain_in_flight_writes(timeout=5)
+        try:
+            assert refused(outsider, PROBE).sqlstate == freeze.SQLSTATE, isolation
+        finally:
+            outsider.rollback()
+            state.disable(changed_by="pytest")
+
+
+def test_the_freeze_waits_for_a_transaction_that_wrote_and_lets_it_commit(
+    transactional_db, fast_switch, outsider
+):
+    outsider.autocommit = False
+    outsider.execute("INSERT INTO auth_group (name) VALUES ('in flight')")  # holds its write lock
+    state.enable(reason="Release 42", changed_by="ops@deploy-host")
+    drained: list[str] = []
+
+    def drain() -> None:
+        try:
+            drained.append(state.drain_in_flight_writes(timeout=10))
+        finally:
+            connections.close_all()
+
+    draining = threading.Thread(target=drain)
+    try:
+        draining.start()
+        time.sleep(0.5)
+        assert draining.is_alive()  # waiting for the writer
+        outsider.commit()
+        draining.join(timeout=10)
+        assert drained and drained[0].startswith("waited for writers on ")
+        assert outsider.execute("SELECT count(*) FROM auth_group WHERE name = 'in flight'").fetchone() == (1,)
+        assert (
+            refused(outsider, "INSERT INTO auth_group (name) VALUES ('too late')").sqlstate == freeze.SQLSTATE
+        )
+    finally:
+        outsider.rollback()
+        draining.join(timeout=10)
+        state.disable(changed_by="pytest")
+
+
+def test_a_writer_that_outlasts_the_drain_timeout_leaves_the_database_unfrozen(
+    transactional_db, fast_switch, outsider
+):
+    outsider.autocommit = False
+    outsider.execute(PROBE)
+    state.enable(reason="Release 42", changed_by="ops@deploy-host")
+    try:
+        with pytest.raises(DrainTimeout) as caught:
+            state.drain_in_flight_writes(timeout=0.2)
+        assert "the database does not refuse writes yet" in str(caught.value)
+        assert not freeze.enforced(connection)
+    finally:
+        outsider.rollback()
+        state.disable(changed_by="pytest")
+
+
+def test_a_process_trusting_a_cached_off_gets_the_guards_refusal_not_a_database_error(frozen):
+    state.prime_cache(state.DeployModeStatus(enabled=False, source="database"))
+
+    with pytest.raises(DeployModeActive) as caught:
+        SubmissionFactory(ml_number="ML-007")  # its acting user is the first row it writes
+
+    assert caught.value.action == 'INSERT on "auth_user"'
+    assert caught.value.status.enabled
+    assert "manage.py deploy_mode off" in str(caught.value)
+
+
+def test_what_deployguard_allows_passes_the_trigger_for_that_statement_only(frozen, outsider):
+    with guard.allow_writes("a named data migration"), connection.cursor() as cursor:
+        cursor.execute("INSERT INTO auth_group (name) VALUES ('allowed')")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s, true)", [freeze.SETTING])
+        assert cursor.fetchone() == ("",)
+
+    assert outsider.execute("SELECT name FROM auth_group").fetchall() == [("allowed",)]
+    assert (
+        refused(outsider, "INSERT INTO auth_group (name) VALUES ('not allowed')").sqlstate == freeze.SQLSTATE
+    )
+
+
+def test_after_a_restore_the_triggers_follow_the_state_row(transactional_db, outsider):
+    tables = freeze.freezable_tables(connection)
+    freeze.freeze(connection, tables, lock_timeout=5)  # as a backup taken during a deploy brings back
+
+    assert freeze.match_state() == f"deploy mode is off: {len(tables)} trigger(s) disabled"
+    outsider.execute(PROBE)
+    assert freeze.frozen_tables(connection) == dict.fromkeys(tables, False)
