@@ -52,6 +52,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from deployguard import backup, conf, freeze, guard, origin, state
+from deployguard.exceptions import DrainTimeout
 from deployguard.fingerprint import _prepare, column_names, fingerprint_table, row_hash_sql
 
 logger = logging.getLogger("deployguard")
@@ -614,7 +615,16 @@ class Pipeline:
             # PostgreSQL: the drain enables the database's own freeze, after which no client can
             # write whatever it has cached, so other processes' caches need no waiting for.
             waited = 0.0 if freeze.supported(connections[self.using]) else state.wait_for_propagation()
-            drained = state.drain_in_flight_writes()
+            try:
+                drained = state.drain_in_flight_writes()
+            except DrainTimeout as error:
+                step.status, step.detail = "failed", str(error)
+                self._unfreeze(f"deploy_safe {self.deploy_id} aborted")
+                self.status = "rolled_back"
+                self._finish(
+                    EXIT_PRECHECK, f"{error} Deploy mode is off again; nothing was backed up or migrated."
+                )
+                raise PipelineStop(EXIT_PRECHECK, self.message) from None
             step.detail = {"expected_end": status.expected_end, "waited": waited, "drain": drained}
             self._save_record(status="running")
         try:

@@ -417,8 +417,8 @@ def drain_in_flight_writes(timeout: float | None = None) -> str:
             raise DrainTimeout(
                 f"A transaction that wrote before deploy mode went on was still open after {timeout:g}s "
                 f"({str(error).strip()}); its writes may still commit, and the database does not refuse "
-                "writes yet. Find it in pg_stat_activity, then run `manage.py deploy_mode on` again "
-                "after `manage.py deploy_mode off`."
+                "writes yet. Find it in pg_stat_activity and let it end (or end it), then run "
+                "`manage.py deploy_mode off` and `manage.py deploy_mode on` again."
             ) from error
         return (
             f"waited for writers on {frozen} protected tables; the database now refuses their writes "
@@ -435,7 +435,8 @@ def drain_in_flight_writes(timeout: float | None = None) -> str:
             except DatabaseError as error:
                 raise DrainTimeout(
                     f"The SQLite database was still locked by a writer after {timeout:g}s "
-                    f"({str(error).strip()}); its writes may still commit."
+                    f"({str(error).strip()}); its writes may still commit. Let it end (or end it), "
+                    "then proceed."
                 ) from error
             finally:
                 cursor.execute(f"PRAGMA busy_timeout = {int(previous)}")

@@ -181,6 +181,8 @@ DEPLOYGUARD_TOKEN = os.environ.get("DEPLOYGUARD_TOKEN", "")  # os.environ: no "$
 DEPLOYGUARD_STATE_CACHE_SECONDS = env.float("DEPLOYGUARD_STATE_CACHE_SECONDS", default=1.0)
 # Tables that stay writable in deploy mode besides deployguard's own.
 DEPLOYGUARD_WRITABLE_TABLES = env.list("DEPLOYGUARD_WRITABLE_TABLES", default=["django_session"])
+# Seconds the switch to on waits for transactions that wrote before it to end.
+DEPLOYGUARD_DRAIN_TIMEOUT = env.float("DEPLOYGUARD_DRAIN_TIMEOUT", default=30.0)
 
 # Integrity (deployguard): rule ids to silence; the largest share of a table that
 # `scrub_fake_data --apply` quarantines without --force; the write monitor, and whether it

@@ -624,3 +624,24 @@ def test_a_baseline_the_old_schema_cannot_serve_is_compared_after_migrate(
         f"The data differs from the baseline {path} (compared after migrate): "
         f"run verify_integrity --baseline {path}."
     )
+
+
+@pytest.mark.postgresql
+def test_a_writer_that_outlasts_the_drain_stops_the_deploy_before_the_backup(scratch: Scratch):
+    import psycopg
+
+    before = scratch.inspect()
+    with psycopg.connect(scratch.url.replace("postgres://", "postgresql://")) as writer:
+        writer.execute("UPDATE documents_submission SET title = title WHERE false")  # holds its write lock
+
+        result = scratch.deploy(apps="schema", DEPLOYGUARD_DRAIN_TIMEOUT="0.5")
+
+        writer.rollback()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "was still open after 0.5s" in result.stderr
+    assert "Deploy mode is off again; nothing was backed up or migrated." in result.stderr
+    after = scratch.inspect()
+    assert after["migrations"] == before["migrations"]
+    assert not after["deploy_mode"]
+    assert list(after["records"].values()) == ["rolled_back"]
+    assert not list(scratch.backup_dir.glob("*.dump"))

@@ -93,7 +93,7 @@ class Command(BaseCommand):
             raise CommandError(str(error), returncode=EXIT_ALREADY_ON) from error
         except DrainTimeout as error:
             raise CommandError(
-                f"Deploy mode is ON, but: {error} Wait for it or end it, then proceed.",
+                f"Deploy mode is ON, but: {error}",
                 returncode=EXIT_DRAIN_TIMEOUT,
             ) from error
         self.stdout.write(self.style.SUCCESS(f"Deploy mode is ON. {status.describe()}"))
