@@ -12,7 +12,7 @@ PYTEST_WORKERS ?= 2
 
 RESULTS := var/reliability
 
-.PHONY: reliability run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench bench-deploy-mode bench-integrity bench-deploy-safe
+.PHONY: rowhash reliability run test lint test-sqlite test-postgres chromium screenshots reset-admin write-paths clean bench bench-deploy-mode bench-integrity bench-deploy-safe
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,22 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
-run: $(VENV)/.runtime
+# deployguard/_rowhash.c, SQLite fingerprints' row hash in C, compiled in place for the venv's Python
+# whenever it is newer than the module. Without a working C compiler the targets that need it carry
+# on: deployguard/fingerprint.py then uses its pure-Python row hash (same numbers, slower).
+ROWHASH_CFLAGS ?= -O2 -Wall -Wextra -fPIC -shared
+
+rowhash: | $(BIN)/python
+	@set -- $$($(BIN)/python -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'), sysconfig.get_paths()['include'])"); \
+	so=deployguard/_rowhash$$1; \
+	if [ -f "$$so" ] && [ "$$so" -nt deployguard/_rowhash.c ]; then exit 0; fi; \
+	echo "$(CC) $(ROWHASH_CFLAGS) -I$$2 deployguard/_rowhash.c -o $$so"; \
+	if $(CC) $(ROWHASH_CFLAGS) -I"$$2" deployguard/_rowhash.c -o "$$so.tmp" && mv "$$so.tmp" "$$so"; then :; else \
+		rm -f "$$so" "$$so.tmp"; \
+		echo "!!! Could not compile deployguard/_rowhash.c: SQLite fingerprints will use the slower pure-Python row hash. !!!" >&2; \
+	fi
+
+run: $(VENV)/.runtime rowhash
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_dev_admin
 	@echo "Admin: http://127.0.0.1:8000/admin/"
@@ -35,7 +50,7 @@ run: $(VENV)/.runtime
 reset-admin: $(VENV)/.runtime
 	$(BIN)/python manage.py ensure_dev_admin --reset-password
 
-lint: $(VENV)/.dev
+lint: $(VENV)/.dev rowhash
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_ENV=test $(BIN)/python manage.py makemigrations --check --dry-run
@@ -60,12 +75,12 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	} || { [ "$$CI" != "true" ] && echo "!!! Could not install chromium: the browser tests will be SKIPPED. !!!" >&2; }
 
-test-sqlite: $(VENV)/.dev chromium
+test-sqlite: $(VENV)/.dev rowhash chromium
 	@echo "=== Test suite on SQLite ==="
 	@mkdir -p $(RESULTS) && rm -f $(RESULTS)/sqlite.jsonl
 	env -u DATABASE_URL RELIABILITY_RESULTS=$(CURDIR)/$(RESULTS)/sqlite.jsonl $(run_pytest)
 
-test-postgres: $(VENV)/.dev
+test-postgres: $(VENV)/.dev rowhash
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL:/deploysafe=/postgres)', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "=== Test suite on PostgreSQL ($(PG_URL)) ==="; \
 		mkdir -p $(RESULTS) && rm -f $(RESULTS)/postgresql.jsonl; \
@@ -103,19 +118,19 @@ BENCH_ROWS ?= 1000000
 BENCH_ONLY ?=
 BENCH_PG_SERVER ?= postgres://postgres@127.0.0.1:5432
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev rowhash
 	$(BIN)/python benchmarks/run.py --rows $(BENCH_ROWS) --pg-url $(BENCH_PG_SERVER) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 # The per-area benchmarks that `make bench` runs, one at a time.
 # Deploy mode's cost while off: SQLite by default, or BENCH_DATABASE_URL.
-bench-deploy-mode: $(VENV)/.dev
+bench-deploy-mode: $(VENV)/.dev rowhash
 	$(BIN)/python benchmarks/bench_deploy_mode.py
 
 # The integrity tools against hand-written SQL: generates BENCH_ROWS documents with history in
 # var/bench-integrity.sqlite3 and in BENCH_PG_URL, replacing every documents row in them.
 BENCH_PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe_int
 
-bench-integrity: $(VENV)/.dev
+bench-integrity: $(VENV)/.dev rowhash
 	@echo "=== Integrity benchmark on SQLite, $(BENCH_ROWS) rows ==="
 	DJANGO_ENV=test DATABASE_URL=sqlite:///$(CURDIR)/var/bench-integrity.sqlite3 \
 		$(BIN)/python benchmarks/bench_integrity.py --rows $(BENCH_ROWS)
@@ -128,7 +143,7 @@ bench-integrity: $(VENV)/.dev
 # fills var/bench-deploy-safe.sqlite3 and BENCH_DS_PG_URL with BENCH_ROWS documents.
 BENCH_DS_PG_URL ?= postgres://postgres@127.0.0.1:5432/deploysafe_bds
 
-bench-deploy-safe: $(VENV)/.dev
+bench-deploy-safe: $(VENV)/.dev rowhash
 	@echo "=== deploy_safe benchmark on SQLite, $(BENCH_ROWS) rows ==="
 	DJANGO_ENV=test BENCH_ROWS=$(BENCH_ROWS) DATABASE_URL=sqlite:///$(CURDIR)/var/bench-deploy-safe.sqlite3 \
 		$(BIN)/python benchmarks/bench_deploy_safe.py
@@ -138,4 +153,4 @@ bench-deploy-safe: $(VENV)/.dev
 	DJANGO_ENV=test BENCH_ROWS=$(BENCH_ROWS) DATABASE_URL=$(BENCH_DS_PG_URL) $(BIN)/python benchmarks/bench_deploy_safe.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache deployguard/_rowhash.*.so

@@ -7,12 +7,14 @@ the same multiset of rows (up to a 64-bit hash collision). PostgreSQL hashes wit
 its built-in `hashtextextended(ROW(...)::text, 0)`; SQLite has no hash function, so
 deterministic Python ones are registered on the connection on first use: a scalar
 `deployguard_rowhash(...)` for per-row hashes and an aggregate
-`deployguard_fingerprint(...)` that hashes and sums in one call per row.
+`deployguard_fingerprint(...)` that hashes and sums in one call per row. Both come from
+the C module `deployguard._rowhash` when it is built (`make rowhash`), and from the
+Python reference implementations below otherwise; the two give the same numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from marshal import dumps
@@ -59,12 +61,24 @@ class _SQLiteFingerprint:
         return str(self.total % MODULUS)
 
 
+try:
+    from deployguard._rowhash import FingerprintAggregate as _CFingerprintAggregate
+    from deployguard._rowhash import row_hash as _c_row_hash
+except ImportError:  # not compiled (no C compiler where `make` ran): the Python versions serve
+    sqlite_row_hash_function: Callable[..., int] = sqlite_row_hash
+    sqlite_fingerprint_aggregate: type[Any] = _SQLiteFingerprint
+else:
+    # The Python call per row is most of a fingerprint's time on SQLite; the C versions skip it.
+    sqlite_row_hash_function = _c_row_hash
+    sqlite_fingerprint_aggregate = _CFingerprintAggregate
+
+
 def _prepare(connection: BaseDatabaseWrapper) -> None:
     if connection.vendor == "sqlite":
         connection.ensure_connection()
         raw = connection.connection
-        raw.create_function("deployguard_rowhash", -1, sqlite_row_hash, deterministic=True)
-        raw.create_aggregate("deployguard_fingerprint", -1, _SQLiteFingerprint)
+        raw.create_function("deployguard_rowhash", -1, sqlite_row_hash_function, deterministic=True)
+        raw.create_aggregate("deployguard_fingerprint", -1, sqlite_fingerprint_aggregate)
     elif connection.vendor != "postgresql":
         raise NotImplementedError(f"Fingerprints support SQLite and PostgreSQL, not {connection.vendor}.")
 
