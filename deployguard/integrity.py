@@ -377,7 +377,10 @@ def flag_rows(
     model_rules = [rule for rule in rules if rule.model is model]
     if not model_rules:
         return {}
-    conditions = [rule.scoped_condition(registry) for rule in model_rules]
+    # A pass over the whole table, like evaluate()'s: an OR of correlated EXISTS in WHERE
+    # cannot become a semi-join, so there too joins beat a probe per row and rule.
+    table_pass = joins_whole_tables(model._base_manager.db)
+    conditions = [rule.scoped_condition(registry, table_pass=table_pass) for rule in model_rules]
     any_broken = Q()
     for condition in conditions:
         any_broken |= condition

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from deployguard.integrity import Rule, default_registry, evaluate, joins_whole_tables
+from deployguard.integrity import Rule, default_registry, evaluate, flag_rows, joins_whole_tables
 from documents.integrity import DRAFT_TRACKED, SUBMISSION_TRACKED
 from documents.models import DataSource, PublishedDraft, Submission
 from tests.documents.fakes import (
@@ -288,3 +288,18 @@ def test_the_pass_joins_other_tables_instead_of_probing_them_per_row(legitimate)
     for sql in passes:
         assert "EXISTS" not in sql
         assert "LEFT OUTER JOIN" in sql
+
+
+def test_flag_rows_names_the_rules_each_row_breaks_per_row(legitimate, superuser):
+    published_draft(submitted_by="Test User")
+    script_publishes_without_user("ML-801", published_by=superuser, name="rfc801")
+    raw_update_submission(legitimate.submission_id, title="Quietly retitled")
+    rules = default_registry.select()
+
+    for model in (Submission, PublishedDraft):
+        expected: dict[Any, list[str]] = {}
+        for rule in rules:
+            if rule.model is model:
+                for pk in sorted(rule.offending().values_list("pk", flat=True)):
+                    expected.setdefault(pk, []).append(rule.id)
+        assert flag_rows(rules, model) == dict(sorted(expected.items()))
