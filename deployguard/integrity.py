@@ -5,6 +5,9 @@ subqueries). The engine evaluates every rule of a table in one query of conditio
 aggregates, then fetches a sample of primary keys only for the rules that fail: the
 number of queries depends on the number of rules, never on the number of rows.
 
+A rule may also say the same thing for a whole-table pass (`table_condition`), reading
+another table through a `Joined`: joined once per pass instead of probed once per row.
+
 An app also registers how its rows are quarantined (`Quarantine`): which rows are
 quarantined already, and the services that quarantine, restore and purge them. Rules
 look only at rows that are not quarantined, unless a rule says otherwise.
@@ -20,10 +23,25 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import models
+from django.core.exceptions import FieldDoesNotExist
+from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import BooleanField, CharField, Count, ExpressionWrapper, Lookup, Q, TextField
+from django.db.models import (
+    BooleanField,
+    CharField,
+    Count,
+    Expression,
+    ExpressionWrapper,
+    Field,
+    Lookup,
+    Q,
+    Subquery,
+    TextField,
+)
+from django.db.models.lookups import IsNull
+from django.db.models.sql import Query
 from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.constants import LOUTER
 from django.utils.module_loading import autodiscover_modules
 
 Severity = Literal["error", "warning"]
@@ -37,6 +55,117 @@ class IntegrityError(Exception):
 
 
 @dataclass(frozen=True)
+class Joined:
+    """Another query's rows, at most one per row of a rule's model, read by a table pass.
+
+    `queryset()` must yield at most one row per key (group by the keys, or make them
+    distinct); `on` pairs its key columns with the row's fields. `column(name)` is the
+    matching row's value, NULL when there is none: resolving it adds one LEFT OUTER JOIN
+    of the whole query to the query being built, however many conditions read it.
+    PostgreSQL hash- or merge-joins it once where a correlated subquery inside an
+    aggregate's FILTER is one index probe per row.
+    """
+
+    alias: str
+    queryset: Callable[[], models.QuerySet[Any]]
+    on: tuple[tuple[str, str], ...]
+
+    def column(self, name: str) -> JoinedColumn:
+        return JoinedColumn(self, name)
+
+    def missing(self) -> Q:
+        """No row of the query matches: its key column, never NULL on a match, reads NULL."""
+        return Q(IsNull(self.column(self.on[0][0]), True))
+
+
+class JoinedColumn(Expression):
+    """A column of a `Joined`, as an expression that brings its join along when resolved."""
+
+    def __init__(self, joined: Joined, name: str) -> None:
+        try:  # a model field (by name or attname), or an annotation of the query
+            output_field: Any = joined.queryset().model._meta.get_field(name)
+        except FieldDoesNotExist:
+            output_field = Field()
+        super().__init__(output_field=output_field)
+        self.joined, self.name = joined, name
+
+    def resolve_expression(
+        self,
+        query: Query | None = None,
+        allow_joins: bool = True,
+        reuse: Any = None,
+        summarize: bool = False,
+        for_save: bool = False,
+    ) -> _JoinedCol:
+        if query is None:
+            raise IntegrityError(f"Joined column {self.joined.alias}.{self.name} needs a query to join to.")
+        if self.joined.alias not in query.alias_map:
+            parent = query.get_initial_alias()
+            subquery = Subquery(self.joined.queryset()).resolve_expression(query)
+            query.alias_map[self.joined.alias] = _DerivedJoin(
+                self.joined, parent, self.joined.alias, subquery
+            )
+            query.alias_refcount[self.joined.alias] = 1
+            query.table_map.setdefault(self.joined.alias, []).append(self.joined.alias)
+        return _JoinedCol(self.joined.alias, self.name, self.output_field)
+
+
+class _JoinedCol(Expression):
+    def __init__(self, alias: str, name: str, output_field: Field) -> None:
+        super().__init__(output_field=output_field)
+        self.alias, self.name = alias, name
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        qn = compiler.quote_name_unless_alias
+        return f"{qn(self.alias)}.{connection.ops.quote_name(self.name)}", []
+
+    def relabeled_clone(self, change_map: dict[str, str]) -> _JoinedCol:
+        return _JoinedCol(change_map.get(self.alias, self.alias), self.name, self.output_field)
+
+    def get_group_by_cols(self) -> list[Expression]:
+        return [self]
+
+
+class _DerivedJoin:
+    """`LEFT OUTER JOIN (<the Joined's query>) alias ON alias.key = row.field ...` in a query's FROM."""
+
+    join_type = LOUTER
+    nullable = True
+    filtered_relation = None
+
+    def __init__(self, joined: Joined, parent_alias: str, table_alias: str, subquery: Subquery) -> None:
+        self.joined = joined
+        self.parent_alias = parent_alias
+        self.table_alias = self.table_name = table_alias
+        self.subquery = subquery
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, list[Any]]:
+        qn, qn2 = compiler.quote_name_unless_alias, connection.ops.quote_name
+        sql, params = compiler.compile(self.subquery)
+        opts = compiler.query.get_meta()
+        on = " AND ".join(
+            f"{qn(self.table_alias)}.{qn2(key)} = "
+            f"{qn(self.parent_alias)}.{qn2((opts.pk if field == 'pk' else opts.get_field(field)).column)}"
+            for key, field in self.joined.on
+        )
+        return f"{self.join_type} {sql} {qn(self.table_alias)} ON ({on})", list(params)
+
+    def relabeled_clone(self, change_map: dict[str, str]) -> _DerivedJoin:
+        return _DerivedJoin(
+            self.joined,
+            change_map.get(self.parent_alias, self.parent_alias),
+            change_map.get(self.table_alias, self.table_alias),
+            self.subquery,
+        )
+
+    def demote(self) -> _DerivedJoin:
+        return self
+
+    def promote(self) -> _DerivedJoin:
+        return self
+
+
+@dataclass(frozen=True)
 class Rule:
     """A rule: `condition()` is the Q that holds for the rows that break it."""
 
@@ -47,6 +176,11 @@ class Rule:
     condition: Callable[[], Q]
     # Quarantined rows are known non-production data: rules skip them unless told not to.
     include_quarantined: bool = False
+    # The same rows as `condition`, for a pass over the whole table: it may read `Joined`
+    # columns, one join per table instead of a probe per row. The engine uses it where joins
+    # become hash joins (PostgreSQL) and `condition` everywhere else, so the two must flag
+    # exactly the same rows (tests/documents/test_integrity_table_pass.py).
+    table_condition: Callable[[], Q] | None = None
 
     def __post_init__(self) -> None:
         if not _RULE_ID.match(self.id):
@@ -60,8 +194,8 @@ class Rule:
     def model_label(self) -> str:
         return self.model._meta.label_lower
 
-    def scoped_condition(self, registry: IntegrityRegistry) -> Q:
-        condition = self.condition()
+    def scoped_condition(self, registry: IntegrityRegistry, *, table_pass: bool = False) -> Q:
+        condition = (self.table_condition if table_pass and self.table_condition else self.condition)()
         if self.include_quarantined:
             return condition
         return registry.in_scope(self.model) & condition
@@ -179,6 +313,16 @@ def _by_model(rules: Iterable[Rule]) -> dict[type[models.Model], list[Rule]]:
     return grouped
 
 
+def joins_whole_tables(using: str) -> bool:
+    """Whether a table pass reads other tables through joins (`Rule.table_condition`).
+
+    PostgreSQL merges or hashes them once per pass. SQLite has no hash join (nor the
+    DISTINCT ON that table conditions may use): a join there is an index probe per row,
+    which is what the rules' `condition`s already do, so they run as they are.
+    """
+    return connections[using].vendor == "postgresql"
+
+
 def evaluate(
     rules: Sequence[Rule],
     *,
@@ -189,7 +333,8 @@ def evaluate(
 ) -> list[RuleResult]:
     """Run `rules`: per table, one pass of conditional aggregates, then samples for failures.
 
-    `pks` restricts every rule to those rows (the monitor checks the rows a write touched).
+    `pks` restricts every rule to those rows (the monitor checks the rows a write touched):
+    then the rules probe per row, since a join would read the whole other table for them.
     """
     registry = registry or default_registry
     results: list[RuleResult] = []
@@ -198,7 +343,8 @@ def evaluate(
         queryset = model._base_manager.all()
         if pks is not None:
             queryset = queryset.filter(pk__in=list(pks))
-        conditions = [rule.scoped_condition(registry) for rule in model_rules]
+        table_pass = pks is None and joins_whole_tables(queryset.db)
+        conditions = [rule.scoped_condition(registry, table_pass=table_pass) for rule in model_rules]
         counts = queryset.aggregate(
             **{f"rule_{i}": Count("pk", filter=condition) for i, condition in enumerate(conditions)}
         )
@@ -231,7 +377,10 @@ def flag_rows(
     model_rules = [rule for rule in rules if rule.model is model]
     if not model_rules:
         return {}
-    conditions = [rule.scoped_condition(registry) for rule in model_rules]
+    # A pass over the whole table, like evaluate()'s: an OR of correlated EXISTS in WHERE
+    # cannot become a semi-join, so there too joins beat a probe per row and rule.
+    table_pass = joins_whole_tables(model._base_manager.db)
+    conditions = [rule.scoped_condition(registry, table_pass=table_pass) for rule in model_rules]
     any_broken = Q()
     for condition in conditions:
         any_broken |= condition

@@ -2,17 +2,23 @@
 
 Registered with deployguard's engine when it autodiscovers `integrity` modules. Every
 rule is a Q naming the rows that break it; lists of test names and words come from
-settings at call time (DOCUMENTS_TEST_SUBMITTERS, DOCUMENTS_TEST_WORDS).
+settings at call time (DOCUMENTS_TEST_SUBMITTERS, DOCUMENTS_TEST_WORDS). Rules that read
+another table say it twice: per row (`condition`: correlated subqueries, for filters and
+single rows) and for a whole-table pass (`table_condition`: the same check through a
+`Joined` per other table), from shared pieces where they can be, and tested row for row
+against each other (tests/documents/test_integrity_table_pass.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, Expression, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.lookups import Exact, IExact, IsNull
 
-from deployguard.integrity import Quarantine, Rule, register, register_quarantine
+from deployguard.integrity import HasWord, Joined, Quarantine, Rule, register, register_quarantine
 from documents import services
 from documents.models import (
     DRAFT_NAME_PREFIX,
@@ -39,28 +45,52 @@ def test_words() -> list[str]:
     return list(getattr(settings, "DOCUMENTS_TEST_WORDS", DEFAULT_TEST_WORDS))
 
 
-def _test_content(prefix: str = "") -> Q:
-    """Rows whose submitter is a test name, or whose submitter or title holds a test word."""
+Column = Callable[[str], Expression]
+
+
+def _test_content(column: Column = F) -> Q:
+    """Rows whose submitter is a test name, or whose submitter or title holds a test word.
+
+    `column` names a submission's field: the row's own (F), or a joined submission's.
+    """
     condition = Q(pk__in=[])  # matches nothing: empty lists must not flag every row
     for name in test_submitters():
-        condition |= Q(**{f"{prefix}submitted_by__iexact": name})
+        condition |= Q(IExact(column("submitted_by"), name))
     words = test_words()
     if words:
-        condition |= Q(**{f"{prefix}submitted_by__has_word": words})
-        condition |= Q(**{f"{prefix}title__has_word": words})
+        condition |= Q(HasWord(column("submitted_by"), words))
+        condition |= Q(HasWord(column("title"), words))
     return condition
 
 
-def _not_production() -> Q:
-    return ~Q(data_source=DataSource.PRODUCTION) | Q(is_legitimate=False)
+def _not_production(column: Column = F) -> Q:
+    return ~Q(Exact(column("data_source"), DataSource.PRODUCTION)) | Q(Exact(column("is_legitimate"), False))
+
+
+def _creation_records(history: Any) -> QuerySet[Any]:
+    """Creation records that name a user and carry a reason."""
+    return (
+        history.objects.filter(history_type="+", history_user__isnull=False)
+        .exclude(history_change_reason__isnull=True)
+        .exclude(history_change_reason="")
+    )
 
 
 def _created_by_a_user(history: Any, **extra: Any) -> Exists:
     """The row's creation record exists, names a user and carries a reason."""
-    return Exists(
-        history.objects.filter(id=OuterRef("pk"), history_type="+", history_user__isnull=False, **extra)
-        .exclude(history_change_reason__isnull=True)
-        .exclude(history_change_reason="")
+    return Exists(_creation_records(history).filter(id=OuterRef("pk"), **extra))
+
+
+def _creations(history: Any, alias: str, *, by: str | None = None) -> Joined:
+    """For a table pass: each row's creation records (by the user its field `by` names), one per row."""
+    keys = ("id", "history_user_id") if by else ("id",)
+    on = (("id", "pk"), ("history_user_id", by)) if by else (("id", "pk"),)
+    # DISTINCT ON sorts (the id index already orders by id) so that the join can merge;
+    # a plain DISTINCT hashed, and spilled to disk at 200,000 rows.
+    return Joined(
+        alias=alias,
+        queryset=lambda: _creation_records(history).order_by(*keys).distinct(*keys).values(*keys),
+        on=on,
     )
 
 
@@ -74,8 +104,51 @@ def _changed_without_history(history: Any, fields: tuple[str, ...]) -> Exists:
     )
 
 
+def _latest_records(history: Any, alias: str, fields: tuple[str, ...]) -> Joined:
+    """For a table pass: each row's latest history record (the highest history_id of its id)."""
+    return Joined(
+        alias=alias,
+        queryset=lambda: history.objects.order_by("id", "-history_id").distinct("id").values("id", *fields),
+        on=(("id", "pk"),),
+    )
+
+
+def _differs_from(latest: Joined, fields: tuple[str, ...]) -> Q:
+    """`_changed_without_history` for a table pass: the latest record exists and differs.
+
+    The SQL its `exclude()` writes: NOT (every field equal and, in the record, not NULL).
+    """
+    same = Q()
+    for f in fields:
+        same &= Q(Exact(latest.column(f), F(f))) & Q(IsNull(latest.column(f), False))
+    return ~latest.missing() & ~same
+
+
 SUBMISSION_TRACKED = ("ml_number", "title", "submitted_by", "status", "data_source", "is_legitimate")
 DRAFT_TRACKED = ("name", "submission_id", "status", "published_by_id", "data_source", "is_legitimate")
+
+# What the table passes join (aliases must not be table names).
+SUBMISSION_CREATED = _creations(SubmissionHistory, "integrity_submission_created")
+DRAFT_CREATED = _creations(DraftHistory, "integrity_draft_created", by="published_by_id")
+SUBMISSION_LATEST = _latest_records(SubmissionHistory, "integrity_submission_latest", SUBMISSION_TRACKED)
+DRAFT_LATEST = _latest_records(DraftHistory, "integrity_draft_latest", DRAFT_TRACKED)
+PRODUCTION_DRAFT = Joined(
+    alias="integrity_production_draft",
+    queryset=lambda: (
+        PublishedDraft.objects.exclude(data_source=DataSource.QUARANTINE)
+        .order_by("submission_id")
+        .distinct("submission_id")
+        .values("submission_id")
+    ),
+    on=(("submission_id", "pk"),),
+)
+DRAFT_SUBMISSION = Joined(
+    alias="integrity_draft_submission",
+    queryset=lambda: Submission.objects.order_by().values(
+        "id", "status", "data_source", "is_legitimate", "submitted_by", "title"
+    ),
+    on=(("id", "submission_id"),),
+)
 
 RULES = (
     Rule(
@@ -133,6 +206,7 @@ RULES = (
         model=PublishedDraft,
         description="draft of a submission with a test submitter or test word (DOCUMENTS_TEST_*)",
         condition=lambda: Q(Exists(Submission.objects.filter(_test_content(), pk=OuterRef("submission_id")))),
+        table_condition=lambda: _test_content(DRAFT_SUBMISSION.column),
     ),
     Rule(
         id="documents.E010",
@@ -143,6 +217,10 @@ RULES = (
             ~Exists(
                 Submission.objects.filter(pk=OuterRef("submission_id"), status=SubmissionStatus.PUBLISHED)
             )
+        ),
+        table_condition=lambda: (
+            DRAFT_SUBMISSION.missing()
+            | ~Q(Exact(DRAFT_SUBMISSION.column("status"), SubmissionStatus.PUBLISHED))
         ),
     ),
     Rule(
@@ -158,6 +236,7 @@ RULES = (
                 )
             )
         ),
+        table_condition=lambda: Q(status=SubmissionStatus.PUBLISHED) & PRODUCTION_DRAFT.missing(),
     ),
     Rule(
         id="documents.E012",
@@ -167,6 +246,7 @@ RULES = (
         condition=lambda: Q(
             Exists(Submission.objects.filter(_not_production(), pk=OuterRef("submission_id")))
         ),
+        table_condition=lambda: _not_production(DRAFT_SUBMISSION.column),
     ),
     Rule(
         id="documents.E020",
@@ -174,6 +254,7 @@ RULES = (
         model=Submission,
         description="no creation record naming a user and a reason (raw SQL, or code without a user)",
         condition=lambda: ~_created_by_a_user(SubmissionHistory),
+        table_condition=SUBMISSION_CREATED.missing,
     ),
     Rule(
         id="documents.E021",
@@ -181,6 +262,7 @@ RULES = (
         model=PublishedDraft,
         description="no creation record naming its published_by and a reason (not published by the service)",
         condition=lambda: ~_created_by_a_user(DraftHistory, history_user_id=OuterRef("published_by_id")),
+        table_condition=DRAFT_CREATED.missing,
     ),
     Rule(
         id="documents.E022",
@@ -188,6 +270,7 @@ RULES = (
         model=Submission,
         description="row differs from its latest history record (status or data changed without a record)",
         condition=lambda: Q(_changed_without_history(SubmissionHistory, SUBMISSION_TRACKED)),
+        table_condition=lambda: _differs_from(SUBMISSION_LATEST, SUBMISSION_TRACKED),
     ),
     Rule(
         id="documents.E023",
@@ -195,6 +278,7 @@ RULES = (
         model=PublishedDraft,
         description="row differs from its latest history record (changed without a record)",
         condition=lambda: Q(_changed_without_history(DraftHistory, DRAFT_TRACKED)),
+        table_condition=lambda: _differs_from(DRAFT_LATEST, DRAFT_TRACKED),
     ),
     Rule(
         id="documents.W001",
