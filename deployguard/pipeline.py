@@ -507,7 +507,7 @@ class Pipeline:
         self.status = "running"
         self.message = ""
         self._migrate_process: subprocess.Popen[str] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploy_safe")
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deploy_safe")
         self._audit: Future[tuple[Any, float]] | None = None
         self._data_report = ""
         self._refusals_report = ""
@@ -860,23 +860,42 @@ class Pipeline:
     def _integrity_counts_and_inputs(self) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
         """The rules' counts; on PostgreSQL also the tables they read, fingerprinted with their
         column types in the same snapshot, so that the post-check can tell whether the rules
-        would see exactly the same data again."""
+        would see exactly the same data again. The fingerprints are taken on a second
+        connection that imports the rules' snapshot, while the rules run: the tables the rules
+        read are only known once they have run, so every protected table is fingerprinted."""
         from deployguard.integrity import default_registry, evaluate
 
         if connections[self.using].vendor != "postgresql":
             return self._integrity_counts(), {}
         read: set[str] = set()
+        imported = threading.Event()
         with without_jit(using=self.using, snapshot=True):
+            with connections[self.using].cursor() as cursor:
+                cursor.execute("SELECT pg_export_snapshot()")
+                (snapshot,) = cursor.fetchone()
+            fingerprints = self._alongside(lambda: self._fingerprints_in(snapshot, imported))
             with tables_read(read, using=self.using):
                 counts = {r.rule.id: r.count for r in evaluate(default_registry.select(), sample_size=0)}
-            names = column_names(read, using=self.using)
             types = column_types(read, using=self.using)
-            inputs = {}
-            for table in sorted(read):
-                fp = fingerprint_table(table, using=self.using, columns=names[table])
-                inputs[table] = {"columns": names[table], "types": types[table], "count": fp.count,
-                                 "digest": fp.digest}  # fmt: skip
+            imported.wait()  # an exported snapshot can be imported only while its transaction lasts
+        taken, _seconds = fingerprints.result()
+        inputs = {table: {**taken[table], "types": types[table]} for table in sorted(read) if table in taken}
+        if set(inputs) != read:  # the rules read a table that is not protected: no proof
+            return counts, {}
         return counts, inputs
+
+    def _fingerprints_in(self, snapshot: str, imported: threading.Event) -> dict[str, dict[str, Any]]:
+        """Every protected table's fingerprint in an exported snapshot (a thread's own connection)."""
+        if not re.fullmatch(r"[0-9A-F-]+", snapshot):
+            raise ValueError(f"unexpected snapshot id {snapshot!r}")
+        try:
+            with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                imported.set()
+                return table_fingerprints(using=self.using)
+        finally:
+            imported.set()
 
     def _rules_would_see_changes(self) -> str:
         """Why the rules must run again after migrate, or "" when their answer is known.

@@ -598,7 +598,6 @@ def test_a_baseline_the_old_schema_cannot_serve_is_compared_after_migrate(
     path = tmp_path / "baseline.jsonl"
     baseline.save(path, default_registry.models())
     pipeline = Pipeline(Options(baseline=str(path)), lambda style, text: None)
-    pipeline._pool.shutdown()
     real_compare = baseline.compare
 
     def old_schema(*args, **kwargs):
@@ -624,6 +623,7 @@ def test_a_baseline_the_old_schema_cannot_serve_is_compared_after_migrate(
         f"The data differs from the baseline {path} (compared after migrate): "
         f"run verify_integrity --baseline {path}."
     )
+    pipeline._pool.shutdown()
 
 
 @pytest.mark.postgresql
