@@ -311,6 +311,7 @@ def _reset_caches(*, setting: str, **kwargs: Any) -> None:
     if setting.startswith("DEPLOYGUARD_"):
         _exempt.cache_clear()
         _protected.clear()
+        _checks.clear()
         state.clear_cache()
 
 
@@ -410,6 +411,28 @@ refusal_listeners: list[Callable[[DeployModeActive], None]] = []
 swallows is still seen: deploy_safe's migrate subprocess reports every one."""
 
 
+# What the wrapper must judge in each statement, by its SQL text: (verb, table, whether the table
+# is the switch) for each write whose table is protected or is the switch, in order. Empty for a
+# read and for a write to unprotected tables only, which then pass after one dict lookup. Which
+# tables are protected depends on settings, so _reset_caches() empties it with _protected; it is
+# emptied too when it fills up.
+_checks: dict[str, tuple[tuple[str, str, bool], ...]] = {}
+_CHECKS_LIMIT = 4096
+
+
+def _checks_for(sql: Any) -> tuple[tuple[str, str, bool], ...]:
+    checks = tuple(
+        (verb, table, table in SWITCH_TABLES)
+        for verb, table in write_targets(sql)
+        if table in SWITCH_TABLES or is_protected(table)
+    )
+    if isinstance(sql, str) and len(sql) <= 4096:  # bulk statements: not worth keeping
+        if len(_checks) >= _CHECKS_LIMIT:
+            _checks.clear()
+        _checks[sql] = checks
+    return checks
+
+
 class WriteGuard:
     """Django execute wrapper: refuses writes to protected tables while deploy mode is on."""
 
@@ -421,28 +444,34 @@ class WriteGuard:
         many: bool,
         context: dict[str, Any],
     ) -> Any:
-        writes = write_targets(sql)
-        status = None
-        if writes and _allowed.get() is None:
-            schema_only = schema_changes_allowed()
-            for verb, table in writes:
-                if _refused(table) and not (schema_only and _schema_change_allowed(verb, table)):
-                    status = state.current()
-                    if status.enabled:
-                        where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'
-                        refusal = DeployModeActive(f"{verb} on {where}", status)
-                        for listener in refusal_listeners:
-                            listener(refusal)
-                        raise refusal
-                    break
-        if status is None:
-            return execute(sql, params, many, context)
-        # Hand the state just read to SQLite's authorizer, which may not read it itself.
-        token = _judged.set(status)
+        # Runs for every statement: the common paths (a read; a write with deploy mode off)
+        # take as few steps as they can.
         try:
+            checks = _checks[sql]
+        except (KeyError, TypeError):  # not seen yet; or not a str (bytes, psycopg.sql)
+            checks = _checks_for(sql)
+        if not checks or _allowed.get() is not None:
             return execute(sql, params, many, context)
-        finally:
-            _judged.reset(token)
+        schema_only = _schema_allowed.get() is not None or _process_schema_reason is not None
+        for verb, table, switch in checks:
+            if switch and state.switch_writes_allowed():
+                continue
+            if schema_only and _schema_change_allowed(verb, table):
+                continue
+            status = state.current()
+            if status.enabled:
+                where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'
+                refusal = DeployModeActive(f"{verb} on {where}", status)
+                for listener in refusal_listeners:
+                    listener(refusal)
+                raise refusal
+            # Hand the state just read to SQLite's authorizer, which may not read it itself.
+            token = _judged.set(status)
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                _judged.reset(token)
+        return execute(sql, params, many, context)
 
 
 # --- SQLite: the same rules below Django, for SQL that never reaches the wrapper ------------
@@ -458,8 +487,9 @@ class WriteGuard:
 _judged: ContextVar[state.DeployModeStatus | None] = ContextVar("deployguard_judged", default=None)
 
 
+@lru_cache(maxsize=1)
 def _sqlite_write_actions() -> dict[int, tuple[str, int]]:
-    """Action code -> (verb, which argument holds the table: 1 or 2)."""
+    """Action code -> (verb, which argument holds the table: 1 or 2). Built once per process."""
     import sqlite3
 
     codes = {
@@ -489,21 +519,31 @@ def _sqlite_write_actions() -> dict[int, tuple[str, int]]:
     return {getattr(sqlite3, name): verb_and_arg for name, verb_and_arg in codes.items()}
 
 
+@lru_cache(maxsize=1)
+def _sqlite_drops_that_delete() -> frozenset[int]:
+    """DROP TABLE t (and DROP VIEW) asks next for DELETE on t: that DELETE is part of the drop."""
+    import sqlite3
+
+    return frozenset(
+        {sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_TEMP_TABLE, sqlite3.SQLITE_DROP_VIEW,
+         sqlite3.SQLITE_DROP_TEMP_VIEW}
+    )  # fmt: skip
+
+
 def _sqlite_authorizer() -> Callable[[int, str | None, str | None, str | None, str | None], int]:
+    """A new authorizer for one raw connection (it remembers the DROP it is in the middle of)."""
     import sqlite3
 
     write_actions = _sqlite_write_actions()
+    drops_that_delete = _sqlite_drops_that_delete()
     ok, deny = sqlite3.SQLITE_OK, sqlite3.SQLITE_DENY
-    # DROP TABLE t (and DROP VIEW) asks next for DELETE on t: that DELETE is part of the drop.
-    drops_that_delete = {
-        sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_TEMP_TABLE, sqlite3.SQLITE_DROP_VIEW,
-        sqlite3.SQLITE_DROP_TEMP_VIEW,
-    }  # fmt: skip
     dropping: list[str] = [""]
 
     def authorize(
         action: int, arg1: str | None, arg2: str | None, database: str | None, source: str | None
     ) -> int:
+        # SQLite asks about every action while it prepares a statement (each column read
+        # included): every action that is not a write returns after one dict lookup.
         found = write_actions.get(action)
         if found is None or _allowed.get() is not None:
             return ok
