@@ -452,26 +452,38 @@ class WriteGuard:
             checks = _checks_for(sql)
         if not checks or _allowed.get() is not None:
             return execute(sql, params, many, context)
-        schema_only = _schema_allowed.get() is not None or _process_schema_reason is not None
-        for verb, table, switch in checks:
-            if switch and state.switch_writes_allowed():
-                continue
-            if schema_only and _schema_change_allowed(verb, table):
-                continue
-            status = state.current()
-            if status.enabled:
-                where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'
-                refusal = DeployModeActive(f"{verb} on {where}", status)
-                for listener in refusal_listeners:
-                    listener(refusal)
-                raise refusal
-            # Hand the state just read to SQLite's authorizer, which may not read it itself.
-            token = _judged.set(status)
-            try:
+        if _schema_allowed.get() is None and _process_schema_reason is None and not checks[0][2]:
+            verb, table, _ = checks[0]  # a protected table, no allowance: refused if deploy mode is on
+        else:
+            refused = _first_refused(checks)
+            if refused is None:
                 return execute(sql, params, many, context)
-            finally:
-                _judged.reset(token)
-        return execute(sql, params, many, context)
+            verb, table = refused
+        status = state.current()
+        if status.enabled:
+            where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'
+            refusal = DeployModeActive(f"{verb} on {where}", status)
+            for listener in refusal_listeners:
+                listener(refusal)
+            raise refusal
+        # Hand the state just read to SQLite's authorizer, which may not read it itself.
+        token = _judged.set(status)
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            _judged.reset(token)
+
+
+def _first_refused(checks: tuple[tuple[str, str, bool], ...]) -> tuple[str, str] | None:
+    """The first write that needs deploy mode off, the allowances in force considered."""
+    schema_only = schema_changes_allowed()
+    for verb, table, switch in checks:
+        if switch and state.switch_writes_allowed():
+            continue
+        if schema_only and _schema_change_allowed(verb, table):
+            continue
+        return verb, table
+    return None
 
 
 # --- SQLite: the same rules below Django, for SQL that never reaches the wrapper ------------
