@@ -567,3 +567,17 @@ def test_the_sqlite_authorizer_refuses_a_protected_write_when_the_state_is_unkno
     off = state.DeployModeStatus(enabled=False, source="database")
     monkeypatch.setattr(state, "cached", lambda: off)
     assert authorize(sqlite3.SQLITE_INSERT, "auth_group", None, "main", None) == sqlite3.SQLITE_OK
+
+
+@sqlite_only
+def test_the_wrapper_hands_the_state_it_read_to_the_sqlite_authorizer(transactional_db, settings):
+    import sqlite3
+
+    # transactional_db: executescript commits first. Nothing cached: the authorizer has only the hand-over.
+    settings.DEPLOYGUARD_STATE_CACHE_SECONDS = 0
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO auth_group (name) VALUES (%s) /* a fresh prepare */", ["handed over"])
+    assert getattr(connection, guard.JUDGED_ATTRIBUTE) == [None]  # and taken back after the statement
+    assert Group.objects.filter(name="handed over").exists()
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):  # outside the wrapper: fail closed
+        connection.connection.executescript("INSERT INTO auth_group (name) VALUES ('raw');")
