@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -53,19 +54,58 @@ ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # e.g. BE
 GOALS = {"get_rps": 1.03, "post_rps": 1.11, "orm_insert_10k": 1.05}
 
 
+INSTALL_UID = "deployguard.guard.install"
+# SQLite: each side's own raw connection (see own_sqlite_connections()).
+_sqlite_raw: dict[bool, Any] = {}
+
+
 def guard_installed(on: bool) -> None:
-    """Install or remove the write guard on this and every future connection."""
+    """Install or remove the write guard on this and every future connection.
+
+    Called before every timed call, so it does only what switching sides needs: the receiver
+    is connected strongly (a weak connect() adds a weakref.finalize that is never collected,
+    one per call), and on SQLite each side keeps its own raw connection (own_sqlite_connections()).
+    """
     if on:
-        guard.connect_receivers()
-        guard.install(connection)
+        connection_created.connect(guard.install, dispatch_uid=INSTALL_UID, weak=False)
+        if not guard.is_installed(connection):
+            connection.execute_wrappers.append(guard.write_guard)
     else:
-        connection_created.disconnect(dispatch_uid="deployguard.guard.install")
+        connection_created.disconnect(dispatch_uid=INSTALL_UID)
         if guard.is_installed(connection):
             connection.execute_wrappers.remove(guard.write_guard)
-        # On SQLite the guard is also the connection's authorizer (which, without the wrapper
-        # to hand it the state, refuses once the state cache expires): the baseline has none.
-        if connection.vendor == "sqlite" and connection.connection is not None:
-            connection.connection.set_authorizer(None)
+    if connection.vendor != "sqlite" or connection.connection is None:
+        return  # the next connection gets the guard or not from the receiver
+    if _sqlite_raw and connection.connection in _sqlite_raw.values() and not connection.in_atomic_block:
+        connection.connection = _sqlite_raw[on]
+    elif on:
+        guard.install(connection)
+    else:
+        # The guard is also SQLite's authorizer (which, without the wrapper to hand it the
+        # state, refuses once the state cache expires): the baseline has none.
+        connection.connection.set_authorizer(None)
+
+
+def own_sqlite_connections() -> None:
+    """SQLite: give ours and the baseline a raw connection each, made once, as Django makes one.
+
+    Ours has the guard's authorizer from the start, the baseline's has none. Setting an
+    authorizer makes SQLite re-prepare every statement the connection has cached, so setting
+    it on one shared connection before each of ours' calls (and removing it for the baseline)
+    charged ours a re-prepare of every statement that the baseline, reusing what ours had
+    prepared, never paid. No server pays that: a kept connection (CONN_MAX_AGE > 0) keeps its
+    authorizer and its prepared statements; a new one per request (CONN_MAX_AGE = 0) prepares
+    afresh on both sides. Each side now keeps its own, like two kept connections.
+    """
+    if connection.vendor != "sqlite":
+        return
+    guard_installed(False)
+    connection.ensure_connection()
+    baseline = connection.connection
+    connection.connection = None
+    guard_installed(True)
+    connection.connect()  # the guard's connection_created receiver installs it, as on every connection
+    _sqlite_raw.update({True: connection.connection, False: baseline})
 
 
 def client(with_middleware: bool, user: User) -> Client:
@@ -118,6 +158,7 @@ def main() -> None:
             actor=user, ml_number=f"ML-{number + 1:03d}", title=f"Draft {number}", submitted_by="Bench"
         )
     state.clear_cache()
+    own_sqlite_connections()
     print(f"database={connection.vendor} rounds={ROUNDS} requests={REQUESTS} inserts={INSERTS}")
 
     ours_client, baseline_client = client(True, user), client(False, user)

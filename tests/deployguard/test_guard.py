@@ -487,3 +487,97 @@ def test_the_sqlite_authorizer_lets_the_schema_allowance_rebuild_a_table(db):
     with pytest.raises(deployguard.DeployModeActive), transaction.atomic():
         with guard.allow_schema_changes("test: migrate"), connection.cursor() as cursor:
             cursor.execute('INSERT INTO "documents_rebuilt" ("id") VALUES (1)')
+
+
+# --- the guard's own cost: each statement judged once, reads pass on the first lookup ----------
+
+
+def test_a_statement_is_classified_once_and_then_judged_from_the_cache(db, monkeypatch):
+    classified: list[str] = []
+    real_write_targets = guard.write_targets
+    monkeypatch.setattr(guard, "write_targets", lambda sql: classified.append(sql) or real_write_targets(sql))
+    monkeypatch.setattr(guard, "_checks", {})
+    sql = 'INSERT INTO "auth_group" ("name") VALUES (%s) /* judged once */'
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ["first"])
+        cursor.execute(sql, ["second"])
+    assert classified.count(sql) == 1
+    state.enable(reason="Release 42", changed_by="ops@host")
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, ["in deploy mode"])  # the cached verdict still asks for the state
+    assert classified.count(sql) == 1
+    assert sorted(Group.objects.values_list("name", flat=True)) == ["first", "second"]
+
+
+def test_a_settings_change_rejudges_statements_already_cached(db, settings):
+    sql = 'INSERT INTO "auth_group" ("name") VALUES (%s) /* rejudged */'
+    state.enable(reason="Release 42", changed_by="ops@host")
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, ["refused"])
+    settings.DEPLOYGUARD_WRITABLE_TABLES = ["auth_group"]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ["allowlisted"])
+    settings.DEPLOYGUARD_WRITABLE_TABLES = ["django_session"]
+    state.prime_cache(state.current())  # the settings change forgot the state too
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, ["refused again"])
+    assert list(Group.objects.values_list("name", flat=True)) == ["allowlisted"]
+
+
+def test_the_statement_cache_is_bounded_and_a_full_cache_starts_again(db, monkeypatch):
+    monkeypatch.setattr(guard, "_checks", {})
+    monkeypatch.setattr(guard, "_CHECKS_LIMIT", 3)
+    with connection.cursor() as cursor:
+        for number in range(5):
+            cursor.execute(f"SELECT {number}")
+    assert 1 <= len(guard._checks) <= 3
+
+
+def test_statements_that_are_not_text_are_judged_every_time_and_still_refused(db):
+    state.enable(reason="Release 42", changed_by="ops@host")
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(b"INSERT INTO auth_group (name) VALUES ('bytes')")
+    assert b"INSERT INTO auth_group (name) VALUES ('bytes')" not in guard._checks
+    assert not Group.objects.exists()
+
+
+def test_the_sqlite_authorizer_table_is_built_once_per_process():
+    assert guard._sqlite_write_actions() is guard._sqlite_write_actions()
+    assert guard._sqlite_authorizer() is not guard._sqlite_authorizer()  # each connection its own DROP memory
+
+
+def test_the_sqlite_authorizer_passes_reads_without_asking_for_the_state(monkeypatch):
+    import sqlite3
+
+    def unreachable() -> None:
+        raise AssertionError("a read asked for the deploy mode state")
+
+    monkeypatch.setattr(state, "cached", unreachable)
+    authorize = guard._sqlite_authorizer()
+    assert authorize(sqlite3.SQLITE_READ, "auth_group", "name", "main", None) == sqlite3.SQLITE_OK
+    assert authorize(sqlite3.SQLITE_SELECT, None, None, None, None) == sqlite3.SQLITE_OK
+
+
+def test_the_sqlite_authorizer_refuses_a_protected_write_when_the_state_is_unknown(monkeypatch):
+    import sqlite3
+
+    monkeypatch.setattr(state, "cached", lambda: None)  # cache expired, nothing judged: fail closed
+    authorize = guard._sqlite_authorizer()
+    assert authorize(sqlite3.SQLITE_INSERT, "auth_group", None, "main", None) == sqlite3.SQLITE_DENY
+    off = state.DeployModeStatus(enabled=False, source="database")
+    monkeypatch.setattr(state, "cached", lambda: off)
+    assert authorize(sqlite3.SQLITE_INSERT, "auth_group", None, "main", None) == sqlite3.SQLITE_OK
+
+
+@sqlite_only
+def test_the_wrapper_hands_the_state_it_read_to_the_sqlite_authorizer(transactional_db, settings):
+    import sqlite3
+
+    # transactional_db: executescript commits first. Nothing cached: the authorizer has only the hand-over.
+    settings.DEPLOYGUARD_STATE_CACHE_SECONDS = 0
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO auth_group (name) VALUES (%s) /* a fresh prepare */", ["handed over"])
+    assert getattr(connection, guard.JUDGED_ATTRIBUTE) == [None]  # and taken back after the statement
+    assert Group.objects.filter(name="handed over").exists()
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):  # outside the wrapper: fail closed
+        connection.connection.executescript("INSERT INTO auth_group (name) VALUES ('raw');")
