@@ -81,6 +81,11 @@ def count_queries(action) -> tuple[int, int]:
         seen["state"] += STATE_TABLE in sql
         return execute(sql, params, many, context)
 
+    # A process's first state read on a database also checks the state table exists: once per
+    # process and database, not per page. With two databases swapped under one state cache,
+    # that check would land on whichever side reads first: take it before counting.
+    state.clear_cache()
+    state.current()
     state.clear_cache()
     with connection.execute_wrapper(counter):
         action()
