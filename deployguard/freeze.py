@@ -123,12 +123,6 @@ def thaw(connection: BaseDatabaseWrapper) -> int:
     return len(enabled)
 
 
-def enforced(connection: BaseDatabaseWrapper) -> bool:
-    """Whether every freezable table carries an enabled trigger now."""
-    on = frozen_tables(connection)
-    return all(on.get(table, False) for table in freezable_tables(connection))
-
-
 def is_refusal(error: BaseException) -> bool:
     """Whether `error` (a Django DatabaseError or the driver's) is the trigger's refusal."""
     for candidate in (error, error.__cause__):

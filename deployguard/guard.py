@@ -468,11 +468,7 @@ class WriteGuard:
             verb, table = refused
         status = state.current()
         if status.enabled:
-            where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'
-            refusal = DeployModeActive(f"{verb} on {where}", status)
-            for listener in refusal_listeners:
-                listener(refusal)
-            raise refusal
+            raise _refusal(verb, table, status)
         # Hand the state just read to SQLite's authorizer, which may not read it itself.
         judged = getattr(context["connection"], JUDGED_ATTRIBUTE, None)
         if judged is None:  # no authorizer of ours on this connection: PostgreSQL
@@ -511,6 +507,11 @@ def _refused_by_database(verb: str, table: str, connection: BaseDatabaseWrapper)
     if not connection.in_atomic_block:  # else the transaction is aborted: no query now
         with contextlib.suppress(DatabaseError):
             status = state.current()
+    return _refusal(verb, table, status)
+
+
+def _refusal(verb: str, table: str, status: state.DeployModeStatus) -> DeployModeActive:
+    """The refusal of `verb` on `table`, told to the listeners before it is raised."""
     where = "a table it could not name" if table == UNKNOWN_TABLE else f'"{table}"'
     refusal = DeployModeActive(f"{verb} on {where}", status)
     for listener in refusal_listeners:
