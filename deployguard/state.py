@@ -228,7 +228,9 @@ def force_for_process(reason: str) -> None:
     """
     global _forced_for_process
     _forced_for_process = DeployModeStatus(enabled=True, source="process", reason=reason)
-    logger.info("Deploy mode forced on for this process: %s", reason)
+    # Debug, not info: it happens on every deploy_safe start, --help included; a refusal it
+    # causes names it in full.
+    logger.debug("Deploy mode forced on for this process: %s", reason)
 
 
 def cached() -> DeployModeStatus | None:
