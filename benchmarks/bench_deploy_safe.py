@@ -39,7 +39,8 @@ def _run(command: list[str], **env: str) -> None:
         command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} exited {result.returncode}:\n{result.stderr[-2000:]}")
+        print(f"{' '.join(command)} exited {result.returncode}:\n{result.stderr[-2000:]}", file=sys.stderr)
+        sys.exit(2)  # could not run: not a missed goal
 
 
 def _manage(*args: str, **env: str) -> None:

@@ -253,9 +253,10 @@ def main() -> None:
                 result = parse(line, engine)
                 if result:
                     results.append(result)
-            # bench_admin.py exits 1 for a missed goal; a traceback or no line at all is a failure.
-            crashed = any(line.startswith("Traceback") for line in lines)
-            if code != 0 and (crashed or not any(parse(line, engine) for line in lines)):
+            # bench_admin.py exits 1 for a missed goal; a traceback, an exit status above 1 (a
+            # command the benchmark ran failed) or no line at all is a failure.
+            crashed = any(line.startswith("Traceback") for line in lines) or code > 1
+            if crashed or not any(parse(line, engine) for line in lines):
                 failures.append(f"{name} on {engine} exited {code}: see its output above")
     summary(results, failures, skipped, time.perf_counter() - overall, args.rows)
     sys.exit(1 if failures or any(r.status == "MISSED" for r in results) else 0)

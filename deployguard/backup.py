@@ -420,8 +420,8 @@ def restore_database(
                 _restore_sqlite(backup, using)
             else:
                 _restore_postgresql(backup, using, manifest)
-                # A backup taken during a deploy holds the database freeze's triggers, enabled.
-                freeze.match_state(using)
+            # A backup taken during a deploy holds the database freeze's triggers, on.
+            freeze.match_state(using)
         except (BackupError, sqlite3.Error, DatabaseError) as error:
             raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
     differences = compare_fingerprints(manifest.fingerprints, fingerprints(using))

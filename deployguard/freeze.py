@@ -51,7 +51,23 @@ $body$
 
 
 def supported(connection: BaseDatabaseWrapper) -> bool:
-    return connection.vendor == "postgresql"
+    return connection.vendor in ("postgresql", "sqlite")
+
+
+# SQLite has no statement triggers, no way to disable one and no session settings: the freeze
+# is three row triggers a table, created when deploy mode goes on and dropped when it goes off,
+# whose WHEN asks a function only deployguard's connections define. A client without it (the
+# sqlite3 shell, code without deployguard) fails "no such function": refused too.
+SQLITE_FUNCTION = "deployguard_writes_allowed"
+SQLITE_OPERATIONS = ("INSERT", "UPDATE", "DELETE")
+
+
+def _sqlite_trigger(table: str, operation: str) -> str:
+    return f"{TRIGGER}_{operation.lower()}_{table}"
+
+
+def _sqlite_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def freezable_tables(connection: BaseDatabaseWrapper) -> list[str]:
@@ -60,19 +76,43 @@ def freezable_tables(connection: BaseDatabaseWrapper) -> list[str]:
 
     with connection.cursor() as cursor:
         tables = guard.protected_tables(connection.introspection.table_names(cursor))
-    return sorted(tables - guard.migrate_writable_tables())
+    # SQLite's own tables (sqlite_stat1 after ANALYZE) take no triggers.
+    return sorted(t for t in tables - guard.migrate_writable_tables() if not t.startswith("sqlite_"))
 
 
 def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeout: float) -> int:
-    """Enable the trigger on every table (creating it where missing), in one transaction;
+    """Turn the trigger on for every table (creating it where missing), in one transaction;
     returns how many tables.
 
     Waits (at most `lock_timeout` seconds a table) for transactions that wrote to a table to
-    end, even where the trigger was on already. Raises DatabaseError (lock_not_available) when
-    one outlasts it: then nothing changes.
+    end, even where the trigger was on already. Raises DatabaseError (lock_not_available, or
+    SQLite's "database is locked") when one outlasts it: then nothing changes.
     """
     tables = list(tables)
     quote = connection.ops.quote_name
+    if connection.vendor == "sqlite":
+        with _switch_cursor(connection) as cursor, _allowed_here():
+            cursor.execute("PRAGMA busy_timeout")
+            (previous,) = cursor.fetchone()
+            cursor.execute(f"PRAGMA busy_timeout = {max(1, int(lock_timeout * 1000))}")
+            try:
+                cursor.execute("BEGIN IMMEDIATE")  # waits for the one current writer
+                try:
+                    for table in tables:
+                        for operation in SQLITE_OPERATIONS:
+                            refusal = f'Deploy mode is on: {operation} on "{table}" refused by the database.'
+                            cursor.execute(
+                                f"CREATE TRIGGER IF NOT EXISTS {quote(_sqlite_trigger(table, operation))} "
+                                f"BEFORE {operation} ON {quote(table)} WHEN NOT {SQLITE_FUNCTION}() "
+                                f"BEGIN SELECT RAISE(ABORT, {_sqlite_literal(refusal)}); END"
+                            )
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(previous)}")
+        return len(tables)
     with transaction.atomic(using=connection.alias):
         existing = frozen_tables(connection)
         with _switch_cursor(connection) as cursor:
@@ -89,18 +129,34 @@ def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeo
 
 
 @contextlib.contextmanager
+def _allowed_here() -> Iterator[None]:
+    """SQLite's authorizer refuses DDL on protected tables while deploy mode is on; the
+    freeze's own triggers are part of the switch."""
+    from deployguard import guard
+
+    with guard.switch_ddl():
+        yield
+
+
+@contextlib.contextmanager
 def _switch_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
     """The driver's own cursor, in the connection's current transaction: the switch's DDL is
     part of the switch, which the write guard (forced on in deploy_safe) would refuse as
     "CREATE on a table it could not name", as it lets state.enable() write the state row."""
     connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+    with connection.wrap_database_errors, contextlib.closing(connection.connection.cursor()) as cursor:
         yield cursor
 
 
 def frozen_tables(connection: BaseDatabaseWrapper) -> dict[str, bool]:
-    """Each table that carries the trigger: whether it is enabled."""
+    """Each table that carries the trigger: whether it is on."""
     with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s",
+                [f"{TRIGGER}_%"],
+            )
+            return {table: True for (table,) in cursor.fetchall()}
         cursor.execute(
             "SELECT c.relname, t.tgenabled <> 'D' FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
             "WHERE t.tgname = %s AND pg_table_is_visible(c.oid)",
@@ -110,15 +166,25 @@ def frozen_tables(connection: BaseDatabaseWrapper) -> dict[str, bool]:
 
 
 def thaw(connection: BaseDatabaseWrapper) -> int:
-    """Disable every enabled trigger (inside the caller's transaction, if any); returns how many.
+    """Turn every trigger off (inside the caller's transaction, if any); returns how many tables.
 
-    ALTER TABLE ... DISABLE TRIGGER takes the same lock as enabling: readers go on; only a
-    writer deployguard let through could make it wait.
+    PostgreSQL: ALTER TABLE ... DISABLE TRIGGER takes the same lock as enabling: readers go on;
+    only a writer deployguard let through could make it wait. SQLite: the triggers are dropped.
     """
-    enabled = [table for table, on in frozen_tables(connection).items() if on]
+    enabled = sorted(table for table, on in frozen_tables(connection).items() if on)
     quote = connection.ops.quote_name
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s", [f"{TRIGGER}_%"]
+            )
+            names = [name for (name,) in cursor.fetchall()]
+        with _switch_cursor(connection) as cursor, _allowed_here():
+            for name in names:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
+        return len(enabled)
     with _switch_cursor(connection) as cursor:
-        for table in sorted(enabled):
+        for table in enabled:
             cursor.execute(f"ALTER TABLE {quote(table)} DISABLE TRIGGER {TRIGGER}")
     return len(enabled)
 
@@ -128,7 +194,8 @@ def is_refusal(error: BaseException) -> bool:
     for candidate in (error, error.__cause__):
         if getattr(candidate, "sqlstate", None) == SQLSTATE:
             return True
-    return False
+    text = str(error)  # SQLite's RAISE(ABORT, ...) carries only its message
+    return text.startswith("Deploy mode is on: ") and text.endswith(" refused by the database.")
 
 
 def run_allowed(cursor: Any, run: Callable[[], T]) -> T:

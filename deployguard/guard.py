@@ -471,20 +471,19 @@ class WriteGuard:
             raise _refusal(verb, table, status)
         # Hand the state just read to SQLite's authorizer, which may not read it itself.
         judged = getattr(context["connection"], JUDGED_ATTRIBUTE, None)
-        if judged is None:  # no authorizer of ours on this connection: PostgreSQL
-            try:
-                return execute(sql, params, many, context)
-            except DatabaseError as error:
-                # The state this process trusted said off; the database's freeze says on.
-                if freeze.is_refusal(error):
-                    raise _refused_by_database(verb, table, context["connection"]) from error
-                raise
-        previous = judged[0]
-        judged[0] = status
+        if judged is not None:
+            previous = judged[0]
+            judged[0] = status
         try:
             return execute(sql, params, many, context)
+        except DatabaseError as error:
+            # The state this process trusted said off; the database's freeze says on.
+            if freeze.is_refusal(error):
+                raise _refused_by_database(verb, table, context["connection"]) from error
+            raise
         finally:
-            judged[0] = previous
+            if judged is not None:
+                judged[0] = previous
 
 
 def _first_refused(checks: tuple[tuple[str, str, bool], ...]) -> tuple[str, str] | None:
@@ -630,6 +629,23 @@ def _install_sqlite_authorizer(connection: BaseDatabaseWrapper) -> None:
             judged = [None]
             setattr(connection, JUDGED_ATTRIBUTE, judged)
         connection.connection.set_authorizer(_sqlite_authorizer(judged))
+        # What the database's freeze triggers ask (deployguard.freeze): is this write allowed?
+        connection.connection.create_function(freeze.SQLITE_FUNCTION, 0, _writes_allowed)
+
+
+def _writes_allowed() -> int:
+    return 1 if _allowed.get() is not None else 0
+
+
+@contextmanager
+def switch_ddl() -> Iterator[None]:
+    """The database freeze's own DDL (its triggers) passes SQLite's authorizer: part of the
+    switch, like the state row, so not logged as an allowance."""
+    token = _allowed.set("the deploy-mode switch's triggers")
+    try:
+        yield
+    finally:
+        _allowed.reset(token)
 
 
 write_guard = WriteGuard()

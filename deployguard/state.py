@@ -396,10 +396,10 @@ def wait_for_propagation() -> float:
 def drain_in_flight_writes(timeout: float | None = None) -> str:
     """Wait for transactions that wrote to protected tables before the switch to end.
 
-    PostgreSQL: enable the database's own freeze (deployguard.freeze), whose locks wait for
-    every transaction that wrote to a protected table (lock_timeout bounds the wait) and whose
-    triggers then refuse every write, from any client. SQLite: BEGIN IMMEDIATE, which waits for
-    the one current writer. Returns what it did; raises DrainTimeout when a writer outlasts
+    It turns on the database's own freeze (deployguard.freeze): on PostgreSQL its locks wait
+    for every transaction that wrote to a protected table, on SQLite its BEGIN IMMEDIATE waits
+    for the one current writer (the timeout bounds either); its triggers then refuse every
+    write, from any client. Returns what it did; raises DrainTimeout when a writer outlasts
     `timeout`.
     """
     from deployguard import freeze
@@ -419,30 +419,13 @@ def drain_in_flight_writes(timeout: float | None = None) -> str:
             raise DrainTimeout(
                 f"A transaction that wrote before deploy mode went on was still open after {timeout:g}s "
                 f"({str(error).strip()}); its writes may still commit, and the database does not refuse "
-                "writes yet. Find it in pg_stat_activity and let it end (or end it), then run "
+                "writes yet. Find it (pg_stat_activity on PostgreSQL) and let it end (or end it), then run "
                 "`manage.py deploy_mode off` and `manage.py deploy_mode on` again."
             ) from error
         return (
             f"waited for writers on {frozen} protected tables; the database now refuses their writes "
-            "(PostgreSQL triggers)"
+            f"({'PostgreSQL' if connection.vendor == 'postgresql' else 'SQLite'} triggers)"
         )
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA busy_timeout")
-            (previous,) = cursor.fetchone()
-            cursor.execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-                cursor.execute("COMMIT")
-            except DatabaseError as error:
-                raise DrainTimeout(
-                    f"The SQLite database was still locked by a writer after {timeout:g}s "
-                    f"({str(error).strip()}); its writes may still commit. Let it end (or end it), "
-                    "then proceed."
-                ) from error
-            finally:
-                cursor.execute(f"PRAGMA busy_timeout = {int(previous)}")
-        return "waited for the current writer (SQLite BEGIN IMMEDIATE)"
     return f"skipped: no drain for {connection.vendor}"
 
 

@@ -1,7 +1,8 @@
-"""PostgreSQL's own freeze: while deploy mode is on, the database refuses writes from any client."""
+"""The database's own freeze: while deploy mode is on, the database refuses writes from any client."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -12,10 +13,8 @@ from django.db import connection, connections
 
 from deployguard import freeze, guard, state
 from deployguard.exceptions import DeployModeActive, DrainTimeout
-from tests.deployguard.support import database_url_for
+from tests.deployguard.support import database_url_for, manage
 from tests.factories import SubmissionFactory
-
-pytestmark = pytest.mark.postgresql
 
 # A statement-level trigger fires even when no row matches: a probe that changes nothing.
 PROBE = "UPDATE documents_submission SET title = title WHERE false"
@@ -53,9 +52,10 @@ def refused(client: psycopg.Connection, sql: str) -> psycopg.Error:
 def test_the_drain_freezes_every_protected_table_but_migrates_bookkeeping(frozen):
     tables = freeze.freezable_tables(connection)
 
+    engine = "PostgreSQL" if connection.vendor == "postgresql" else "SQLite"
     assert frozen == (
         f"waited for writers on {len(tables)} protected tables; the database now refuses their writes "
-        "(PostgreSQL triggers)"
+        f"({engine} triggers)"
     )
     assert "documents_submission" in tables
     assert "documents_historicalsubmission" in tables
@@ -63,6 +63,7 @@ def test_the_drain_freezes_every_protected_table_but_migrates_bookkeeping(frozen
     assert enforced()
 
 
+@pytest.mark.postgresql
 @pytest.mark.parametrize(
     ("sql", "verb"),
     [
@@ -84,6 +85,7 @@ def test_a_client_without_deployguard_is_refused_by_the_database(frozen, outside
     assert error.diag.message_hint == "Writes resume when it is turned off: manage.py deploy_mode off."
 
 
+@pytest.mark.postgresql
 def test_copy_is_refused_and_writes_resume_when_deploy_mode_is_off(frozen, outsider):
     with pytest.raises(psycopg.Error) as caught:
         with outsider.cursor().copy("COPY auth_group (name) FROM STDIN") as copy:
@@ -99,6 +101,7 @@ def test_copy_is_refused_and_writes_resume_when_deploy_mode_is_off(frozen, outsi
     assert outsider.execute("SELECT count(*) FROM auth_group WHERE name = 'copied in'").fetchone() == (1,)
 
 
+@pytest.mark.postgresql
 def test_a_transaction_begun_before_the_freeze_cannot_write_after_it(transactional_db, fast_switch, outsider):
     for isolation in (psycopg.IsolationLevel.READ_COMMITTED, psycopg.IsolationLevel.REPEATABLE_READ):
         outsider.autocommit = False
@@ -113,6 +116,7 @@ def test_a_transaction_begun_before_the_freeze_cannot_write_after_it(transaction
             state.disable(changed_by="pytest")
 
 
+@pytest.mark.postgresql
 def test_the_freeze_waits_for_a_transaction_that_wrote_and_lets_it_commit(
     transactional_db, fast_switch, outsider
 ):
@@ -145,6 +149,7 @@ def test_the_freeze_waits_for_a_transaction_that_wrote_and_lets_it_commit(
         state.disable(changed_by="pytest")
 
 
+@pytest.mark.postgresql
 def test_a_writer_that_outlasts_the_drain_timeout_leaves_the_database_unfrozen(
     transactional_db, fast_switch, outsider
 ):
@@ -172,6 +177,7 @@ def test_a_process_trusting_a_cached_off_gets_the_guards_refusal_not_a_database_
     assert "manage.py deploy_mode off" in str(caught.value)
 
 
+@pytest.mark.postgresql
 def test_what_deployguard_allows_passes_the_trigger_for_that_statement_only(frozen, outsider):
     with guard.allow_writes("a named data migration"), connection.cursor() as cursor:
         cursor.execute("INSERT INTO auth_group (name) VALUES ('allowed')")
@@ -185,6 +191,7 @@ def test_what_deployguard_allows_passes_the_trigger_for_that_statement_only(froz
     )
 
 
+@pytest.mark.postgresql
 def test_after_a_restore_the_triggers_follow_the_state_row(transactional_db, outsider):
     tables = freeze.freezable_tables(connection)
     freeze.freeze(connection, tables, lock_timeout=5)  # as a backup taken during a deploy brings back
@@ -192,3 +199,35 @@ def test_after_a_restore_the_triggers_follow_the_state_row(transactional_db, out
     assert freeze.match_state() == f"deploy mode is off: {len(tables)} trigger(s) disabled"
     outsider.execute(PROBE)
     assert freeze.frozen_tables(connection) == dict.fromkeys(tables, False)
+
+
+def test_sqlite_refuses_a_client_without_deployguard_until_deploy_mode_is_off(shared_database_url):
+    import sqlite3
+
+    from django.db import connection as django_connection
+
+    if django_connection.vendor != "sqlite":
+        pytest.skip("the SQLite freeze: PostgreSQL's is tested above")
+    path = shared_database_url.removeprefix("sqlite:///")
+    insert = "INSERT INTO auth_group (name) VALUES ('from outside')"
+    with contextlib.closing(sqlite3.connect(path)) as outside:
+        outside.execute("ANALYZE")  # creates sqlite_stat1, which takes no trigger
+        outside.commit()
+    switched = manage(shared_database_url, "deploy_mode", "on", "--reason", "Release 42")
+    assert switched.returncode == 0, switched.stderr
+
+    with contextlib.closing(sqlite3.connect(path)) as outside:
+        with pytest.raises(sqlite3.OperationalError, match=f"no such function: {freeze.SQLITE_FUNCTION}"):
+            outside.execute(insert)
+        outside.create_function(freeze.SQLITE_FUNCTION, 0, lambda: 0)  # a client that says "not allowed"
+        with pytest.raises(sqlite3.IntegrityError) as caught:
+            outside.execute(insert)
+        assert str(caught.value) == 'Deploy mode is on: INSERT on "auth_group" refused by the database.'
+        assert freeze.is_refusal(caught.value)
+
+    assert manage(shared_database_url, "deploy_mode", "off").returncode == 0
+    with contextlib.closing(sqlite3.connect(path)) as outside:
+        outside.execute(insert)
+        outside.commit()
+        assert outside.execute("SELECT count(*) FROM auth_group").fetchone() == (1,)
+        assert outside.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone() == (0,)
