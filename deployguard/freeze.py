@@ -1,23 +1,28 @@
-"""PostgreSQL: deploy mode enforced by the database itself, for writers deployguard never sees.
+"""Deploy mode enforced by the database itself, for writers deployguard never sees.
 
-The write guard stops what runs through Django in a process that has deployguard loaded. psql,
-`COPY`, a cron job with its own driver, another host running older code: only the database
-sees those. While deploy mode is on, every protected table carries an enabled statement-level
-trigger that refuses INSERT, UPDATE, DELETE and TRUNCATE with SQLSTATE DG001; while it is off
-the trigger is disabled, which costs a write nothing.
+The write guard stops what runs through Django in a process that has deployguard loaded. psql
+or the sqlite3 shell, `COPY`, a cron job with its own driver, another host running older code:
+only the database sees those. While deploy mode is on, every protected table carries triggers
+that refuse its writes; while it is off they are off, which costs a write nothing.
 
-Enabling a trigger takes a SHARE ROW EXCLUSIVE lock on its table: it waits for every
-transaction that has written to the table and not yet ended (the drain, exact, with
-lock_timeout as its bound), and every write statement after the commit is refused, whatever
-state the writer's process has cached and whatever its transaction's snapshot. Readers are
-never blocked. So on PostgreSQL, once `freeze()` has committed, nobody can write: deploy_safe
-need not wait for other processes' caches to expire.
+PostgreSQL: one statement-level trigger a table (INSERT, UPDATE, DELETE, TRUNCATE; COPY too),
+SQLSTATE DG001, enabled and disabled with ALTER TABLE. Enabling takes SHARE ROW EXCLUSIVE:
+it waits for every transaction that has written to the table and not yet ended (the drain,
+exact, with lock_timeout as its bound), and every write statement after the commit is
+refused, whatever state the writer's process has cached and whatever its transaction's
+snapshot. Readers are never blocked. What deployguard itself lets through
+(`guard.allow_writes()`, a data migration named with `--allow-data-migration`) sets the
+session setting `deployguard.writes` to `allowed` around the statement.
 
-What deployguard itself lets through while the trigger is on (`guard.allow_writes()`, a data
-migration named with `--allow-data-migration`) sets the session setting `deployguard.writes`
-to `allowed` around the statement. Tables created after the freeze have no trigger; the write
-guard and deploy_safe's "new tables start empty" check cover them. SQLite has a single writer
-and no other way in; there, the write guard and its authorizer remain the enforcement.
+SQLite: three row triggers a table, created under the write lock (BEGIN IMMEDIATE waits for
+the one current writer) and dropped when deploy mode goes off; their WHEN asks a function
+only deployguard's connections define, which allows what `allow_writes()` allows. A client
+without it fails "no such function"; any statement prepared before is prepared again, since
+the schema changed.
+
+Either way, once `freeze()` has committed nobody can write: deploy_safe need not wait for
+other processes' caches to expire. Tables created after the freeze have no trigger; the
+write guard and deploy_safe's "new tables start empty" check cover them.
 """
 
 from __future__ import annotations
