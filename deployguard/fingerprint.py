@@ -94,11 +94,7 @@ def column_names(tables: Iterable[str], *, using: str = "default") -> dict[str, 
     if not wanted:
         return {}
     if connection.vendor == "postgresql":
-        sql = (
-            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-            "WHERE c.relname = ANY(%s) AND pg_table_is_visible(c.oid) AND a.attnum > 0 "
-            "AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
-        )
+        sql = f"SELECT c.relname, a.attname {_PG_COLUMNS}"
         params: list[Any] = [wanted]
     elif connection.vendor == "sqlite":
         marks = ", ".join("%s" for _ in wanted)
@@ -116,6 +112,36 @@ def column_names(tables: Iterable[str], *, using: str = "default") -> dict[str, 
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for table, column in cursor.fetchall():
+            found.setdefault(table, []).append(column)
+    return found
+
+
+# Every live column of the named tables visible on the search path, in table and column order.
+_PG_COLUMNS = (
+    "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+    "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
+    "WHERE c.relname = ANY(%s) AND pg_table_is_visible(c.oid) AND a.attnum > 0 "
+    "AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
+)
+
+
+def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, list[list[str]]]:
+    """PostgreSQL: each table's [column, type, collation], in order, in one query.
+
+    What a query's answer can depend on besides the rows: the same SQL over the same rows and
+    column types gives the same answer (deploy_safe's reuse of its integrity counts).
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        raise NotImplementedError("column_types() reads PostgreSQL's catalogue")
+    wanted = sorted(set(tables))
+    found: dict[str, list[list[str]]] = {}
+    if not wanted:
+        return found
+    sql = f"SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), coalesce(co.collname, '') {_PG_COLUMNS}"  # noqa: E501
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [wanted])
+        for table, *column in cursor.fetchall():
             found.setdefault(table, []).append(column)
     return found
 

@@ -176,18 +176,19 @@ def thaw(connection: BaseDatabaseWrapper) -> int:
     PostgreSQL: ALTER TABLE ... DISABLE TRIGGER takes the same lock as enabling: readers go on;
     only a writer deployguard let through could make it wait. SQLite: the triggers are dropped.
     """
-    enabled = sorted(table for table, on in frozen_tables(connection).items() if on)
     quote = connection.ops.quote_name
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s", [f"{TRIGGER}_%"]
+                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s",
+                [f"{TRIGGER}_%"],
             )
-            names = [name for (name,) in cursor.fetchall()]
+            triggers = cursor.fetchall()
         with _switch_cursor(connection) as cursor, _allowed_here():
-            for name in names:
+            for name, _table in triggers:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
-        return len(enabled)
+        return len({table for _name, table in triggers})
+    enabled = sorted(table for table, on in frozen_tables(connection).items() if on)
     with _switch_cursor(connection) as cursor:
         for table in enabled:
             cursor.execute(f"ALTER TABLE {quote(table)} DISABLE TRIGGER {TRIGGER}")

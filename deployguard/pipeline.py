@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from io import StringIO
@@ -53,7 +53,7 @@ from django.utils import timezone
 
 from deployguard import backup, conf, freeze, guard, origin, state
 from deployguard.exceptions import DrainTimeout
-from deployguard.fingerprint import _prepare, column_names, fingerprint_table, row_hash_sql
+from deployguard.fingerprint import _prepare, column_names, column_types, fingerprint_table, row_hash_sql
 
 logger = logging.getLogger("deployguard")
 T = TypeVar("T")
@@ -292,31 +292,6 @@ def tables_read(found: set[str], *, using: str = "default") -> Iterator[None]:
 
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]*")
-
-
-def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, list[list[str]]]:
-    """Each table's columns with their types (and collations on PostgreSQL), in order.
-
-    What a query's result can depend on besides the rows: the same SQL over the same rows and
-    column types gives the same answer.
-    """
-    connection = connections[using]
-    wanted = sorted(set(tables))
-    if connection.vendor != "postgresql" or not wanted:
-        raise NotImplementedError("column_types() reads PostgreSQL's catalogue")
-    sql = (
-        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), coalesce(co.collname, '') "
-        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-        "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
-        "WHERE c.relname = ANY(%s) AND pg_table_is_visible(c.oid) AND a.attnum > 0 "
-        "AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
-    )
-    found: dict[str, list[list[str]]] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [wanted])
-        for table, *column in cursor.fetchall():
-            found.setdefault(table, []).append(column)
-    return found
 
 
 def pending_migrations(*, using: str = "default", app: str | None = None) -> list[str]:
