@@ -14,7 +14,7 @@ Python reference implementations below otherwise; the two give the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from marshal import dumps
@@ -210,3 +210,65 @@ def row_hashes(
         cursor.execute(sql)
         while rows := cursor.fetchmany(chunk_size):
             yield from rows
+
+
+# --- PostgreSQL: proving a table unwritten since a snapshot, without hashing it -----------
+
+XID_SPACE = 2**32
+
+
+def snapshot_horizon(*, using: str = "default") -> int:
+    """PostgreSQL: the horizon of the current transaction's snapshot, a 32-bit transaction id
+    below which every transaction that could have written this database had ended by then.
+
+    It is the oldest of the snapshot's xmax and the transactions it saw running, leaving out
+    those still running now in another database (a cluster's transaction ids are shared, so a
+    long transaction elsewhere would otherwise hold it back). Every row version the snapshot
+    does not see, and every version written since, carries an xmin at or above it: a
+    subtransaction's id is above its parent's. Call it inside the snapshot's REPEATABLE READ
+    transaction, after its first query.
+    """
+    with connections[using].cursor() as cursor:
+        cursor.execute(_PG_HORIZON)
+        (horizon,) = cursor.fetchone()
+    return int(horizon) % XID_SPACE
+
+
+_PG_HORIZON = (
+    "SELECT min(x)::text::bigint FROM ("
+    " SELECT pg_snapshot_xmax(pg_current_snapshot()) AS x"
+    " UNION ALL SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) AS x"
+    " WHERE x::text::bigint % 4294967296 NOT IN ("  # XID_SPACE
+    "  SELECT backend_xid::text::bigint FROM pg_stat_activity WHERE backend_xid IS NOT NULL"
+    "  AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))"
+    ") AS running"
+)
+
+
+def unwritten_since(horizon: int, counts: Mapping[str, int], *, using: str = "default") -> set[str]:
+    """PostgreSQL: the tables among `counts` proved to hold exactly the rows they held in the
+    snapshot whose horizon is `horizon` (snapshot_horizon()), where each had counts[table] rows.
+
+    INSERT, UPDATE and COPY write new row versions, each stamped with its transaction's id
+    (xmin); so does a table rewrite. A table whose visible rows all carry an xmin below the
+    horizon holds only rows the snapshot saw: deleting is the one change that leaves no new
+    version, and it shows in the count. One scan, no hashing. A table is not proved when it
+    has a newer version, even an update that changed nothing: the caller hashes it instead.
+    xmin is compared through age(), modulo 2**32 as the server does, both ages in the same
+    statement. Rows frozen more than 2**31 transactions ago read as new: only a lost shortcut.
+    """
+    connection = connections[using]
+    wanted = sorted(counts)
+    if not wanted:
+        return set()
+    quote = connection.ops.quote_name
+    # Only quoted identifiers go into the SQL; the table names come back as parameters.
+    sql = " UNION ALL ".join(
+        f"SELECT %s, count(*), count(*) FILTER (WHERE age(xmin) <= age(%s::text::xid)) FROM {quote(t)}"  # noqa: S608
+        for t in wanted
+    )
+    params: list[Any] = [value for table in wanted for value in (table, str(horizon))]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    return {table for table, count, newer in found if count == counts[table] and newer == 0}

@@ -10,7 +10,10 @@ PostgreSQL the database's own freeze makes the wait needless: deployguard.freeze
 fingerprints are taken while the backup copies the same data, under the same lock or
 snapshot; the write-path audit and the post-check's integrity rules run on a thread. On
 PostgreSQL the post-check reuses the pre-check's integrity counts when it can prove the rules
-would read exactly the same rows and column types (see Pipeline._rules_would_see_changes).
+would read exactly the same rows and column types (see Pipeline._rules_would_see_changes), and
+each table is hashed once: the pre-check fingerprints every protected table in the rules'
+snapshot, and a table proved unwritten since (fingerprint.unwritten_since: same row count, no
+row version newer than that snapshot) keeps that fingerprint, in the backup and after migrate.
 Going off does not wait for other processes' caches. Any failure
 after the backup is undone: nothing to restore when the fingerprints and the applied
 migrations prove the data unchanged, else the backup is restored and verified.
@@ -53,7 +56,15 @@ from django.utils import timezone
 
 from deployguard import backup, conf, freeze, guard, origin, state
 from deployguard.exceptions import DrainTimeout
-from deployguard.fingerprint import _prepare, column_names, column_types, fingerprint_table, row_hash_sql
+from deployguard.fingerprint import (
+    _prepare,
+    column_names,
+    column_types,
+    fingerprint_table,
+    row_hash_sql,
+    snapshot_horizon,
+    unwritten_since,
+)
 
 logger = logging.getLogger("deployguard")
 T = TypeVar("T")
@@ -233,17 +244,53 @@ def bookkeeping_tables() -> frozenset[str]:
     return guard.migrate_writable_tables()
 
 
-def table_fingerprints(*, using: str = "default") -> dict[str, dict[str, Any]]:
-    """Every protected table's columns, row count and digest (bookkeeping tables included)."""
+@dataclass
+class TablesAt:
+    """PostgreSQL: every protected table's fingerprint in one snapshot, and its horizon
+    (fingerprint.snapshot_horizon), against which later states are proved unwritten."""
+
+    horizon: int
+    fingerprints: dict[str, dict[str, Any]]
+
+
+def table_fingerprints(
+    *, using: str = "default", earlier: TablesAt | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every protected table's columns, row count and digest (bookkeeping tables included);
+    on PostgreSQL also its column types.
+
+    With `earlier` (PostgreSQL), a table with the same column types that is proved unwritten
+    since that snapshot (fingerprint.unwritten_since) keeps its earlier fingerprint, the very
+    same dict, instead of being hashed again.
+    """
     connection = connections[using]
     result: dict[str, dict[str, Any]] = {}
     with connection.cursor() as cursor:
         tables = sorted(guard.protected_tables(connection.introspection.table_names(cursor)))
-    described = column_names(tables, using=using)
+    if connection.vendor != "postgresql":
+        described = {
+            table: {"columns": columns} for table, columns in column_names(tables, using=using).items()
+        }
+    else:
+        described = {
+            table: {"columns": [column[0] for column in types], "types": types}
+            for table, types in column_types(tables, using=using).items()
+        }
+    proved: set[str] = set()
+    if earlier is not None:
+        same_types = {
+            table: then["count"]
+            for table in tables
+            if (then := earlier.fingerprints.get(table))
+            and then.get("types") == described[table].get("types")
+        }
+        proved = unwritten_since(earlier.horizon, same_types, using=using)
     for table in tables:
-        columns = described[table]
-        fp = fingerprint_table(table, using=using, columns=columns)
-        result[table] = {"columns": columns, "count": fp.count, "digest": fp.digest}
+        if earlier is not None and table in proved:
+            result[table] = earlier.fingerprints[table]
+            continue
+        fp = fingerprint_table(table, using=using, columns=described[table]["columns"])
+        result[table] = {**described[table], "count": fp.count, "digest": fp.digest}
     return result
 
 
@@ -471,9 +518,14 @@ class Pipeline:
         self.backup_path: Path | None = None
         self.manifest: backup.Manifest | None = None
         self.integrity_before: dict[str, int] | None = None
-        # PostgreSQL: what the pre-check's rules read, fingerprinted in the rules' snapshot.
+        # PostgreSQL: what the pre-check's rules read, fingerprinted in the rules' snapshot...
         self.rule_inputs: dict[str, dict[str, Any]] = {}
+        # ...where every protected table was fingerprinted (reused by the backup when unwritten
+        # since), and the snapshot the backup was taken in (the post-check's reference).
+        self.pre_check_tables: TablesAt | None = None
+        self.frozen_horizon: int | None = None
         self._unchanged_tables: set[str] = set()
+        self.proved_unwritten: list[str] = []  # the post-check's tables proved without hashing
         self.baseline_after_migrate = False
         self.writers: list[dict[str, str]] = []
         self.data_changes: dict[str, Any] = {}
@@ -634,13 +686,21 @@ class Pipeline:
         while the backup copies the same data (same lock or snapshot), reported as a step of
         its own, listed before the backup's."""
         with self.step("fingerprint", before=before) as step:
-            self.fingerprints = table_fingerprints(using=self.using)
+            postgresql = connections[self.using].vendor == "postgresql"
+            earlier = self.pre_check_tables
+            self.fingerprints = table_fingerprints(using=self.using, earlier=earlier)
             self.migrations = backup.applied_migrations(self.using)
+            if postgresql:  # the post-check proves tables unwritten since this snapshot
+                self.frozen_horizon = snapshot_horizon(using=self.using)
             step.detail = {
                 "tables": len(self.fingerprints),
                 "rows": sum(fp["count"] for fp in self.fingerprints.values()),
                 "while": "the backup copies the same data",
             }
+            if earlier is not None:
+                reused = [t for t, fp in self.fingerprints.items() if fp is earlier.fingerprints.get(t)]
+                step.detail["reused_from_pre_check"] = len(reused)
+                step.detail["hashed"] = sorted(set(self.fingerprints) - set(reused))
         return {t: {"count": fp["count"], "digest": fp["digest"]} for t, fp in self.fingerprints.items()}
 
     def _alongside(self, work: Callable[[], T]) -> Future[tuple[T, float]]:
@@ -837,7 +897,8 @@ class Pipeline:
         column types in the same snapshot, so that the post-check can tell whether the rules
         would see exactly the same data again. The fingerprints are taken on a second
         connection that imports the rules' snapshot, while the rules run: the tables the rules
-        read are only known once they have run, so every protected table is fingerprinted."""
+        read are only known once they have run, so every protected table is fingerprinted;
+        kept in `pre_check_tables`, with the snapshot's horizon, for the backup to reuse."""
         from deployguard.integrity import default_registry, evaluate
 
         if connections[self.using].vendor != "postgresql":
@@ -851,16 +912,17 @@ class Pipeline:
             fingerprints = self._alongside(lambda: self._fingerprints_in(snapshot, imported))
             with tables_read(read, using=self.using):
                 counts = {r.rule.id: r.count for r in evaluate(default_registry.select(), sample_size=0)}
-            types = column_types(read, using=self.using)
             imported.wait()  # an exported snapshot can be imported only while its transaction lasts
-        taken, _seconds = fingerprints.result()
-        inputs = {table: {**taken[table], "types": types[table]} for table in sorted(read) if table in taken}
+        self.pre_check_tables, _seconds = fingerprints.result()
+        taken = self.pre_check_tables.fingerprints
+        inputs = {table: taken[table] for table in sorted(read) if table in taken}
         if set(inputs) != read:  # the rules read a table that is not protected: no proof
             return counts, {}
         return counts, inputs
 
-    def _fingerprints_in(self, snapshot: str, imported: threading.Event) -> dict[str, dict[str, Any]]:
-        """Every protected table's fingerprint in an exported snapshot (a thread's own connection)."""
+    def _fingerprints_in(self, snapshot: str, imported: threading.Event) -> TablesAt:
+        """Every protected table's fingerprint in an exported snapshot, and the snapshot's
+        horizon (a thread's own connection)."""
         if not re.fullmatch(r"[0-9A-F-]+", snapshot):
             raise ValueError(f"unexpected snapshot id {snapshot!r}")
         try:
@@ -868,7 +930,7 @@ class Pipeline:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
                 imported.set()
-                return table_fingerprints(using=self.using)
+                return TablesAt(snapshot_horizon(using=self.using), table_fingerprints(using=self.using))
         finally:
             imported.set()
 
@@ -1137,6 +1199,8 @@ class Pipeline:
         with self.step("post-check: fingerprints") as step:
             changed = self._compare_fingerprints()
             step.detail = {"schema_changes": self.schema_changes, "differences": changed}
+            if self.frozen_horizon is not None:
+                step.detail["proved_unwritten"] = len(self.proved_unwritten)
             if changed:
                 step.status = "failed"
                 problems.append("Data changed during the deploy: " + "; ".join(changed))
@@ -1188,18 +1252,35 @@ class Pipeline:
     def _compare_fingerprints(self) -> list[str]:
         """Differences between now and the fingerprints taken before migrate, over the columns
         each table had then; new tables must be empty; tables a named data migration changed
-        are reported, not compared."""
+        are reported, not compared. On PostgreSQL a table with the same column types that is
+        proved unwritten since the backup's snapshot (fingerprint.unwritten_since) is not
+        hashed again: it holds the very rows whose fingerprint was taken."""
         connection = connections[self.using]
         skip = set(bookkeeping_tables()) | set().union(*(set(c) for c in self.data_changes.values()))
         with connection.cursor() as cursor:
             now = set(guard.protected_tables(connection.introspection.table_names(cursor)))
         columns_now = {table: set(columns) for table, columns in column_names(now, using=self.using).items()}
+        proved: set[str] = set()
+        if self.frozen_horizon is not None:
+            types_now = column_types(now & set(self.fingerprints), using=self.using)
+            same_types = {
+                table: before["count"]
+                for table, before in self.fingerprints.items()
+                if table not in skip
+                and before.get("types") is not None
+                and types_now.get(table) == before["types"]
+            }
+            proved = unwritten_since(self.frozen_horizon, same_types, using=self.using)
+        self.proved_unwritten = sorted(proved)
         differences: list[str] = []
         for table, before in sorted(self.fingerprints.items()):
             if table in skip:
                 continue
             if table not in now:
                 self.schema_changes.append(f"{table}: dropped")
+                continue
+            if table in proved:
+                self._unchanged_tables.add(table)
                 continue
             dropped = [c for c in before["columns"] if c not in columns_now[table]]
             added = sorted(columns_now[table] - set(before["columns"]))

@@ -61,6 +61,19 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
     assert steps["fingerprint"]["detail"]["while"] == "the backup copies the same data"
     if scratch.url.startswith("postgres"):
+        # Every table was hashed once, in the pre-check's snapshot: the backup kept those
+        # fingerprints, and the post-check proved the tables unwritten instead of hashing them.
+        fingerprinted = steps["fingerprint"]["detail"]
+        assert (fingerprinted["hashed"], fingerprinted["reused_from_pre_check"]) == (
+            [],
+            fingerprinted["tables"],
+        )
+        compared = [
+            t
+            for t in before["fingerprints"]
+            if t not in ("django_content_type", "auth_permission", "django_migrations")
+        ]
+        assert steps["post-check: fingerprints"]["detail"]["proved_unwritten"] == len(compared)
         # Nothing the rules read changed, in the pre-check's snapshot or since: same answer.
         assert steps["post-check: integrity"]["detail"]["reused"] == (
             "the tables the rules read are unchanged since the pre-check ran them"
@@ -495,19 +508,69 @@ def test_the_post_check_reuses_the_rules_answer_only_while_what_they_read_is_unc
     assert pipeline._rules_would_see_changes() == "documents_submission's columns changed"
 
 
+def _freeze_fingerprints(pipeline) -> None:
+    """What the backup step does: fingerprints in a snapshot, reusing the pre-check's, and the
+    snapshot's horizon for the post-check."""
+    from django.db import connection, transaction
+
+    from deployguard.fingerprint import snapshot_horizon
+    from deployguard.pipeline import table_fingerprints
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        pipeline.fingerprints = table_fingerprints(earlier=pipeline.pre_check_tables)
+        pipeline.frozen_horizon = snapshot_horizon()
+
+
 @pytest.mark.postgresql
 def test_a_write_between_the_pre_check_and_the_freeze_makes_the_rules_run_again(transactional_db):
-    from deployguard.pipeline import table_fingerprints
     from tests.factories import SubmissionFactory
 
     SubmissionFactory(ml_number="ML-001")
     pipeline = _pipeline_after_pre_check()
     SubmissionFactory(ml_number="ML-002")  # lands after the rules ran, before deploy mode is on
-    pipeline.fingerprints = table_fingerprints()
+    _freeze_fingerprints(pipeline)
 
+    # Only what was written is hashed again; every other table keeps the pre-check's fingerprint.
+    earlier = pipeline.pre_check_tables.fingerprints
+    hashed = {table for table, fp in pipeline.fingerprints.items() if fp is not earlier[table]}
+    assert hashed == {"documents_submission", "documents_historicalsubmission", "auth_user"}  # and its user
+    assert pipeline.fingerprints["documents_submission"]["count"] == 2
     assert pipeline._rules_would_see_changes() == (
         "documents_historicalsubmission changed between the pre-check and the freeze"
     )
+
+
+@pytest.mark.postgresql
+def test_the_post_check_proves_unwritten_tables_and_hashes_the_others(transactional_db):
+    from tests.documents.fakes import raw_update_submission
+    from tests.factories import SubmissionFactory
+
+    first = SubmissionFactory(ml_number="ML-001", title="First")
+    second = SubmissionFactory(ml_number="ML-002", title="Second")
+    pipeline = _pipeline_after_pre_check()
+    _freeze_fingerprints(pipeline)
+    assert pipeline._compare_fingerprints() == []
+    assert {"documents_submission", "documents_historicalsubmission"} <= set(pipeline.proved_unwritten)
+
+    # Column types that differ from the backup's: no proof, so hashed (and found equal).
+    history = pipeline.fingerprints["documents_historicalsubmission"]
+    (first_column, *_), *other_columns = history["types"]
+    pipeline.fingerprints["documents_historicalsubmission"] = {
+        **history, "types": [[first_column, "text", ""], *other_columns]
+    }  # fmt: skip
+    assert pipeline._compare_fingerprints() == []
+    assert "documents_historicalsubmission" not in pipeline.proved_unwritten
+
+    # An update that changes nothing is a new row version: hashed, equal, so still unchanged.
+    raw_update_submission(first.pk, title="First")
+    pipeline._unchanged_tables.clear()
+    assert pipeline._compare_fingerprints() == []
+    assert "documents_submission" not in pipeline.proved_unwritten
+    assert "documents_submission" in pipeline._unchanged_tables
+
+    raw_update_submission(second.pk, title="Changed behind the deploy's back")
+    assert pipeline._compare_fingerprints() == ["documents_submission: 2 rows both times, contents differ"]
 
 
 def test_the_rules_are_not_reused_without_their_inputs_fingerprinted(db):

@@ -109,3 +109,121 @@ def test_a_fingerprint_by_table_name_hashes_every_column_of_the_table(db):
 
     assert fingerprint_table(table) == fingerprint_table(table, columns=every)
     assert fingerprint_table(table) != fingerprint_table(table, columns=every[:1])
+
+
+# --- PostgreSQL: a table proved unwritten since a snapshot (deploy_safe's shortcut) --------
+
+
+@pytest.fixture
+def proof_table(transactional_db):
+    """Three committed rows, and a way to write to them from another session."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE fp_proof (id integer PRIMARY KEY, name varchar(20))")
+        cursor.execute("INSERT INTO fp_proof VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    yield "fp_proof"
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE fp_proof")
+
+
+def _other_session(autocommit: bool = True):
+    import psycopg
+
+    params = connection.get_connection_params()
+    return psycopg.connect(**params, autocommit=autocommit)
+
+
+def _horizon_and_count() -> tuple[int, int]:
+    """The horizon and row count of a REPEATABLE READ snapshot, as deploy_safe takes them."""
+    from django.db import transaction
+
+    from deployguard.fingerprint import snapshot_horizon
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("SELECT count(*) FROM fp_proof")
+        (count,) = cursor.fetchone()
+        return snapshot_horizon(), count
+
+
+@pytest.mark.postgresql
+def test_a_table_nobody_wrote_to_is_proved_unchanged_even_after_a_rolled_back_write_or_a_row_lock(
+    proof_table,
+):
+    from deployguard.fingerprint import unwritten_since
+
+    horizon, count = _horizon_and_count()
+    assert count == 3
+    assert unwritten_since(horizon, {proof_table: count}) == {proof_table}
+
+    with _other_session(autocommit=False) as other:
+        other.execute("UPDATE fp_proof SET name = 'x' WHERE id = 1")
+        other.rollback()
+        other.execute("SELECT * FROM fp_proof WHERE id = 2 FOR UPDATE")
+        other.commit()
+
+    assert unwritten_since(horizon, {proof_table: count}) == {proof_table}
+    assert unwritten_since(horizon, {proof_table: 2}) == set()  # a different count is no proof
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize(
+    "write",
+    [
+        "UPDATE fp_proof SET name = name WHERE id = 1",  # changes nothing, still a new row version
+        "DELETE FROM fp_proof WHERE id = 3",
+        "INSERT INTO fp_proof VALUES (4, 'd')",
+        "DELETE FROM fp_proof WHERE id = 3; INSERT INTO fp_proof VALUES (3, 'c')",  # same rows again
+        "TRUNCATE fp_proof; INSERT INTO fp_proof VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+        "VACUUM FULL fp_proof; UPDATE fp_proof SET name = 'b' WHERE id = 2",
+    ],
+    ids=["no-op-update", "delete", "insert", "delete-and-insert-the-same", "truncate-and-refill", "rewrite"],
+)
+def test_any_write_since_the_snapshot_leaves_the_table_unproved(proof_table, write):
+    from deployguard.fingerprint import unwritten_since
+
+    horizon, count = _horizon_and_count()
+    with _other_session() as other:
+        for statement in write.split("; "):
+            other.execute(statement)
+
+    assert unwritten_since(horizon, {proof_table: count}) == set()
+
+
+@pytest.mark.postgresql
+def test_a_write_in_a_savepoint_of_a_transaction_open_at_the_snapshot_leaves_the_table_unproved(
+    proof_table,
+):
+    """The row version carries the subtransaction's id, which no snapshot lists; it is still
+    at or above the horizon, which the open transaction holds back. A later transaction that
+    ends before the snapshot puts the snapshot's xmax above that id: xmax would not do."""
+    from deployguard.fingerprint import unwritten_since
+
+    with _other_session(autocommit=False) as other, _other_session() as later:
+        other.execute("SELECT 1")
+        with other.transaction():  # a savepoint inside the open transaction
+            other.execute("UPDATE fp_proof SET name = 'x' WHERE id = 1")
+        later.execute("SELECT pg_current_xact_id()")  # takes a transaction id and ends
+        horizon, count = _horizon_and_count()  # does not see the update
+        other.commit()
+
+    assert count == 3
+    assert unwritten_since(horizon, {proof_table: count}) == set()
+
+
+@pytest.mark.postgresql
+def test_a_transaction_open_in_another_database_does_not_hold_the_horizon_back(proof_table):
+    """Transaction ids are the cluster's: left in, a long writer elsewhere would make every
+    newer row here look unproved."""
+    import psycopg
+
+    from deployguard.fingerprint import unwritten_since
+
+    params = {**connection.get_connection_params(), "dbname": "postgres"}
+    with psycopg.connect(**params) as elsewhere, _other_session() as here:
+        elsewhere.execute("SELECT pg_current_xact_id()")  # holds a transaction id, stays open
+        here.execute("INSERT INTO fp_proof VALUES (4, 'd')")
+        horizon, count = _horizon_and_count()
+        elsewhere.rollback()
+
+    assert count == 4
+    assert unwritten_since(horizon, {proof_table: count}) == {proof_table}
