@@ -24,7 +24,9 @@ told to: schema changes and bookkeeping rows only; data migrations only with --a
 -> post-checks (fingerprints equal over the columns each table had before, new tables empty,
 integrity no worse, no unapplied migration) -> deploy mode off -> DeployRecord and one JSON line
 in the deploy log. Deploy mode goes on BEFORE the fingerprint and the backup, so that no live
-write can land between them and the freeze. This process itself starts frozen: an app whose
+write can land between them and the freeze. On PostgreSQL each table is hashed once, in the
+pre-check: a table proved unwritten since (same row count, no newer row version) keeps that
+fingerprint; any other is hashed again. This process itself starts frozen: an app whose
 ready() hook writes stops it at start-up (exit 1), before anything is touched. A write the guard
 refuses during migrate fails the deploy (exit 1, the writer named by file and line) even when
 the code that tried it caught the refusal: that release writes during deploys.
