@@ -113,3 +113,74 @@ def test_a_failed_pg_dump_fails_the_backup_with_its_message_and_leaves_nothing(s
     assert result.returncode == 1
     assert "pg_dump failed: pg_dump: error: the disk is on fire" in result.stderr
     assert list(output.iterdir()) == []
+
+
+# --- SQLite's integrity check of the copy, split across cores ---------------------------
+
+
+def _sqlite_file(path, *statements: str):
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    connection.executescript(";\n".join(statements))
+    connection.commit()
+    connection.close()
+    return path
+
+
+def _quick_check(path) -> list[str]:
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    try:
+        return [row[0] for row in connection.execute("PRAGMA quick_check")]
+    finally:
+        connection.close()
+
+
+def test_the_split_integrity_check_finds_an_index_that_does_not_match_its_table(tmp_path):
+    """quick_check, the whole-file part, does not compare index entries with rows: the
+    per-table part does, so the split check finds what integrity_check finds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deployguard.backup import BackupError, _checked_sha256, integrity_problems
+
+    path = _sqlite_file(
+        tmp_path / "index.sqlite3",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT)",
+        "CREATE INDEX t_a ON t (a)",
+        "INSERT INTO t (a, b) VALUES ('x1', 'y1'), ('x2', 'y2'), ('x3', 'y3'), ('x4', 'y4')",
+        "PRAGMA writable_schema = ON",
+        "UPDATE sqlite_schema SET sql = 'CREATE INDEX t_a ON t (b)' WHERE name = 't_a'",
+    )
+    assert _quick_check(path) == ["ok"]
+
+    expected = [f"row {n} missing from index t_a" for n in range(1, 5)]
+    assert integrity_problems(path) == expected
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert integrity_problems(path, pool) == expected
+    with pytest.raises(BackupError) as refused:
+        _checked_sha256(path)
+    assert str(refused.value) == (
+        "The copy failed SQLite's integrity check: row 1 missing from index t_a; "
+        "row 2 missing from index t_a; row 3 missing from index t_a (and 1 more)"
+    )
+
+
+def test_the_split_integrity_check_finds_a_damaged_page_and_passes_a_sound_file(tmp_path):
+    from deployguard.backup import _checked_sha256, integrity_problems, sha256_of
+
+    path = _sqlite_file(
+        tmp_path / "page.sqlite3",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT UNIQUE)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
+        "INSERT INTO t (a) SELECT printf('%03d', i) || zeroblob(200) FROM n",
+    )
+    assert integrity_problems(path) == []
+    assert _checked_sha256(path) == sha256_of(path)
+
+    with path.open("r+b") as damaged:
+        damaged.seek(4 * 4096 + 8)  # page 5: overwrite its cell pointers
+        damaged.write(b"\xff" * 64)
+    problems = integrity_problems(path)
+    assert problems and "On tree page 5 cell 0: Offset 65535 out of range" in problems[0]
