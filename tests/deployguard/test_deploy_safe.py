@@ -692,3 +692,27 @@ def test_a_writer_that_outlasts_the_drain_stops_the_deploy_before_the_backup(scr
     assert not after["deploy_mode"]
     assert list(after["records"].values()) == ["rolled_back"]
     assert not list(scratch.backup_dir.glob("*.dump"))
+
+
+SEED_FAKES = (
+    "from django.contrib.auth.models import User\n"
+    "from tests.documents.fakes import raw_insert_draft, raw_insert_submission\n"
+    "pk = raw_insert_submission('ML-900', status='published', approved_by_id=User.objects.first().pk)\n"
+    "raw_insert_draft('rfc900', submission_id=pk, published_by_id=User.objects.first().pk)\n"
+)
+
+
+def test_integrity_errors_before_the_deploy_stop_it_with_every_rule_counted(scratch: Scratch):
+    """Both models' rules are counted (on a SQLite file, each model's pass on its own thread)."""
+    assert scratch.manage("shell", "-c", SEED_FAKES).returncode == 0
+    before = scratch.inspect()
+
+    result = scratch.deploy(apps="schema")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert scratch.report()["message"] == (
+        "1 pre-check(s) failed; nothing was touched: Integrity errors before the deploy: "
+        "documents.E020 (1), documents.E021 (1); see `manage.py verify_integrity`."
+    )
+    assert scratch.inspect() == before
+    assert not list(scratch.backup_dir.glob("*"))
