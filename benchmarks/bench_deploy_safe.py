@@ -3,9 +3,10 @@
     DATABASE_URL=... BENCH_ROWS=1000000 python benchmarks/bench_deploy_safe.py [--skip-generate]
 
 Fills the database with benchmarks/generate.py (it replaces every documents row), then
-prints two lines, each the median of --repeat runs, ours and the baseline alternating:
+prints three lines, each the median of --repeat runs, ours and the baseline alternating:
 BENCH backup_db ours=<s> baseline=<s> ratio=<r> goal<=1.2   (baseline: pg_dump -Fc, or the
-sqlite3 shell's .backup) and BENCH deploy_safe ours=<s> baseline=<s> ratio=<r> goal<=2.0
+sqlite3 shell's .backup), BENCH backup_db_checked (no goal; baseline: the bare tools making
+the same checks, see checked_backup) and BENCH deploy_safe ours=<s> baseline=<s> ratio=<r> goal<=2.0
 (baseline: backup_db then a bare migrate), then PROFILE lines: the median of each of
 deploy_safe's steps from its --report, which leave out its start-up (not the goal). Both
 deploys apply the test app tests/deploy_apps/schema, which is unapplied again between runs,
@@ -73,9 +74,42 @@ def bare_backup(url: str, target: Path) -> Callable[[], None]:
     return lambda: _run(["sqlite3", parsed.path, f".backup '{target}'"])
 
 
-def report(name: str, ours: float, baseline: float, goal: float, baseline_is: str) -> None:
+def checked_backup(url: str, target: Path) -> Callable[[], None]:
+    """The bare tools making the checks backup_db makes, one after another, as an operator's
+    script would: SQLite `.backup`, `PRAGMA integrity_check` and sha256sum (no fingerprints:
+    no bare tool computes ours); PostgreSQL `pg_dump -Fc`, `pg_restore --list`, sha256sum
+    and psql summing a hash of every row's text form, as ours does, over every table of the
+    public schema (ours: the protected ones, which include every large table)."""
+    parsed = urlparse(url)
+    if not parsed.scheme.startswith("postgres"):
+
+        def sqlite() -> None:
+            _run(["sqlite3", parsed.path, f".backup '{target}'"])
+            _run(["sqlite3", str(target), "PRAGMA integrity_check"])
+            _run(["sha256sum", str(target)])
+
+        return sqlite
+
+    def postgresql() -> None:
+        _run(["pg_dump", "--format=custom", f"--dbname={url}", "--file", str(target)])
+        _run(["pg_restore", "--list", str(target)])
+        _run(["sha256sum", str(target)])
+        tables = subprocess.run(
+            ["psql", url, "-Atc", "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        sums = " UNION ALL ".join(
+            f'SELECT count(*), sum(hashtextextended(t::text, 0)) FROM "{table}" t' for table in tables
+        )
+        _run(["psql", url, "-Atc", f"SET jit = off; {sums}"])
+
+    return postgresql
+
+
+def report(name: str, ours: float, baseline: float, goal: float | None, baseline_is: str) -> None:
     ratio = ours / baseline
-    line = f"BENCH {name} ours={ours:.3f} baseline={baseline:.3f} ratio={ratio:.2f} goal<={goal}"
+    goal_text = "none" if goal is None else f"{goal}"
+    line = f"BENCH {name} ours={ours:.3f} baseline={baseline:.3f} ratio={ratio:.2f} goal<={goal_text}"
     print(f"{line}  # baseline: {baseline_is}", flush=True)
 
 
@@ -143,6 +177,19 @@ def main() -> None:
             report(
                 "backup_db", ours, baseline, 1.2, "pg_dump -Fc" if "postgres" in url else "sqlite3 .backup"
             )
+            # No goal: what the same checks cost with the bare tools (see checked_backup).
+            ours, baseline = compare(
+                lambda: _manage("backup_db", "--output", str(target)),
+                checked_backup(url, target),
+                args.repeat,
+                clear_backups,
+            )
+            checks = (
+                "pg_dump -Fc, pg_restore --list, sha256sum, psql row-hash sums"
+                if "postgres" in url
+                else "sqlite3 .backup, PRAGMA integrity_check, sha256sum"
+            )
+            report("backup_db_checked", ours, baseline, None, checks)
         if args.only == "backup_db":
             return
 
