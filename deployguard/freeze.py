@@ -31,7 +31,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 T = TypeVar("T")
@@ -40,6 +40,8 @@ FUNCTION = "deployguard_refuse_frozen_write"
 TRIGGER = "deployguard_frozen"
 SQLSTATE = "DG001"
 SETTING = "deployguard.writes"
+DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
+DEADLOCK_ATTEMPTS = 3
 
 FUNCTION_SQL = f"""
 CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $body$
@@ -91,7 +93,8 @@ def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeo
 
     Waits (at most `lock_timeout` seconds a table) for transactions that wrote to a table to
     end, even where the trigger was on already. Raises DatabaseError (lock_not_available, or
-    SQLite's "database is locked") when one outlasts it: then nothing changes.
+    SQLite's "database is locked") when one outlasts it: then nothing changes. PostgreSQL
+    starts again when it ends a deadlock with a writer by failing the freeze (3 attempts).
     """
     tables = list(tables)
     quote = connection.ops.quote_name
@@ -118,6 +121,22 @@ def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeo
             finally:
                 cursor.execute(f"PRAGMA busy_timeout = {int(previous)}")
         return len(tables)
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            _enable_triggers(connection, tables, lock_timeout=lock_timeout)
+            break
+        except DatabaseError as error:
+            # A writer that holds one table and then writes to another the freeze has locked
+            # already makes a deadlock; when PostgreSQL picks the freeze to fail, the writer
+            # goes on and ends, and the freeze (rolled back whole) can simply start again.
+            if getattr(error.__cause__, "sqlstate", None) != DEADLOCK or attempt == DEADLOCK_ATTEMPTS:
+                raise
+    return len(tables)
+
+
+def _enable_triggers(connection: BaseDatabaseWrapper, tables: list[str], *, lock_timeout: float) -> None:
+    """PostgreSQL: create the trigger where missing and enable it on every table, in one transaction."""
+    quote = connection.ops.quote_name
     with transaction.atomic(using=connection.alias):
         existing = frozen_tables(connection)
         with _switch_cursor(connection) as cursor:
@@ -130,7 +149,6 @@ def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeo
                         f"ON {quote(table)} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()"
                     )
                 cursor.execute(f"ALTER TABLE {quote(table)} ENABLE TRIGGER {TRIGGER}")
-    return len(tables)
 
 
 @contextlib.contextmanager

@@ -149,6 +149,51 @@ def test_the_freeze_waits_for_a_transaction_that_wrote_and_lets_it_commit(
         state.disable(changed_by="pytest")
 
 
+def _waiting_for_a_lock(client: psycopg.Connection, table: str) -> bool:
+    return client.execute(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass", [table]
+    ).fetchone() == (1,)
+
+
+@pytest.mark.postgresql
+def test_a_deadlock_with_a_writer_is_ended_by_failing_the_freeze_which_starts_again(
+    transactional_db, fast_switch, outsider
+):
+    """The freeze locks tables in name order. A writer holding documents_submission that then
+    writes to auth_group (locked already) closes a cycle; PostgreSQL fails the freeze, which
+    waited first. The writer commits, and the freeze, started again, completes."""
+    outsider.autocommit = False
+    outsider.execute(PROBE)  # holds documents_submission's write lock
+    state.enable(reason="Release 42", changed_by="ops@deploy-host")
+    drained: list[str] = []
+
+    def drain() -> None:
+        try:
+            drained.append(state.drain_in_flight_writes(timeout=10))
+        finally:
+            connections.close_all()
+
+    draining = threading.Thread(target=drain)
+    try:
+        draining.start()
+        with psycopg.connect(database_url_for(connection.settings_dict), autocommit=True) as watcher:
+            deadline = time.monotonic() + 10
+            while not _waiting_for_a_lock(watcher, "documents_submission") and time.monotonic() < deadline:
+                time.sleep(0.02)
+        outsider.execute("INSERT INTO auth_group (name) VALUES ('closes the cycle')")  # waits, then goes on
+        outsider.commit()
+        draining.join(timeout=15)
+        assert drained and drained[0].startswith("waited for writers on ")
+        assert enforced()
+        assert outsider.execute(
+            "SELECT count(*) FROM auth_group WHERE name = 'closes the cycle'"
+        ).fetchone() == (1,)
+    finally:
+        outsider.rollback()
+        draining.join(timeout=15)
+        state.disable(changed_by="pytest")
+
+
 @pytest.mark.postgresql
 def test_a_writer_that_outlasts_the_drain_timeout_leaves_the_database_unfrozen(
     transactional_db, fast_switch, outsider
