@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -488,11 +489,14 @@ def _pipeline_after_pre_check():
 
 @pytest.mark.postgresql
 def test_the_post_check_reuses_the_rules_answer_only_while_what_they_read_is_unchanged(transactional_db):
+    from deployguard.integrity import default_registry
     from tests.factories import published_draft
 
     published_draft(ml_number="ML-001")
     pipeline = _pipeline_after_pre_check()
 
+    # Each model's rules ran on a connection of their own, in the one snapshot: all are counted.
+    assert pipeline.integrity_before == dict.fromkeys((rule.id for rule in default_registry.select()), 0)
     # The rules' SQL names these tables (the submission's and draft's, their history, the users).
     assert {
         "documents_submission", "documents_publisheddraft", "documents_historicalsubmission",
@@ -716,3 +720,37 @@ def test_integrity_errors_before_the_deploy_stop_it_with_every_rule_counted(scra
     )
     assert scratch.inspect() == before
     assert not list(scratch.backup_dir.glob("*"))
+
+
+@pytest.mark.postgresql
+def test_the_pre_check_rules_on_other_connections_see_the_exported_snapshot_only(transactional_db):
+    """A row committed after the snapshot was exported is not counted by a rule group that
+    imports it, and is by the same group outside it."""
+    import psycopg
+    from django.db import connection, transaction
+
+    from deployguard.integrity import default_registry
+    from deployguard.pipeline import Options, Pipeline, rules_by_model
+    from tests.deployguard.support import database_url_for
+
+    pipeline = Pipeline(Options(), lambda style, text: None)
+    pipeline._pool.shutdown()
+    submission_rules = next(
+        g for g in rules_by_model(default_registry.select()) if g[0].model._meta.model_name == "submission"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cursor.execute("SELECT pg_export_snapshot()")
+        (snapshot,) = cursor.fetchone()
+        with psycopg.connect(database_url_for(connection.settings_dict), autocommit=True) as outsider:
+            outsider.execute(  # no creation record: documents.E020
+                "INSERT INTO documents_submission (ml_number, title, submitted_by, status, data_source, "
+                "is_legitimate, created_at, updated_at) VALUES ('ML-900', 'T', 'Ada', 'submitted', "
+                "'production', true, now(), now())"
+            )
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            counts, read = pool.submit(pipeline._rules_in, snapshot, submission_rules).result()
+    assert counts["documents.E020"] == 0
+    assert {"documents_submission", "documents_historicalsubmission"} <= read
+    counts, _read = pipeline._rules_in(None, submission_rules)  # this connection, now
+    assert counts["documents.E020"] == 1
