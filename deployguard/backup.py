@@ -34,7 +34,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
 from deployguard import freeze
-from deployguard.fingerprint import column_names, fingerprint_table
+from deployguard.fingerprint import PIN_RUNNING, column_names, fingerprint_table
 from deployguard.guard import allow_writes, protected_tables
 
 Fingerprints = dict[str, dict[str, Any]]
@@ -199,6 +199,7 @@ def _copy_sqlite(source_name: str, target: Path, copied: threading.Event) -> str
             destination = sqlite3.connect(target)
             try:
                 source.backup(destination)
+                _self_contained(destination)
             finally:
                 destination.close()
         finally:
@@ -206,6 +207,12 @@ def _copy_sqlite(source_name: str, target: Path, copied: threading.Event) -> str
     finally:
         copied.set()
     return _checked_sha256(target)
+
+
+def _self_contained(copy: sqlite3.Connection) -> None:
+    """A copy of a WAL database is in WAL mode too, and every connection that reads it would
+    leave -wal and -shm files beside it: make it one file, in rollback-journal mode."""
+    copy.execute("PRAGMA journal_mode = DELETE")
 
 
 def _checked_sha256(target: Path) -> str:
@@ -242,6 +249,8 @@ def integrity_problems(path: Path, pool: ThreadPoolExecutor | None = None) -> li
             name for (name,) in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")
         ]
         sizes = {table: _rows_at_most(connection, table) for table in tables}
+    except sqlite3.DatabaseError as error:  # damage that stops even reading the schema
+        return [f"reading the schema: {error}"]
     finally:
         connection.close()
     quote = _quote_identifier
@@ -300,6 +309,7 @@ def _backup_sqlite(target: Path, using: str, fingerprint: FingerprintSource) -> 
         destination = sqlite3.connect(target)
         try:
             connection.connection.backup(destination)
+            _self_contained(destination)
         finally:
             destination.close()
         return before, _checked_sha256(target)
@@ -331,8 +341,8 @@ def _backup_postgresql(target: Path, using: str, fingerprint: FingerprintSource)
     with transaction.atomic(using=using):
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cursor.execute("SELECT pg_export_snapshot()")
-            (snapshot,) = cursor.fetchone()
+            cursor.execute(f"SELECT pg_export_snapshot(), {PIN_RUNNING}")  # for snapshot_horizon()
+            (snapshot, _running) = cursor.fetchone()
         # The snapshot can be imported while this transaction is open: it stays open until pg_dump ends.
         with _started([*dump, f"--snapshot={snapshot}"], env):
             before = fingerprint()

@@ -119,31 +119,47 @@ def column_names(tables: Iterable[str], *, using: str = "default") -> dict[str, 
 # Every live column of the named tables visible on the search path, in table and column order.
 _PG_COLUMNS = (
     "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+    "JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type e ON e.oid = t.typelem "
     "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
     "WHERE c.relname = ANY(%s) AND pg_table_is_visible(c.oid) AND a.attnum > 0 "
     "AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
 )
 
 
-def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, list[list[str]]]:
-    """PostgreSQL: each table's [column, type, collation], in order, in one query.
+def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, list[list[Any]]]:
+    """PostgreSQL: each table's columns, in order, as [name, type, collation, number, table oid,
+    plain], in one query.
 
     What a query's answer can depend on besides the rows: the same SQL over the same rows and
-    column types gives the same answer (deploy_safe's reuse of its integrity counts).
+    column types gives the same answer (deploy_safe's reuse of its integrity counts). The
+    column's number and the table's oid change when a column is dropped and added again, or a
+    table replaced by another of the same name, which change what the rows hold without
+    writing a row version. `plain` is true for a base type or an array of one: an enum's,
+    composite's or domain's meaning can change by DDL on the type alone.
     """
     connection = connections[using]
     if connection.vendor != "postgresql":
         raise NotImplementedError("column_types() reads PostgreSQL's catalogue")
     wanted = sorted(set(tables))
-    found: dict[str, list[list[str]]] = {}
+    found: dict[str, list[list[Any]]] = {}
     if not wanted:
         return found
-    sql = f"SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), coalesce(co.collname, '') {_PG_COLUMNS}"  # noqa: E501
+    sql = (
+        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), coalesce(co.collname, ''), "
+        "a.attnum, c.oid::bigint, t.typtype = 'b' AND (e.oid IS NULL OR e.typtype = 'b') "
+        f"{_PG_COLUMNS}"
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, [wanted])
         for table, *column in cursor.fetchall():
             found.setdefault(table, []).append(column)
     return found
+
+
+def plain_columns(types: list[list[Any]]) -> bool:
+    """Whether every column in column_types()'s description of a table has a plain type, so
+    that its rows cannot change meaning without a new row version (see unwritten_since)."""
+    return all(column[5] for column in types)
 
 
 def table_columns(
@@ -222,17 +238,23 @@ def snapshot_horizon(*, using: str = "default") -> int:
     below which every transaction that could have written this database had ended by then.
 
     It is the oldest of the snapshot's xmax and the transactions it saw running, leaving out
-    those still running now in another database (a cluster's transaction ids are shared, so a
+    those still running in another database (a cluster's transaction ids are shared, so a
     long transaction elsewhere would otherwise hold it back). Every row version the snapshot
     does not see, and every version written since, carries an xmin at or above it: a
     subtransaction's id is above its parent's. Call it inside the snapshot's REPEATABLE READ
-    transaction, after its first query.
+    transaction, whose first statement should read PIN_RUNNING: PostgreSQL keeps the list of
+    running backends it reads until the transaction ends, so "still running elsewhere" is
+    judged at the snapshot's moment. Read later, a transaction elsewhere that has ended since
+    holds the horizon back: a lost shortcut, never a wrong proof.
     """
     with connections[using].cursor() as cursor:
         cursor.execute(_PG_HORIZON)
         (horizon,) = cursor.fetchone()
     return int(horizon) % XID_SPACE
 
+
+# Read in the statement that takes a snapshot (see snapshot_horizon).
+PIN_RUNNING = "(SELECT count(*) FROM pg_stat_activity)"
 
 _PG_HORIZON = (
     "SELECT min(x)::text::bigint FROM ("
@@ -250,12 +272,17 @@ def unwritten_since(horizon: int, counts: Mapping[str, int], *, using: str = "de
     snapshot whose horizon is `horizon` (snapshot_horizon()), where each had counts[table] rows.
 
     INSERT, UPDATE and COPY write new row versions, each stamped with its transaction's id
-    (xmin); so does a table rewrite. A table whose visible rows all carry an xmin below the
+    (xmin); so does ALTER TABLE when it rewrites the table (VACUUM FULL and CLUSTER move the
+    versions as they are, data and xmin). A table whose visible rows all carry an xmin below the
     horizon holds only rows the snapshot saw: deleting is the one change that leaves no new
     version, and it shows in the count. One scan, no hashing. A table is not proved when it
     has a newer version, even an update that changed nothing: the caller hashes it instead.
     xmin is compared through age(), modulo 2**32 as the server does, both ages in the same
-    statement. Rows frozen more than 2**31 transactions ago read as new: only a lost shortcut.
+    statement: a version written at or after the horizon is 0 to age(horizon) transactions old.
+    A row frozen more than 2**31 transactions ago keeps its xmin and reads a negative age: old.
+
+    The caller must also check that nothing changed what the rows hold without writing them:
+    the same table oid and column numbers, and only plain column types (column_types()).
     """
     connection = connections[using]
     wanted = sorted(counts)
@@ -264,7 +291,8 @@ def unwritten_since(horizon: int, counts: Mapping[str, int], *, using: str = "de
     quote = connection.ops.quote_name
     # Only quoted identifiers go into the SQL; the table names come back as parameters.
     sql = " UNION ALL ".join(
-        f"SELECT %s, count(*), count(*) FILTER (WHERE age(xmin) <= age(%s::text::xid)) FROM {quote(t)}"  # noqa: S608
+        f"SELECT %s, count(*), count(*) FILTER (WHERE age(xmin) BETWEEN 0 AND age(%s::text::xid)) "  # noqa: S608
+        f"FROM {quote(t)}"
         for t in wanted
     )
     params: list[Any] = [value for table in wanted for value in (table, str(horizon))]

@@ -57,10 +57,12 @@ from django.utils import timezone
 from deployguard import backup, conf, freeze, guard, origin, state
 from deployguard.exceptions import DrainTimeout
 from deployguard.fingerprint import (
+    PIN_RUNNING,
     _prepare,
     column_names,
     column_types,
     fingerprint_table,
+    plain_columns,
     row_hash_sql,
     snapshot_horizon,
     unwritten_since,
@@ -259,9 +261,10 @@ def table_fingerprints(
     """Every protected table's columns, row count and digest (bookkeeping tables included);
     on PostgreSQL also its column types.
 
-    With `earlier` (PostgreSQL), a table with the same column types that is proved unwritten
-    since that snapshot (fingerprint.unwritten_since) keeps its earlier fingerprint, the very
-    same dict, instead of being hashed again.
+    With `earlier` (PostgreSQL), a table with the same columns (fingerprint.column_types: names,
+    types, numbers, the table's oid), all of plain types, that is proved unwritten since that
+    snapshot (fingerprint.unwritten_since) keeps its earlier fingerprint, the very same dict,
+    instead of being hashed again.
     """
     connection = connections[using]
     result: dict[str, dict[str, Any]] = {}
@@ -283,6 +286,7 @@ def table_fingerprints(
             for table in tables
             if (then := earlier.fingerprints.get(table))
             and then.get("types") == described[table].get("types")
+            and plain_columns(then["types"])
         }
         proved = unwritten_since(earlier.horizon, same_types, using=using)
     for table in tables:
@@ -940,60 +944,71 @@ class Pipeline:
 
         if connections[self.using].vendor != "postgresql":
             return self._integrity_counts(), {}
-        first, *others = rules_by_model(default_registry.select())
+        groups = rules_by_model(default_registry.select())
         imported = threading.Event()
         with without_jit(using=self.using, snapshot=True):
             with connections[self.using].cursor() as cursor:
-                cursor.execute("SELECT pg_export_snapshot()")
-                (snapshot,) = cursor.fetchone()
-            fingerprints = self._alongside(lambda: self._fingerprints_in(snapshot, imported))
-            with ThreadPoolExecutor(
-                max_workers=max(1, len(others)), thread_name_prefix="deploy_safe-rules"
-            ) as pool:
-                parts = [pool.submit(self._rules_in, snapshot, group) for group in others]
-                counts, read = self._rules_in(None, first)
-                for part in parts:  # the snapshot must outlive their import: wait for them here
-                    more_counts, more_read = part.result()
-                    counts |= more_counts
-                    read |= more_read
+                cursor.execute(f"SELECT pg_export_snapshot(), {PIN_RUNNING}")
+                (snapshot, _running) = cursor.fetchone()
+            horizon = snapshot_horizon(using=self.using)
+            fingerprints = self._alongside(lambda: self._fingerprints_in(snapshot, horizon, imported))
+            workers = max(1, min(len(groups), os.cpu_count() or 2))
+            # Leaving the pool waits for every group: the snapshot must outlive their import.
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deploy_safe-rules") as pool:
+                parts = [pool.submit(self._rules_in, snapshot, group) for group in groups]
             imported.wait()  # an exported snapshot can be imported only while its transaction lasts
-        self.pre_check_tables, _seconds = fingerprints.result()
+        counts: dict[str, int] = {}
+        read: set[str] = set()
+        failure: BaseException | None = None
+        for part in parts:
+            if (error := part.exception()) is not None:
+                failure = failure or error  # the new rules on the old schema, say
+                continue
+            more_counts, more_read = part.result()
+            counts |= more_counts
+            read |= more_read
+        try:
+            self.pre_check_tables, _seconds = fingerprints.result()
+        except DatabaseError as error:  # no shortcut then: the backup hashes every table itself
+            logger.warning(
+                "deploy_safe: the pre-check's fingerprints failed (%s); the backup takes its own", error
+            )
+            self.pre_check_tables = None
+        if failure is not None:
+            raise failure
+        if self.pre_check_tables is None:
+            return counts, {}
         taken = self.pre_check_tables.fingerprints
         inputs = {table: taken[table] for table in sorted(read) if table in taken}
         if set(inputs) != read:  # the rules read a table that is not protected: no proof
             return counts, {}
         return counts, inputs
 
-    def _rules_in(self, snapshot: str | None, rules: list[Any]) -> tuple[dict[str, int], set[str]]:
-        """PostgreSQL: `rules`' counts and the tables their SQL read, without parallel workers;
-        in the exported `snapshot` on this thread's own connection, or (None) in the current
-        transaction."""
+    def _rules_in(self, snapshot: str, rules: list[Any]) -> tuple[dict[str, int], set[str]]:
+        """PostgreSQL: `rules`' counts and the tables their SQL read, in the exported
+        `snapshot`, without JIT or parallel workers (a thread's own connection)."""
         from deployguard.integrity import evaluate
 
         read: set[str] = set()
         try:
             with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
-                if snapshot is not None:
-                    _import_snapshot(cursor, snapshot)
-                    cursor.execute("SET LOCAL jit = off")
+                _import_snapshot(cursor, snapshot)
+                cursor.execute("SET LOCAL jit = off")
                 cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 with tables_read(read, using=self.using):
                     counts = {r.rule.id: r.count for r in evaluate(rules, sample_size=0)}
-                if snapshot is None:
-                    cursor.execute("SET LOCAL max_parallel_workers_per_gather = DEFAULT")
             return counts, read
         finally:
-            if snapshot is not None:
-                connections.close_all()  # this thread's own connections
+            connections.close_all()  # this thread's own connections
 
-    def _fingerprints_in(self, snapshot: str, imported: threading.Event) -> TablesAt:
-        """Every protected table's fingerprint in an exported snapshot, and the snapshot's
-        horizon (a thread's own connection)."""
+    def _fingerprints_in(self, snapshot: str, horizon: int, imported: threading.Event) -> TablesAt:
+        """Every protected table's fingerprint in an exported snapshot, whose horizon the
+        exporting transaction took (a thread's own connection)."""
         try:
             with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
                 _import_snapshot(cursor, snapshot)
                 imported.set()
-                return TablesAt(snapshot_horizon(using=self.using), table_fingerprints(using=self.using))
+                return TablesAt(horizon, table_fingerprints(using=self.using))
         finally:
             imported.set()
 
@@ -1315,9 +1330,10 @@ class Pipeline:
     def _compare_fingerprints(self) -> list[str]:
         """Differences between now and the fingerprints taken before migrate, over the columns
         each table had then; new tables must be empty; tables a named data migration changed
-        are reported, not compared. On PostgreSQL a table with the same column types that is
-        proved unwritten since the backup's snapshot (fingerprint.unwritten_since) is not
-        hashed again: it holds the very rows whose fingerprint was taken."""
+        are reported, not compared. On PostgreSQL a table with the same columns (names, types,
+        numbers, the table's oid), all of plain types, that is proved unwritten since the
+        backup's snapshot (fingerprint.unwritten_since) is not hashed again: it holds the very
+        rows whose fingerprint was taken."""
         connection = connections[self.using]
         skip = set(bookkeeping_tables()) | set().union(*(set(c) for c in self.data_changes.values()))
         with connection.cursor() as cursor:
@@ -1332,6 +1348,7 @@ class Pipeline:
                 if table not in skip
                 and before.get("types") is not None
                 and types_now.get(table) == before["types"]
+                and plain_columns(before["types"])
             }
             proved = unwritten_since(self.frozen_horizon, same_types, using=self.using)
         self.proved_unwritten = sorted(proved)

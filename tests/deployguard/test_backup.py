@@ -184,3 +184,48 @@ def test_the_split_integrity_check_finds_a_damaged_page_and_passes_a_sound_file(
         damaged.write(b"\xff" * 64)
     problems = integrity_problems(path)
     assert problems and "On tree page 5 cell 0: Offset 65535 out of range" in problems[0]
+
+
+def test_the_split_integrity_check_finds_a_page_nothing_uses(tmp_path):
+    """Page accounting is the whole-file part's: integrity_check(TABLE) alone passes this file."""
+    from deployguard.backup import integrity_problems
+
+    path = _sqlite_file(
+        tmp_path / "orphan.sqlite3",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT UNIQUE)",
+        "INSERT INTO t (a) VALUES ('x'), ('y')",
+    )
+    pages = path.stat().st_size // 4096
+    with path.open("r+b") as grown:
+        grown.seek(0, 2)
+        grown.write(bytes(4096))  # one more page, in no b-tree and not on the freelist
+        grown.seek(28)  # the header's page count
+        grown.write((pages + 1).to_bytes(4, "big"))
+
+    assert integrity_problems(path) == [f"*** in database main ***\nPage {pages + 1} is never used"]
+
+
+def test_a_copy_of_a_wal_database_is_one_file_in_rollback_journal_mode(tmp_path):
+    import sqlite3
+    import threading
+
+    from deployguard.backup import _copy_sqlite, sha256_of
+
+    source = tmp_path / "live.sqlite3"
+    live = sqlite3.connect(source)
+    live.execute("PRAGMA journal_mode = WAL")
+    live.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
+    live.execute("INSERT INTO t (a) VALUES ('x')")
+    live.commit()
+    target = tmp_path / "copies" / "copy.sqlite3"
+    target.parent.mkdir()
+
+    digest = _copy_sqlite(str(source), target, threading.Event())
+    live.close()
+
+    assert sorted(p.name for p in target.parent.iterdir()) == ["copy.sqlite3"]
+    assert digest == sha256_of(target)
+    copy = sqlite3.connect(target)
+    assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    assert copy.execute("SELECT a FROM t").fetchall() == [("x",)]
+    copy.close()

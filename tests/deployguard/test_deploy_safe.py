@@ -517,11 +517,12 @@ def _freeze_fingerprints(pipeline) -> None:
     snapshot's horizon for the post-check."""
     from django.db import connection, transaction
 
-    from deployguard.fingerprint import snapshot_horizon
+    from deployguard.fingerprint import PIN_RUNNING, snapshot_horizon
     from deployguard.pipeline import table_fingerprints
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute(f"SELECT {PIN_RUNNING}")
         pipeline.fingerprints = table_fingerprints(earlier=pipeline.pre_check_tables)
         pipeline.frozen_horizon = snapshot_horizon()
 
@@ -752,5 +753,63 @@ def test_the_pre_check_rules_on_other_connections_see_the_exported_snapshot_only
             counts, read = pool.submit(pipeline._rules_in, snapshot, submission_rules).result()
     assert counts["documents.E020"] == 0
     assert {"documents_submission", "documents_historicalsubmission"} <= read
-    counts, _read = pipeline._rules_in(None, submission_rules)  # this connection, now
-    assert counts["documents.E020"] == 1
+    from deployguard.integrity import evaluate
+
+    assert {r.rule.id: r.count for r in evaluate(submission_rules, sample_size=0)}["documents.E020"] == 1
+
+
+@pytest.fixture
+def ddl_tables(transactional_db):
+    """Two protected tables of the test's own: one of plain columns, one with an enum column."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TYPE fp_mood AS ENUM ('calm', 'busy')")
+        cursor.execute("CREATE TABLE fp_plain (id integer PRIMARY KEY, n integer)")
+        cursor.execute("CREATE TABLE fp_enum (id integer PRIMARY KEY, mood fp_mood)")
+        cursor.execute("INSERT INTO fp_plain VALUES (1, 0), (2, 0), (3, 0)")
+        cursor.execute("INSERT INTO fp_enum VALUES (1, 'calm'), (2, 'busy')")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE fp_plain, fp_enum")
+        cursor.execute("DROP TYPE fp_mood")
+
+
+@pytest.mark.postgresql
+def test_ddl_that_changes_what_rows_hold_without_writing_them_is_hashed_not_proved(ddl_tables):
+    """Dropping a column and adding it again with a default (Django's RemoveField then AddField)
+    leaves every row version as it was; renaming an enum's value changes what rows read too."""
+    from django.db import connection
+
+    pipeline = _pipeline_after_pre_check()
+    _freeze_fingerprints(pipeline)
+    assert pipeline._compare_fingerprints() == []
+    assert "fp_plain" in pipeline.proved_unwritten
+    assert "fp_enum" not in pipeline.proved_unwritten  # an enum column: always hashed
+
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE fp_plain DROP COLUMN n")
+        cursor.execute("ALTER TABLE fp_plain ADD COLUMN n integer DEFAULT 7")
+        cursor.execute("ALTER TYPE fp_mood RENAME VALUE 'busy' TO 'hectic'")
+
+    assert pipeline._compare_fingerprints() == [
+        "fp_enum: 2 rows both times, contents differ",
+        "fp_plain: 3 rows both times, contents differ",
+    ]
+    assert not {"fp_plain", "fp_enum"} & set(pipeline.proved_unwritten)
+
+
+@pytest.mark.postgresql
+def test_the_pre_check_with_every_rule_silenced_counts_nothing_and_still_fingerprints(
+    transactional_db, settings
+):
+    from deployguard.integrity import default_registry
+    from deployguard.pipeline import Options, Pipeline
+
+    settings.DEPLOYGUARD_SILENCED_RULES = [rule.id for rule in default_registry.select()]
+    pipeline = Pipeline(Options(), lambda style, text: None)
+    try:
+        assert pipeline._integrity_counts_and_inputs() == ({}, {})
+    finally:
+        pipeline._pool.shutdown()
+    assert "documents_submission" in pipeline.pre_check_tables.fingerprints

@@ -196,8 +196,11 @@ def test_a_deadlock_with_a_writer_is_ended_by_failing_the_freeze_which_starts_ag
 
 @pytest.mark.postgresql
 def test_a_writer_that_outlasts_the_drain_timeout_leaves_the_database_unfrozen(
-    transactional_db, fast_switch, outsider
+    transactional_db, fast_switch, outsider, monkeypatch
 ):
+    attempts: list[int] = []
+    enable = freeze._enable_triggers
+    monkeypatch.setattr(freeze, "_enable_triggers", lambda *a, **k: attempts.append(1) or enable(*a, **k))
     outsider.autocommit = False
     outsider.execute(PROBE)
     state.enable(reason="Release 42", changed_by="ops@deploy-host")
@@ -206,6 +209,7 @@ def test_a_writer_that_outlasts_the_drain_timeout_leaves_the_database_unfrozen(
             state.drain_in_flight_writes(timeout=0.2)
         assert "the database does not refuse writes yet" in str(caught.value)
         assert not enforced()
+        assert len(attempts) == 1  # a lock timeout is not a deadlock: not tried again
     finally:
         outsider.rollback()
         state.disable(changed_by="pytest")
