@@ -116,12 +116,11 @@ def test_a_transaction_begun_before_the_freeze_cannot_write_after_it(transaction
             state.disable(changed_by="pytest")
 
 
-@pytest.mark.postgresql
-def test_the_freeze_waits_for_a_transaction_that_wrote_and_lets_it_commit(
-    transactional_db, fast_switch, outsider
-):
-    outsider.autocommit = False
-    outsider.execute("INSERT INTO auth_group (name) VALUES ('in flight')")  # holds its write lock
+@contextlib.contextmanager
+def draining(outsider: psycopg.Connection) -> Iterator[tuple[list[str], threading.Thread]]:
+    """Deploy mode on, and its drain running on a thread of its own while the block runs:
+    (what the drain returned, once it has, and its thread). The outsider's open transaction
+    is rolled back at the end."""
     state.enable(reason="Release 42", changed_by="ops@deploy-host")
     drained: list[str] = []
 
@@ -131,22 +130,32 @@ def test_the_freeze_waits_for_a_transaction_that_wrote_and_lets_it_commit(
         finally:
             connections.close_all()
 
-    draining = threading.Thread(target=drain)
+    thread = threading.Thread(target=drain)
+    thread.start()
     try:
-        draining.start()
+        yield drained, thread
+    finally:
+        outsider.rollback()
+        thread.join(timeout=15)
+        state.disable(changed_by="pytest")
+
+
+@pytest.mark.postgresql
+def test_the_freeze_waits_for_a_transaction_that_wrote_and_lets_it_commit(
+    transactional_db, fast_switch, outsider
+):
+    outsider.autocommit = False
+    outsider.execute("INSERT INTO auth_group (name) VALUES ('in flight')")  # holds its write lock
+    with draining(outsider) as (drained, thread):
         time.sleep(0.5)
-        assert draining.is_alive()  # waiting for the writer
+        assert thread.is_alive()  # waiting for the writer
         outsider.commit()
-        draining.join(timeout=10)
+        thread.join(timeout=10)
         assert drained and drained[0].startswith("waited for writers on ")
         assert outsider.execute("SELECT count(*) FROM auth_group WHERE name = 'in flight'").fetchone() == (1,)
         assert (
             refused(outsider, "INSERT INTO auth_group (name) VALUES ('too late')").sqlstate == freeze.SQLSTATE
         )
-    finally:
-        outsider.rollback()
-        draining.join(timeout=10)
-        state.disable(changed_by="pytest")
 
 
 def _waiting_for_a_lock(client: psycopg.Connection, table: str) -> bool:
@@ -164,34 +173,19 @@ def test_a_deadlock_with_a_writer_is_ended_by_failing_the_freeze_which_starts_ag
     waited first. The writer commits, and the freeze, started again, completes."""
     outsider.autocommit = False
     outsider.execute(PROBE)  # holds documents_submission's write lock
-    state.enable(reason="Release 42", changed_by="ops@deploy-host")
-    drained: list[str] = []
-
-    def drain() -> None:
-        try:
-            drained.append(state.drain_in_flight_writes(timeout=10))
-        finally:
-            connections.close_all()
-
-    draining = threading.Thread(target=drain)
-    try:
-        draining.start()
+    with draining(outsider) as (drained, thread):
         with psycopg.connect(database_url_for(connection.settings_dict), autocommit=True) as watcher:
             deadline = time.monotonic() + 10
             while not _waiting_for_a_lock(watcher, "documents_submission") and time.monotonic() < deadline:
                 time.sleep(0.02)
         outsider.execute("INSERT INTO auth_group (name) VALUES ('closes the cycle')")  # waits, then goes on
         outsider.commit()
-        draining.join(timeout=15)
+        thread.join(timeout=15)
         assert drained and drained[0].startswith("waited for writers on ")
         assert enforced()
         assert outsider.execute(
             "SELECT count(*) FROM auth_group WHERE name = 'closes the cycle'"
         ).fetchone() == (1,)
-    finally:
-        outsider.rollback()
-        draining.join(timeout=15)
-        state.disable(changed_by="pytest")
 
 
 @pytest.mark.postgresql
