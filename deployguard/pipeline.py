@@ -926,7 +926,8 @@ class Pipeline:
 
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="deploy_safe-rules") as pool:
             parts = [pool.submit(counts, group) for group in rules_by_model(rules)]
-            return {rule_id: count for part in parts for rule_id, count in part.result().items()}
+            found = {rule_id: count for part in parts for rule_id, count in part.result().items()}
+        return {rule.id: found[rule.id] for rule in rules}  # in the registry's order, as reported
 
     def _integrity_counts_and_inputs(self) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
         """The rules' counts; on PostgreSQL also the tables they read, fingerprinted with their
@@ -944,7 +945,8 @@ class Pipeline:
 
         if connections[self.using].vendor != "postgresql":
             return self._integrity_counts(), {}
-        groups = rules_by_model(default_registry.select())
+        rules = default_registry.select()
+        groups = rules_by_model(rules)
         imported = threading.Event()
         with without_jit(using=self.using, snapshot=True):
             with connections[self.using].cursor() as cursor:
@@ -976,6 +978,7 @@ class Pipeline:
             self.pre_check_tables = None
         if failure is not None:
             raise failure
+        counts = {rule.id: counts[rule.id] for rule in rules}  # in the registry's order, as reported
         if self.pre_check_tables is None:
             return counts, {}
         taken = self.pre_check_tables.fingerprints

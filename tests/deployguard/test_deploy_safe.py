@@ -497,6 +497,7 @@ def test_the_post_check_reuses_the_rules_answer_only_while_what_they_read_is_unc
 
     # Each model's rules ran on a connection of their own, in the one snapshot: all are counted.
     assert pipeline.integrity_before == dict.fromkeys((rule.id for rule in default_registry.select()), 0)
+    assert list(pipeline.integrity_before) == [rule.id for rule in default_registry.select()]  # as reported
     # The rules' SQL names these tables (the submission's and draft's, their history, the users).
     assert {
         "documents_submission", "documents_publisheddraft", "documents_historicalsubmission",
