@@ -128,14 +128,16 @@ _PG_COLUMNS = (
 
 def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, list[list[Any]]]:
     """PostgreSQL: each table's columns, in order, as [name, type, collation, number, table oid,
-    plain], in one query.
+    provable], in one query.
 
     What a query's answer can depend on besides the rows: the same SQL over the same rows and
     column types gives the same answer (deploy_safe's reuse of its integrity counts). The
     column's number and the table's oid change when a column is dropped and added again, or a
     table replaced by another of the same name, which change what the rows hold without
-    writing a row version. `plain` is true for a base type or an array of one: an enum's,
-    composite's or domain's meaning can change by DDL on the type alone.
+    writing a row version. `provable` is whether unwritten_since() can vouch for the column:
+    an ordinary table's (not partitioned, inherited from or foreign, whose rows live in other
+    tables or elsewhere), not a virtual generated column, and of a base type or an array of
+    one (an enum's, composite's or domain's meaning can change by DDL on the type alone).
     """
     connection = connections[using]
     if connection.vendor != "postgresql":
@@ -146,7 +148,8 @@ def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, 
         return found
     sql = (
         "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), coalesce(co.collname, ''), "
-        "a.attnum, c.oid::bigint, t.typtype = 'b' AND (e.oid IS NULL OR e.typtype = 'b') "
+        "a.attnum, c.oid::bigint, c.relkind = 'r' AND NOT c.relhassubclass AND a.attgenerated <> 'v' "
+        "AND t.typtype = 'b' AND (e.oid IS NULL OR e.typtype = 'b') "
         f"{_PG_COLUMNS}"
     )
     with connection.cursor() as cursor:
@@ -156,9 +159,9 @@ def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, 
     return found
 
 
-def plain_columns(types: list[list[Any]]) -> bool:
-    """Whether every column in column_types()'s description of a table has a plain type, so
-    that its rows cannot change meaning without a new row version (see unwritten_since)."""
+def provable(types: list[list[Any]]) -> bool:
+    """Whether unwritten_since() can vouch for a table, by column_types()'s description of it:
+    no row of it can change what it holds without a new row version."""
     return all(column[5] for column in types)
 
 
@@ -282,7 +285,7 @@ def unwritten_since(horizon: int, counts: Mapping[str, int], *, using: str = "de
     A row frozen more than 2**31 transactions ago keeps its xmin and reads a negative age: old.
 
     The caller must also check that nothing changed what the rows hold without writing them:
-    the same table oid and column numbers, and only plain column types (column_types()).
+    the same column_types() as at the snapshot, all of them provable().
     """
     connection = connections[using]
     wanted = sorted(counts)

@@ -62,7 +62,7 @@ from deployguard.fingerprint import (
     column_names,
     column_types,
     fingerprint_table,
-    plain_columns,
+    provable,
     row_hash_sql,
     snapshot_horizon,
     unwritten_since,
@@ -262,7 +262,7 @@ def table_fingerprints(
     on PostgreSQL also its column types.
 
     With `earlier` (PostgreSQL), a table with the same columns (fingerprint.column_types: names,
-    types, numbers, the table's oid), all of plain types, that is proved unwritten since that
+    types, numbers, the table's oid), all provable, that is proved unwritten since that
     snapshot (fingerprint.unwritten_since) keeps its earlier fingerprint, the very same dict,
     instead of being hashed again.
     """
@@ -286,7 +286,7 @@ def table_fingerprints(
             for table in tables
             if (then := earlier.fingerprints.get(table))
             and then.get("types") == described[table].get("types")
-            and plain_columns(then["types"])
+            and provable(then["types"])
         }
         proved = unwritten_since(earlier.horizon, same_types, using=using)
     for table in tables:
@@ -971,9 +971,11 @@ class Pipeline:
             read |= more_read
         try:
             self.pre_check_tables, _seconds = fingerprints.result()
-        except DatabaseError as error:  # no shortcut then: the backup hashes every table itself
+        except Exception as error:  # a lost shortcut, not a failed check: the backup hashes every table
             logger.warning(
-                "deploy_safe: the pre-check's fingerprints failed (%s); the backup takes its own", error
+                "deploy_safe: the pre-check's fingerprints failed (%s); the backup takes its own",
+                error,
+                exc_info=True,
             )
             self.pre_check_tables = None
         if failure is not None:
@@ -1038,6 +1040,8 @@ class Pipeline:
                 return f"{table} changed during the deploy"
             if changed_types.get(table) != before["types"]:
                 return f"{table}'s columns changed"
+            if not provable(before["types"]):  # an enum's order, say, can change by DDL alone
+                return f"{table} has columns whose meaning can change without a write"
         return ""
 
     def _check_integrity(self, step: Step) -> str:
@@ -1334,7 +1338,7 @@ class Pipeline:
         """Differences between now and the fingerprints taken before migrate, over the columns
         each table had then; new tables must be empty; tables a named data migration changed
         are reported, not compared. On PostgreSQL a table with the same columns (names, types,
-        numbers, the table's oid), all of plain types, that is proved unwritten since the
+        numbers, the table's oid), all provable, that is proved unwritten since the
         backup's snapshot (fingerprint.unwritten_since) is not hashed again: it holds the very
         rows whose fingerprint was taken."""
         connection = connections[self.using]
@@ -1351,7 +1355,7 @@ class Pipeline:
                 if table not in skip
                 and before.get("types") is not None
                 and types_now.get(table) == before["types"]
-                and plain_columns(before["types"])
+                and provable(before["types"])
             }
             proved = unwritten_since(self.frozen_horizon, same_types, using=self.using)
         self.proved_unwritten = sorted(proved)

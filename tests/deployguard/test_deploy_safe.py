@@ -761,18 +761,21 @@ def test_the_pre_check_rules_on_other_connections_see_the_exported_snapshot_only
 
 @pytest.fixture
 def ddl_tables(transactional_db):
-    """Two protected tables of the test's own: one of plain columns, one with an enum column."""
+    """Protected tables of the test's own: two of plain columns and the same shape and size
+    (different values), one with an enum column."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("CREATE TYPE fp_mood AS ENUM ('calm', 'busy')")
         cursor.execute("CREATE TABLE fp_plain (id integer PRIMARY KEY, n integer)")
+        cursor.execute("CREATE TABLE fp_twin (id integer PRIMARY KEY, n integer)")
         cursor.execute("CREATE TABLE fp_enum (id integer PRIMARY KEY, mood fp_mood)")
         cursor.execute("INSERT INTO fp_plain VALUES (1, 0), (2, 0), (3, 0)")
+        cursor.execute("INSERT INTO fp_twin VALUES (1, 5), (2, 5), (3, 5)")
         cursor.execute("INSERT INTO fp_enum VALUES (1, 'calm'), (2, 'busy')")
     yield
     with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE fp_plain, fp_enum")
+        cursor.execute("DROP TABLE IF EXISTS fp_plain, fp_twin, fp_swap, fp_enum")
         cursor.execute("DROP TYPE fp_mood")
 
 
@@ -784,9 +787,12 @@ def test_ddl_that_changes_what_rows_hold_without_writing_them_is_hashed_not_prov
 
     pipeline = _pipeline_after_pre_check()
     _freeze_fingerprints(pipeline)
+    earlier = pipeline.pre_check_tables.fingerprints
+    assert pipeline.fingerprints["fp_plain"] is earlier["fp_plain"]  # proved at the freeze too
+    assert pipeline.fingerprints["fp_enum"] is not earlier["fp_enum"]  # an enum column: always hashed
     assert pipeline._compare_fingerprints() == []
     assert "fp_plain" in pipeline.proved_unwritten
-    assert "fp_enum" not in pipeline.proved_unwritten  # an enum column: always hashed
+    assert "fp_enum" not in pipeline.proved_unwritten
 
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE fp_plain DROP COLUMN n")
@@ -814,3 +820,87 @@ def test_the_pre_check_with_every_rule_silenced_counts_nothing_and_still_fingerp
     finally:
         pipeline._pool.shutdown()
     assert "documents_submission" in pipeline.pre_check_tables.fingerprints
+
+
+@pytest.mark.postgresql
+def test_tables_swapped_by_renaming_are_hashed_not_proved(ddl_tables):
+    """Same names, columns and row counts, rows all older than the snapshot: only the table's
+    oid tells that fp_plain now holds the other table's rows."""
+    from django.db import connection
+
+    pipeline = _pipeline_after_pre_check()
+    _freeze_fingerprints(pipeline)
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE fp_plain RENAME TO fp_swap")
+        cursor.execute("ALTER TABLE fp_twin RENAME TO fp_plain")
+        cursor.execute("ALTER TABLE fp_swap RENAME TO fp_twin")
+
+    assert pipeline._compare_fingerprints() == [
+        "fp_plain: 3 rows both times, contents differ",
+        "fp_twin: 3 rows both times, contents differ",
+    ]
+
+
+@pytest.mark.postgresql
+def test_a_failing_pre_check_fingerprint_costs_the_shortcut_not_the_counts(transactional_db, monkeypatch):
+    from django.db import DatabaseError
+
+    from deployguard import pipeline as pipeline_module
+    from deployguard.integrity import default_registry
+
+    def fail(**kwargs):
+        raise DatabaseError("the fingerprint failed")
+
+    monkeypatch.setattr(pipeline_module, "table_fingerprints", fail)
+    pipeline = pipeline_module.Pipeline(pipeline_module.Options(), lambda style, text: None)
+    try:
+        counts, inputs = pipeline._integrity_counts_and_inputs()
+    finally:
+        pipeline._pool.shutdown()
+
+    assert counts == dict.fromkeys((rule.id for rule in default_registry.select()), 0)
+    assert (inputs, pipeline.pre_check_tables) == ({}, None)
+
+
+@pytest.mark.postgresql
+def test_a_failing_rule_group_fails_the_pre_check_and_keeps_its_fingerprints(transactional_db, monkeypatch):
+    from django.db import DatabaseError
+
+    from deployguard.pipeline import Options, Pipeline
+
+    rules_in = Pipeline._rules_in
+
+    def drafts_fail(self, snapshot, rules):
+        if rules[0].model._meta.model_name == "publisheddraft":
+            raise DatabaseError('column "new_field" does not exist')
+        return rules_in(self, snapshot, rules)
+
+    monkeypatch.setattr(Pipeline, "_rules_in", drafts_fail)
+    pipeline = Pipeline(Options(), lambda style, text: None)
+    try:
+        with pytest.raises(DatabaseError, match="new_field"):
+            pipeline._integrity_counts_and_inputs()
+    finally:
+        pipeline._pool.shutdown()
+    assert "documents_submission" in pipeline.pre_check_tables.fingerprints  # the backup can reuse them
+
+
+@pytest.mark.postgresql
+def test_the_rules_answer_is_not_reused_when_a_table_they_read_is_not_provable(transactional_db, monkeypatch):
+    """An enum's sort order, say, changes by DDL alone: no write, no new column type name."""
+    from deployguard import pipeline as pipeline_module
+
+    pipeline = _pipeline_after_pre_check()
+    inputs = pipeline.rule_inputs
+    inputs["documents_submission"] = {
+        **inputs["documents_submission"],
+        "types": [[*column[:5], False] for column in inputs["documents_submission"]["types"]],
+    }
+    monkeypatch.setattr(
+        pipeline_module, "column_types", lambda tables, using: {t: inputs[t]["types"] for t in tables}
+    )
+    pipeline.fingerprints = {**pipeline.fingerprints, "documents_submission": inputs["documents_submission"]}
+
+    assert pipeline._rules_would_see_changes() == (
+        "documents_submission has columns whose meaning can change without a write"
+    )

@@ -229,3 +229,44 @@ def test_a_transaction_open_in_another_database_does_not_hold_the_horizon_back(p
 
     assert count == 4
     assert unwritten_since(horizon, {proof_table: count}) == {proof_table}
+
+
+@pytest.mark.postgresql
+def test_only_ordinary_tables_of_base_types_can_be_proved_unwritten(transactional_db):
+    """Rows of a partitioned or inherited-from table live in other tables, and an enum's or a
+    domain's meaning can change by DDL on the type: those are hashed, never proved."""
+    from deployguard.fingerprint import column_types, provable
+
+    statements = [
+        "CREATE TYPE fp_kind_mood AS ENUM ('calm', 'busy')",
+        "CREATE DOMAIN fp_kind_positive AS integer CHECK (VALUE > 0)",
+        "CREATE TABLE fp_kind_plain (id integer, tags integer[], name text, at timestamptz)",
+        "CREATE TABLE fp_kind_enum (mood fp_kind_mood)",
+        "CREATE TABLE fp_kind_enum_array (moods fp_kind_mood[])",
+        "CREATE TABLE fp_kind_domain (n fp_kind_positive)",
+        "CREATE TABLE fp_kind_parent (id integer)",
+        "CREATE TABLE fp_kind_child () INHERITS (fp_kind_parent)",
+        "CREATE TABLE fp_kind_partitioned (id integer) PARTITION BY RANGE (id)",
+        "CREATE TABLE fp_kind_partition PARTITION OF fp_kind_partitioned FOR VALUES FROM (0) TO (10)",
+    ]
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    try:
+        described = column_types(
+            ["fp_kind_plain", "fp_kind_enum", "fp_kind_enum_array", "fp_kind_domain", "fp_kind_parent",
+             "fp_kind_child", "fp_kind_partitioned", "fp_kind_partition"]
+        )  # fmt: skip
+        assert {table: provable(types) for table, types in described.items()} == {
+            "fp_kind_plain": True, "fp_kind_enum": False, "fp_kind_enum_array": False,
+            "fp_kind_domain": False, "fp_kind_parent": False, "fp_kind_child": True,
+            "fp_kind_partitioned": False, "fp_kind_partition": True,
+        }  # fmt: skip
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TABLE fp_kind_plain, fp_kind_enum, fp_kind_enum_array, fp_kind_domain, "
+                "fp_kind_parent, fp_kind_child, fp_kind_partitioned"
+            )
+            cursor.execute("DROP DOMAIN fp_kind_positive")
+            cursor.execute("DROP TYPE fp_kind_mood")
