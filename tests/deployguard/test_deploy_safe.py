@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from deployguard.integrity import default_registry
 from deployguard.management.commands.deploy_safe import HELP
 from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, subprocess_env
 
@@ -60,6 +61,8 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     assert all(isinstance(step["seconds"], float) for step in report["steps"])
     steps = {step["name"]: step for step in report["steps"]}
     assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
+    # Counted one model at a time (threads or connections of their own), reported in the registry's order.
+    assert list(steps["pre-check: integrity"]["detail"]) == [rule.id for rule in default_registry.select()]
     assert steps["fingerprint"]["detail"]["while"] == "the backup copies the same data"
     if scratch.url.startswith("postgres"):
         # Every table was hashed once, in the pre-check's snapshot: the backup kept those
@@ -489,7 +492,6 @@ def _pipeline_after_pre_check():
 
 @pytest.mark.postgresql
 def test_the_post_check_reuses_the_rules_answer_only_while_what_they_read_is_unchanged(transactional_db):
-    from deployguard.integrity import default_registry
     from tests.factories import published_draft
 
     published_draft(ml_number="ML-001")
@@ -643,7 +645,6 @@ def test_a_baseline_the_old_schema_cannot_serve_is_compared_after_migrate(
     from django.db import DatabaseError, connection
 
     from deployguard import baseline
-    from deployguard.integrity import default_registry
     from deployguard.pipeline import Options, Pipeline, Step
     from tests.factories import SubmissionFactory
 
@@ -731,7 +732,6 @@ def test_the_pre_check_rules_on_other_connections_see_the_exported_snapshot_only
     import psycopg
     from django.db import connection, transaction
 
-    from deployguard.integrity import default_registry
     from deployguard.pipeline import Options, Pipeline, rules_by_model
     from tests.deployguard.support import database_url_for
 
@@ -810,7 +810,6 @@ def test_ddl_that_changes_what_rows_hold_without_writing_them_is_hashed_not_prov
 def test_the_pre_check_with_every_rule_silenced_counts_nothing_and_still_fingerprints(
     transactional_db, settings
 ):
-    from deployguard.integrity import default_registry
     from deployguard.pipeline import Options, Pipeline
 
     settings.DEPLOYGUARD_SILENCED_RULES = [rule.id for rule in default_registry.select()]
@@ -846,7 +845,6 @@ def test_a_failing_pre_check_fingerprint_costs_the_shortcut_not_the_counts(trans
     from django.db import DatabaseError
 
     from deployguard import pipeline as pipeline_module
-    from deployguard.integrity import default_registry
 
     def fail(**kwargs):
         raise DatabaseError("the fingerprint failed")
