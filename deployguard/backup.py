@@ -33,9 +33,10 @@ from django.db import DatabaseError, connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from deployguard import freeze
+from deployguard import state
+from deployguard.allowances import allow_writes
 from deployguard.fingerprint import PIN_RUNNING, column_names, fingerprint_table
-from deployguard.guard import allow_writes, protected_tables
+from deployguard.tables import protected_tables
 
 Fingerprints = dict[str, dict[str, Any]]
 FingerprintSource = Callable[[], Fingerprints]
@@ -491,7 +492,7 @@ def restore_database(
             else:
                 _restore_postgresql(backup, using, manifest)
             # A backup taken during a deploy holds the database freeze's triggers, on.
-            freeze.match_state(using)
+            state.match_freeze(using)
         except (BackupError, sqlite3.Error, DatabaseError) as error:
             raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
     differences = compare_fingerprints(manifest.fingerprints, fingerprints(using))

@@ -37,13 +37,11 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from io import StringIO
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, TypeVar
 
 from django.conf import settings
@@ -54,35 +52,33 @@ from django.db import DatabaseError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from deployguard import backup, conf, freeze, guard, origin, state
+from deployguard import backup, conf, freeze, origin, state
+from deployguard.deploy.child import (
+    DATA_MIGRATION_REPORT_VARIABLE,
+    DATA_MIGRATION_VARIABLE,
+    MIGRATE_GO,
+    REFUSALS_REPORT_VARIABLE,
+    SCHEMA_CHANGES_VARIABLE,
+)
+from deployguard.deploy.writers import parse_writers
 from deployguard.exceptions import DrainTimeout
 from deployguard.fingerprint import (
     PIN_RUNNING,
-    _prepare,
     column_names,
     column_types,
     fingerprint_table,
     provable,
-    row_hash_sql,
     snapshot_horizon,
     unwritten_since,
 )
+from deployguard.origin import DEPLOY_ID_VARIABLE
+from deployguard.tables import migrate_writable_tables, protected_tables
 
 logger = logging.getLogger("deployguard")
 T = TypeVar("T")
 
 EXIT_DEPLOYED, EXIT_RESTORED, EXIT_MISUSE, EXIT_PRECHECK, EXIT_HUMAN = 0, 1, 2, 3, 4
 
-FROZEN_REASON = (
-    "deploy_safe runs with deploy mode on from start-up, so no app's ready() hook or other "
-    "start-up code can write"
-)
-DATA_MIGRATION_VARIABLE = "DEPLOYGUARD_ALLOW_DATA_MIGRATION"
-DATA_MIGRATION_REPORT_VARIABLE = "DEPLOYGUARD_DATA_MIGRATION_REPORT"
-DEPLOY_ID_VARIABLE = "DEPLOYGUARD_DEPLOY_ID"
-REFUSALS_REPORT_VARIABLE = guard.REFUSALS_REPORT_VARIABLE
-MIGRATE_GO = "go"  # the line on deploy_safe_migrate's standard input that lets it migrate
-MIGRATE_NOT_TOLD = 3  # deploy_safe_migrate's exit status when its input closed without it
 ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
 GIT_CHANGES_NAMED = 10  # files named in the clean-tree pre-check's message
 
@@ -124,126 +120,17 @@ class PipelineStop(Exception):
         super().__init__(message)
 
 
-# --- what runs inside deploy_safe's own process and its migrate subprocess ----------------
-
-
-def install_start_up_excepthook() -> None:
-    """Name the start-up hook that stopped deploy_safe, rather than leave a bare traceback."""
-    previous = sys.excepthook
-
-    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
-        from django.apps import apps
-
-        if not apps.ready and not isinstance(error, KeyboardInterrupt):
-            frames = traceback.extract_tb(tb)
-            hooks = [f for f in frames if f.name == "ready"] or frames[-1:]
-            where = f"{hooks[-1].filename}:{hooks[-1].lineno} in {hooks[-1].name}()" if hooks else "?"
-            sys.stderr.write(
-                f"deploy_safe stopped at start-up: {where} tried to write while the deploy is frozen "
-                f"({kind.__name__}: {error}). Nothing was written and deploy mode was not turned on. "
-                "Move that write out of start-up code.\n"
-            )
-        previous(kind, error, tb)
-
-    sys.excepthook = hook
-
-
 def _die_with_parent() -> None:
     """preexec_fn: the migrate subprocess gets SIGKILL when deploy_safe dies (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def table_rows(table: str, *, using: str = "default") -> dict[Any, int] | None:
-    """{pk: row hash} of a table, or None when it has no single-column primary key."""
-    connection = connections[using]
-    _prepare(connection)
-    with connection.cursor() as cursor:
-        pk = connection.introspection.get_primary_key_column(cursor, table)
-        if pk is None:
-            return None
-        columns = column_names([table], using=using)[table]
-        quote = connection.ops.quote_name
-        cursor.execute(
-            f"SELECT {quote(pk)}, {row_hash_sql(columns, connection)} FROM {quote(table)}"  # noqa: S608
-        )
-        return dict(cursor.fetchall())
-
-
-def snapshot_rows(*, using: str = "default") -> dict[str, dict[Any, int] | None]:
-    connection = connections[using]
-    tables = guard.protected_tables(connection.introspection.table_names())
-    return {table: table_rows(table, using=using) for table in sorted(tables - bookkeeping_tables())}
-
-
-def diff_rows(
-    before: dict[str, dict[Any, int] | None], after: dict[str, dict[Any, int] | None]
-) -> dict[str, dict[str, list[Any]]]:
-    """Per table, the primary keys of rows added, removed and changed; only tables that changed."""
-    changes: dict[str, dict[str, list[Any]]] = {}
-    for table in sorted(set(before) | set(after)):
-        then, now = before.get(table) or {}, after.get(table) or {}
-        entry = {
-            "added": sorted(set(now) - set(then), key=str),
-            "removed": sorted(set(then) - set(now), key=str),
-            "changed": sorted((pk for pk in set(then) & set(now) if then[pk] != now[pk]), key=str),
-        }
-        if any(entry.values()):
-            changes[table] = entry
-    return changes
-
-
-def install_data_migration_allowance() -> None:
-    """In the migrate subprocess: full writes for the migrations named by deploy_safe
-    --allow-data-migration, and nothing else; the rows each changed go to a report file."""
-    allowed = {name for name in os.environ.get(DATA_MIGRATION_VARIABLE, "").split(",") if name}
-    report = os.environ.get(DATA_MIGRATION_REPORT_VARIABLE, "")
-    if not allowed:
-        return
-    from django.db.migrations.migration import Migration
-
-    original = Migration.apply
-
-    def apply(self: Migration, project_state: Any, schema_editor: Any, collect_sql: bool = False) -> Any:
-        key = f"{self.app_label}.{self.name}"
-        if key not in allowed:
-            return original(self, project_state, schema_editor, collect_sql)
-        using = schema_editor.connection.alias
-        before = snapshot_rows(using=using)
-        with guard.allow_writes(f"deploy_safe --allow-data-migration {key}"):
-            result = original(self, project_state, schema_editor, collect_sql)
-        changes = diff_rows(before, snapshot_rows(using=using))
-        if report:
-            with open(report, "a", encoding="utf-8") as out:
-                out.write(json.dumps({"migration": key, "changes": changes}, default=str) + "\n")
-        return result
-
-    Migration.apply = apply  # type: ignore[method-assign]
-    logger.warning("Data migrations allowed to write during this deploy: %s", ", ".join(sorted(allowed)))
-
-
-def install_refusal_report() -> None:
-    """In the migrate subprocess: append every write the guard refuses, caught by the code that
-    tried it or not, with the project code that tried it, to deploy_safe's report file."""
-    report = os.environ.get(REFUSALS_REPORT_VARIABLE, "")
-    if not report:
-        return
-    base_dir = Path(settings.BASE_DIR).resolve()
-
-    def record(refusal: Exception) -> None:
-        stack = "".join(traceback.format_stack()) + f"{type(refusal).__name__}: {refusal}\n"
-        for found in parse_writers(stack, base_dir):
-            with open(report, "a", encoding="utf-8") as out:
-                out.write(json.dumps(found) + "\n")
-
-    guard.refusal_listeners.append(record)
-
-
 # --- pieces the pipeline uses -------------------------------------------------------------
 
 
 def bookkeeping_tables() -> frozenset[str]:
-    return guard.migrate_writable_tables()
+    return migrate_writable_tables()
 
 
 @dataclass
@@ -269,7 +156,7 @@ def table_fingerprints(
     connection = connections[using]
     result: dict[str, dict[str, Any]] = {}
     with connection.cursor() as cursor:
-        tables = sorted(guard.protected_tables(connection.introspection.table_names(cursor)))
+        tables = sorted(protected_tables(connection.introspection.table_names(cursor)))
     if connection.vendor != "postgresql":
         described = {
             table: {"columns": columns} for table, columns in column_names(tables, using=using).items()
@@ -372,38 +259,6 @@ def table_exists(table: str, *, using: str = "default") -> bool:
     connection = connections[using]
     with connection.cursor() as cursor:
         return table in connection.introspection.table_names(cursor)
-
-
-_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
-_EXCEPTION = re.compile(r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Active|Refused)): (?P<message>.*)$")
-
-
-def parse_writers(stderr: str, base_dir: Path) -> list[dict[str, str]]:
-    """The exceptions in a traceback-bearing stderr, each with the project frame that raised it."""
-    found: list[dict[str, str]] = []
-    frames: list[tuple[str, str, str]] = []
-    framework = ("site-packages", f"{os.sep}deployguard{os.sep}", f"{os.sep}lib{os.sep}python")
-    for line in stderr.splitlines():
-        if match := _FRAME.match(line):
-            frames.append((match["file"], match["line"], match["func"]))
-            continue
-        if match := _EXCEPTION.match(line.strip()):
-            ours = [
-                f
-                for f in frames
-                if not any(part in f[0] for part in framework) and not f[0].endswith("manage.py")
-            ]
-            places = []
-            for file, number, func in ours:
-                with contextlib.suppress(ValueError):
-                    file = str(Path(file).resolve().relative_to(base_dir))
-                places.append(f"{file}:{number} in {func}()")
-            where = " -> ".join(places)
-            found.append(
-                {"exception": match["name"].rsplit(".", 1)[-1], "message": match["message"], "where": where}
-            )
-            frames = []
-    return found
 
 
 def _read_refusals(path: str) -> list[dict[str, str]]:
@@ -835,7 +690,7 @@ class Pipeline:
             return ""
         row = DeployModeState.objects.using(self.using).filter(pk=STATE_ROW_ID).first()
         if row and row.enabled:
-            return f"Deploy mode is already on ({state._status_from_row(row).describe()}); turn it off first."
+            return f"Deploy mode is already on ({state.status_from_row(row).describe()}); turn it off first."
         return ""
 
     def _check_backup_dir(self, step: Step) -> str:
@@ -1142,9 +997,9 @@ class Pipeline:
         if manage_py is None or not manage_py.exists():
             manage_py = Path(settings.BASE_DIR) / "manage.py"
         env = {**os.environ, DEPLOY_ID_VARIABLE: self.deploy_id, **(extra or {})}
-        env.pop(guard.SCHEMA_CHANGES_VARIABLE, None)
+        env.pop(SCHEMA_CHANGES_VARIABLE, None)
         if schema_changes_from_start_up:
-            env[guard.SCHEMA_CHANGES_VARIABLE] = self._schema_changes_reason()
+            env[SCHEMA_CHANGES_VARIABLE] = self._schema_changes_reason()
         return [sys.executable, str(manage_py), *args, f"--verbosity={self.options.verbosity}"], env
 
     def _schema_changes_reason(self) -> str:
@@ -1344,7 +1199,7 @@ class Pipeline:
         connection = connections[self.using]
         skip = set(bookkeeping_tables()) | set().union(*(set(c) for c in self.data_changes.values()))
         with connection.cursor() as cursor:
-            now = set(guard.protected_tables(connection.introspection.table_names(cursor)))
+            now = set(protected_tables(connection.introspection.table_names(cursor)))
         columns_now = {table: set(columns) for table, columns in column_names(now, using=self.using).items()}
         proved: set[str] = set()
         if self.frozen_horizon is not None:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-from deployguard.fingerprint import _prepare, row_hash_sql, table_columns
-from deployguard.guard import protected_tables
+from deployguard.fingerprint import prepare, row_hash_sql, table_columns
+from deployguard.tables import protected_tables
 
 RowHashes = dict[str, Counter[int]]
 
@@ -28,7 +28,7 @@ print("ROWS " + json.dumps({table: dict(hashes) for table, hashes in row_hashes(
 def row_hashes(using: str = "default") -> RowHashes:
     """For every protected table, how many times each row hash occurs."""
     connection = connections[using]
-    _prepare(connection)  # SQLite: registers the row-hash function
+    prepare(connection)  # SQLite: registers the row-hash function
     quote = connection.ops.quote_name
     result: RowHashes = {}
     with connection.cursor() as cursor:
