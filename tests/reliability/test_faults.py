@@ -106,7 +106,7 @@ def test_the_migrate_connection_terminated_mid_migration_is_rolled_back(
     try:
         wait_until(lambda: signal_file.exists() and signal_file.read_text(), "the migration to start")
         backend = int(signal_file.read_text())
-        with deploy_support._admin_connection() as admin:
+        with deploy_support.admin_connection() as admin:
             (terminated,) = admin.execute("SELECT pg_terminate_backend(%s)", [backend]).fetchone()
         assert terminated
     finally:
