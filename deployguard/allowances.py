@@ -24,6 +24,15 @@ _schema_allowed: ContextVar[str | None] = ContextVar("deployguard_allow_schema_c
 _process_schema_reason: str | None = None
 
 
+@contextmanager
+def _allowing(allowance: ContextVar[str | None], reason: str) -> Iterator[None]:
+    token = allowance.set(reason)
+    try:
+        yield
+    finally:
+        allowance.reset(token)
+
+
 def _required(reason: str) -> str:
     if not reason or not reason.strip():
         raise ValueError(REASON_REQUIRED)
@@ -39,11 +48,10 @@ def allow_writes(reason: str) -> Iterator[None]:
     """
     _required(reason)
     logger.warning("Writes allowed through deploy mode: %s", reason)
-    token = _allowed.set(reason)
     try:
-        yield
+        with _allowing(_allowed, reason):
+            yield
     finally:
-        _allowed.reset(token)
         logger.info("Writes allowed through deploy mode: done: %s", reason)
 
 
@@ -56,11 +64,8 @@ def writes_allowed() -> bool:
 def switch_ddl() -> Iterator[None]:
     """The database freeze's own DDL (its triggers) passes SQLite's authorizer: part of the
     switch, like the state row, so not logged as an allowance."""
-    token = _allowed.set("the deploy-mode switch's triggers")
-    try:
+    with _allowing(_allowed, "the deploy-mode switch's triggers"):
         yield
-    finally:
-        _allowed.reset(token)
 
 
 # --- the narrower way through, for `migrate` during a deploy -------------------------------
@@ -75,11 +80,8 @@ def allow_schema_changes(reason: str) -> Iterator[None]:
     """
     _required(reason)
     logger.warning("Schema changes allowed through deploy mode: %s", reason)
-    token = _schema_allowed.set(reason)
-    try:
+    with _allowing(_schema_allowed, reason):
         yield
-    finally:
-        _schema_allowed.reset(token)
 
 
 def allow_schema_changes_for_process(reason: str) -> None:

@@ -234,7 +234,7 @@ def _roll_back(report: Report, record: Record, backed_up: BackedUp, *, why: str)
     deploy_id = report.deploy_id
     with report.steps.step("roll back") as step:
         try:
-            step.detail = undo.undo(
+            step.detail = undo.restore_or_prove_unchanged(
                 backed_up.path,
                 backed_up.manifest,
                 using=report.using,
@@ -290,14 +290,16 @@ def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
         report.message = NOTHING_TO_RECOVER
         return
     report.deploy_id, report.started_at = row.deploy_id, row.started_at
-    steps.taken[:0] = [Step(**taken) for taken in row.report.get("steps", [])]
+    steps.put_first([Step(**taken) for taken in row.report.get("steps", [])])
     record = Record(report, row)
     with steps.step("recover") as step:
         try:
             if row.backup_path:
                 report.backup = Path(row.backup_path)
                 manifest = backup.check_backup(report.backup, using=using)
-                step.detail = undo.undo(report.backup, manifest, using=using, reason="deploy_safe --recover")
+                step.detail = undo.restore_or_prove_unchanged(
+                    report.backup, manifest, using=using, reason="deploy_safe --recover"
+                )
             else:
                 step.detail = KILLED_BEFORE_BACKUP
         except undo.FAILURES as error:

@@ -47,10 +47,10 @@ class Stop(Exception):
 class Steps:
     """A run's steps, in the order reported, each timed and printed as it ends."""
 
-    def __init__(self, output: Output, verbosity: int, earlier: list[Step] | None = None) -> None:
+    def __init__(self, output: Output, verbosity: int) -> None:
         self.output = output
         self.verbosity = verbosity
-        self.taken: list[Step] = list(earlier or [])
+        self.taken: list[Step] = []
 
     @contextlib.contextmanager
     def step(self, name: str, *, before: Step | None = None) -> Iterator[Step]:
@@ -72,6 +72,10 @@ class Steps:
                 self.output(style, f"{step.name}: {step.status} ({step.seconds:.2f}s)")
             if self.verbosity >= 2 and step.detail:
                 self.output("", f"  {json.dumps(step.detail, default=str)}")
+
+    def put_first(self, earlier: list[Step]) -> None:
+        """Steps an earlier process took (a killed deploy's, from its record) go before these."""
+        self.taken[:0] = earlier
 
     def say(self, style: str, text: str) -> None:
         """A line of its own, shown at verbosity 1 and above."""

@@ -28,7 +28,8 @@ BACKUP_UNUSABLE = (
     "with `manage.py verify_integrity`, then `manage.py deploy_mode off`."
 )
 FAILURES = (backup.RestoreUnverified, backup.RestoreRefused, DatabaseError, OSError)
-"""What undo() raises when the data could be neither proved unchanged nor restored and verified."""
+"""What restore_or_prove_unchanged() raises when the data could be neither proved unchanged nor
+restored and verified."""
 
 
 def differences_from(manifest: backup.Manifest, *, using: str = "default") -> list[str]:
@@ -39,7 +40,7 @@ def differences_from(manifest: backup.Manifest, *, using: str = "default") -> li
     return differences
 
 
-def undo(
+def restore_or_prove_unchanged(
     path: Path, manifest: backup.Manifest, *, using: str = "default", reason: str
 ) -> str | dict[str, Any]:
     """Prove the data unchanged since the backup at `path`, or restore it and prove that.

@@ -47,6 +47,16 @@ print("INSPECT " + json.dumps({
 """
 
 
+ADMINS = "Ops <ops@example.com>"
+
+
+def mailed_env(scratch: Scratch) -> dict[str, str]:
+    """The deploy's mail goes to files in the scratch directory, one per message."""
+    outbox = scratch.directory / "outbox"
+    outbox.mkdir(exist_ok=True)
+    return {"ADMINS": ADMINS, "EMAIL_URL": f"filemail:///{outbox}"}
+
+
 def is_postgresql() -> bool:
     return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 

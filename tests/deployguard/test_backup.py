@@ -229,3 +229,33 @@ def test_a_copy_of_a_wal_database_is_one_file_in_rollback_journal_mode(tmp_path)
     assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     assert copy.execute("SELECT a FROM t").fetchall() == [("x",)]
     copy.close()
+
+
+# --- copying(): the caller reads the data while the backup holds it still -----------------------
+
+
+def test_what_the_caller_reads_inside_the_copy_is_what_the_manifest_records(transactional_db, tmp_path):
+    from deployguard import backup, fingerprints
+
+    with backup.copying(tmp_path / "backup.bin") as copy:
+        taken = fingerprints.current_digests()
+        copy.describe(taken, backup.applied_migrations())
+
+    assert copy.path == tmp_path / "backup.bin"
+    assert copy.manifest is not None
+    assert copy.manifest.fingerprints == taken
+    assert backup.check_backup(copy.path) == copy.manifest
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["backup.bin", "backup.bin.manifest.json"]
+
+
+def test_a_copy_nobody_described_or_whose_reader_failed_leaves_nothing_behind(transactional_db, tmp_path):
+    from deployguard import backup
+
+    with pytest.raises(backup.BackupError, match="The backup was not described"):
+        with backup.copying(tmp_path / "undescribed.bin"):
+            pass
+    with pytest.raises(RuntimeError, match="the reader failed"):
+        with backup.copying(tmp_path / "abandoned.bin"):
+            raise RuntimeError("the reader failed")
+
+    assert list(tmp_path.iterdir()) == []

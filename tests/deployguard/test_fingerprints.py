@@ -7,23 +7,12 @@ import dataclasses
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from deployguard import fingerprints
-from deployguard.fingerprint import PIN_RUNNING, snapshot_horizon
 from deployguard.fingerprints import FingerprintsAt
 from deployguard.tables import migrate_writable_tables
-
-
-def _in_snapshot(earlier: FingerprintsAt | None = None) -> FingerprintsAt:
-    """Fingerprints as deploy_safe takes them: in one snapshot, with its horizon (PostgreSQL),
-    reusing `earlier`'s where the tables are proved unwritten since."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            return FingerprintsAt(fingerprints.take(earlier=earlier))
-        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cursor.execute(f"SELECT {PIN_RUNNING}")
-        return FingerprintsAt(fingerprints.take(earlier=earlier), snapshot_horizon())
+from tests.deployguard.support import fingerprints_as_frozen
 
 
 def _compare(frozen: FingerprintsAt) -> fingerprints.Comparison:
@@ -75,7 +64,7 @@ def test_the_data_now_is_compared_over_the_columns_each_table_had_and_new_tables
     from tests.factories import SubmissionFactory
 
     submission = SubmissionFactory(ml_number="ML-001", title="First")
-    frozen = _in_snapshot()
+    frozen = fingerprints_as_frozen()
     try:
         with connection.cursor() as cursor:
             cursor.execute("ALTER TABLE auth_group ADD COLUMN added_by_migrate integer")
@@ -109,7 +98,7 @@ def test_the_post_check_proves_unwritten_tables_and_hashes_the_others(transactio
 
     first = SubmissionFactory(ml_number="ML-001", title="First")
     second = SubmissionFactory(ml_number="ML-002", title="Second")
-    frozen = _in_snapshot(_in_snapshot())
+    frozen = fingerprints_as_frozen(fingerprints_as_frozen())
     compared = _compare(frozen)
     assert compared.differences == []
     assert {"documents_submission", "documents_historicalsubmission"} <= set(compared.proved_unwritten)
@@ -156,8 +145,8 @@ def ddl_tables(transactional_db) -> Iterator[None]:
 def test_ddl_that_changes_what_rows_hold_without_writing_them_is_hashed_not_proved(ddl_tables):
     """Dropping a column and adding it again with a default (Django's RemoveField then AddField)
     leaves every row version as it was; renaming an enum's value changes what rows read too."""
-    earlier = _in_snapshot()
-    frozen = _in_snapshot(earlier)
+    earlier = fingerprints_as_frozen()
+    frozen = fingerprints_as_frozen(earlier)
     assert frozen.tables["fp_plain"] is earlier.tables["fp_plain"]  # proved at the freeze too
     assert frozen.tables["fp_enum"] is not earlier.tables["fp_enum"]  # an enum column: always hashed
     compared = _compare(frozen)
@@ -182,7 +171,7 @@ def test_ddl_that_changes_what_rows_hold_without_writing_them_is_hashed_not_prov
 def test_tables_swapped_by_renaming_are_hashed_not_proved(ddl_tables):
     """Same names, columns and row counts, rows all older than the snapshot: only the table's
     oid tells that fp_plain now holds the other table's rows."""
-    frozen = _in_snapshot(_in_snapshot())
+    frozen = fingerprints_as_frozen(fingerprints_as_frozen())
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE fp_plain RENAME TO fp_swap")
         cursor.execute("ALTER TABLE fp_twin RENAME TO fp_plain")

@@ -18,7 +18,7 @@ from deployguard.tables import protected_tables
 
 RowHashes = dict[str, Counter[int]]
 
-_SCRIPT = """
+ROWS_SCRIPT = """
 import json
 from tests.reliability.rows import row_hashes
 print("ROWS " + json.dumps({table: dict(hashes) for table, hashes in row_hashes().items()}))
@@ -41,7 +41,7 @@ def row_hashes(using: str = "default") -> RowHashes:
 
 def scratch_row_hashes(scratch) -> RowHashes:
     """row_hashes() of a tests.deploy_apps.support.Scratch database, read in a subprocess."""
-    result = scratch.manage("shell", "-c", _SCRIPT)
+    result = scratch.manage("shell", "-c", ROWS_SCRIPT)
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("ROWS "))
     return {

@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.deploy_apps import support as deploy_support
-from tests.deploy_apps.support import Scratch, is_postgresql
+from tests.deploy_apps.support import Scratch, is_postgresql, mailed_env
 from tests.reliability import support_deploy
 from tests.reliability.rows import compare
 from tests.reliability.support_deploy import (
     finish,
     gate_file,
-    mailed_env,
     peek,
     reach,
     release,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deployguard.integrity import default_registry
-from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, subprocess_env
+from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, mailed_env, subprocess_env
 
 LEGITIMATE = {"submissions": ["ML-001"], "drafts": ["rfc1"]}
 
@@ -246,16 +246,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-ADMINS = "Ops <ops@example.com>"
-
-
-def _mailed_env(scratch: Scratch) -> dict[str, str]:
-    """The deploy's mail goes to files in the scratch directory, one per message."""
-    outbox = scratch.directory / "outbox"
-    outbox.mkdir(exist_ok=True)
-    return {"ADMINS": ADMINS, "EMAIL_URL": f"filemail:///{outbox}"}
-
-
 def _subjects(scratch: Scratch) -> list[str]:
     outbox = scratch.directory / "outbox"
     return [
@@ -268,7 +258,7 @@ def _subjects(scratch: Scratch) -> list[str]:
 
 def test_a_failed_migrate_whose_restore_cannot_be_verified_exits_4_and_stays_frozen(scratch: Scratch):
     result = scratch.deploy(
-        apps="damaged", DEPLOY_TEST_BACKUP_DIR=str(scratch.backup_dir), **_mailed_env(scratch)
+        apps="damaged", DEPLOY_TEST_BACKUP_DIR=str(scratch.backup_dir), **mailed_env(scratch)
     )
 
     assert result.returncode == 4, result.stdout + result.stderr
@@ -294,7 +284,7 @@ def test_a_failed_migrate_whose_restore_cannot_be_verified_exits_4_and_stays_fro
 
 
 def test_a_rolled_back_deploy_mails_the_admins(scratch: Scratch):
-    result = scratch.deploy(apps="halfway", **_mailed_env(scratch))
+    result = scratch.deploy(apps="halfway", **mailed_env(scratch))
 
     assert result.returncode == 1, result.stdout + result.stderr
     report = scratch.report()
@@ -302,7 +292,7 @@ def test_a_rolled_back_deploy_mails_the_admins(scratch: Scratch):
 
 
 def test_a_deploy_that_succeeds_mails_nobody(scratch: Scratch):
-    result = scratch.deploy(apps="schema", **_mailed_env(scratch))
+    result = scratch.deploy(apps="schema", **mailed_env(scratch))
 
     assert result.returncode == 0, result.stderr
     assert _subjects(scratch) == []

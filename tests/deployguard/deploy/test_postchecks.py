@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from django.db import connection, transaction
-
-from deployguard import fingerprints
 from deployguard.deploy import postchecks, rules
 from deployguard.deploy.rules import RulesBefore
 from deployguard.deploy.steps import FAILED, OK, Alongside, Steps
-from deployguard.fingerprint import PIN_RUNNING, snapshot_horizon
 from deployguard.fingerprints import FingerprintsAt
 from deployguard.tables import migrate_writable_tables
+from tests.deployguard.support import fingerprints_as_frozen
 from tests.documents.fakes import raw_insert_submission, raw_update_submission
-
-
-@pytest.fixture
-def alongside() -> Iterator[Alongside]:
-    running = Alongside("default")
-    yield running
-    running.shutdown()
-
-
-def _frozen() -> FingerprintsAt:
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            return FingerprintsAt(fingerprints.take())
-        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cursor.execute(f"SELECT {PIN_RUNNING}")
-        return FingerprintsAt(fingerprints.take(), snapshot_horizon())
 
 
 def _post_check(
@@ -50,7 +28,7 @@ def test_a_deploy_that_changed_nothing_passes_every_post_check(transactional_db,
     SubmissionFactory(ml_number="ML-001")
     before = RulesBefore(rules.count())
 
-    steps, checked = _post_check(alongside, _frozen(), before)
+    steps, checked = _post_check(alongside, fingerprints_as_frozen(), before)
 
     assert checked.problem == ""
     assert [(step.name, step.status) for step in steps.taken] == [
@@ -66,7 +44,7 @@ def test_a_row_changed_behind_the_deploy_fails_the_fingerprint_post_check(transa
 
     submission = SubmissionFactory(ml_number="ML-001", title="First")
     before = RulesBefore(rules.count())
-    frozen = _frozen()
+    frozen = fingerprints_as_frozen()
     raw_update_submission(submission.pk, title="Changed behind the deploy's back")
 
     steps, checked = _post_check(alongside, frozen, before)
@@ -81,7 +59,7 @@ def test_a_row_changed_behind_the_deploy_fails_the_fingerprint_post_check(transa
 def test_integrity_worse_than_before_fails_the_integrity_post_check(transactional_db, alongside):
     before = RulesBefore(rules.count())
     raw_insert_submission("ML-900")  # no creation record: documents.E020
-    frozen = _frozen()
+    frozen = fingerprints_as_frozen()
 
     steps, checked = _post_check(alongside, frozen, before)
 

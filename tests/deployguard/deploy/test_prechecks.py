@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
-import pytest
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from deployguard import baseline, state
 from deployguard.deploy import prechecks
-from deployguard.deploy.steps import Alongside
 from deployguard.integrity import default_registry
 from deployguard.models import DeployRecord
 from deployguard.write_paths import AuditReport, config_from_settings
-
-
-@pytest.fixture
-def alongside() -> Iterator[Alongside]:
-    running = Alongside("default")
-    yield running
-    running.shutdown()
 
 
 def test_a_deploy_that_never_finished_fails_the_pre_check_and_says_to_recover(db):

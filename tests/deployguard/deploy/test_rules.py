@@ -4,7 +4,6 @@ what they read is provably unchanged."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,16 +13,8 @@ from deployguard import fingerprints
 from deployguard.deploy import rules
 from deployguard.deploy.rules import RulesBefore
 from deployguard.deploy.steps import Alongside
-from deployguard.fingerprint import PIN_RUNNING, snapshot_horizon
-from deployguard.fingerprints import FingerprintsAt
 from deployguard.integrity import default_registry, evaluate
-
-
-@pytest.fixture
-def alongside() -> Iterator[Alongside]:
-    running = Alongside("default")
-    yield running
-    running.shutdown()
+from tests.deployguard.support import fingerprints_as_frozen
 
 
 def _jit() -> str:
@@ -47,15 +38,6 @@ def _after_pre_check(alongside: Alongside) -> tuple[RulesBefore, dict, set[str]]
     before = rules.count_before(alongside=alongside)
     frozen = fingerprints.take()
     return before, frozen, set(frozen)
-
-
-def _frozen(before: RulesBefore) -> FingerprintsAt:
-    """What the backup step does: fingerprints in a snapshot, reusing the pre-check's, and the
-    snapshot's horizon for the post-check."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cursor.execute(f"SELECT {PIN_RUNNING}")
-        return FingerprintsAt(fingerprints.take(earlier=before.tables), snapshot_horizon())
 
 
 @pytest.mark.postgresql
@@ -99,7 +81,7 @@ def test_a_write_between_the_pre_check_and_the_freeze_makes_the_rules_run_again(
     SubmissionFactory(ml_number="ML-001")
     before, _, _ = _after_pre_check(alongside)
     SubmissionFactory(ml_number="ML-002")  # lands after the rules ran, before deploy mode is on
-    frozen = _frozen(before)
+    frozen = fingerprints_as_frozen(before.tables)
 
     # Only what was written is hashed again; every other table keeps the pre-check's fingerprint.
     assert before.tables is not None

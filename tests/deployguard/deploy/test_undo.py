@@ -26,7 +26,7 @@ def test_data_equal_to_the_backup_is_proved_unchanged_and_nothing_is_restored(ba
     path, manifest = backed_up
 
     assert undo.differences_from(manifest) == []
-    assert undo.undo(path, manifest, reason="a test") == undo.PROVED_UNCHANGED
+    assert undo.restore_or_prove_unchanged(path, manifest, reason="a test") == undo.PROVED_UNCHANGED
 
 
 def test_differences_name_the_tables_and_the_migrations_that_differ(backed_up):
@@ -47,7 +47,7 @@ def test_a_backup_that_does_not_match_its_manifest_is_refused_and_nothing_is_res
     path.write_bytes(path.read_bytes() + b"damage")
 
     with pytest.raises(undo.FAILURES) as failed:
-        undo.undo(path, manifest, reason="a test")
+        undo.restore_or_prove_unchanged(path, manifest, reason="a test")
 
     assert isinstance(failed.value, backup.RestoreRefused)
     assert undo.differences_from(manifest) == ["documents_submission: 1 rows both times, contents differ"]
