@@ -9,7 +9,8 @@ from pathlib import Path
 
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 _EXCEPTION = re.compile(r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Active|Refused)): (?P<message>.*)$")
-_FRAMEWORK = ("site-packages", f"{os.sep}deployguard{os.sep}", f"{os.sep}lib{os.sep}python")
+_FRAMEWORK = ("site-packages", f"{os.sep}lib{os.sep}python")
+_DEPLOYGUARD = f"{Path(__file__).resolve().parents[1]}{os.sep}"  # this package's own frames
 
 
 def parse_writers(stderr: str, base_dir: Path) -> list[dict[str, str]]:
@@ -23,11 +24,7 @@ def parse_writers(stderr: str, base_dir: Path) -> list[dict[str, str]]:
             frames.append((match["file"], match["line"], match["func"]))
             continue
         if match := _EXCEPTION.match(line.strip()):
-            ours = [
-                f
-                for f in frames
-                if not any(part in f[0] for part in _FRAMEWORK) and not f[0].endswith("manage.py")
-            ]
+            ours = [f for f in frames if _is_project(f[0])]
             places = []
             for file, number, func in ours:
                 with contextlib.suppress(ValueError):
@@ -39,3 +36,11 @@ def parse_writers(stderr: str, base_dir: Path) -> list[dict[str, str]]:
             )
             frames = []
     return found
+
+
+def _is_project(file: str) -> bool:
+    """A frame of the project's own code: not deployguard's, Python's, an installed package's
+    or manage.py's (a project that itself lives under a directory named deployguard included)."""
+    if any(part in file for part in _FRAMEWORK) or file.endswith("manage.py"):
+        return False
+    return not str(Path(file).resolve()).startswith(_DEPLOYGUARD)

@@ -321,3 +321,22 @@ def test_statements_that_are_not_text_are_judged_every_time_and_still_refused(db
         cursor.execute(b"INSERT INTO auth_group (name) VALUES ('bytes')")
     assert not guard.is_cached(b"INSERT INTO auth_group (name) VALUES ('bytes')")
     assert not Group.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO auth_group\x00 (name) VALUES ('a NUL byte in the name')",
+        "INSERT INTO auth_group (name) VALUES ('a NUL byte after it')\x00",
+        "INSERT INTO \uff41uth_group (name) VALUES ('a full-width letter')",
+        "/* django_session */ INSERT INTO auth_group (name) VALUES ('an allowlisted name in a comment')",
+        "INSERT INTO django_session SELECT 1; INSERT INTO auth_group (name) VALUES ('second statement')",
+    ],
+)
+def test_writes_dressed_as_something_else_are_still_refused(db, sql):
+    state.enable(reason="Release 42", changed_by="ops@host")
+
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql)
+
+    assert not Group.objects.exists()
