@@ -87,58 +87,45 @@ def deploy(options: Options, output: Output) -> Report:
 
 
 def _deploy(options: Options, report: Report, held: contextlib.ExitStack) -> None:
-    steps, using, deploy_id = report.steps, options.using, report.deploy_id
     record = Record(report)
-    deploy_lock = lock.DeployLock(using)
-    held.callback(deploy_lock.release)
-    with steps.step("pre-check: one deploy at a time"):
-        lock.take(deploy_lock, deploy_id=deploy_id, actor=state.os_actor())
-    alongside = Alongside(using)
-    held.callback(alongside.shutdown)
+    alongside = _one_at_a_time(options, report, held)
+    checked = _pre_checks(options, report, alongside)  # exit 3 unless every one passes: nothing touched
+    _bootstrap(options, report)
+    child = _deploy_mode_on(options, report, record, held)  # the migrate subprocess starts up, frozen
+    backed_up = _back_up(options, report, record, earlier=checked.rules.tables)
+    migrated = _migrate(options, report, child)
+    problem = migrated.problem or _post_checks(options, report, alongside, checked, backed_up, migrated)
+    if problem:
+        _roll_back(report, record, backed_up, why=problem)  # exit 1, or 4 when a person must act
+    with report.steps.step("deploy mode off") as step:
+        step.detail = _deploy_mode_off(f"deploy_safe {report.deploy_id} done")
+    record.finish("succeeded", EXIT_DEPLOYED, DEPLOYED.format(deploy_id=report.deploy_id))
 
+
+def _one_at_a_time(options: Options, report: Report, held: contextlib.ExitStack) -> Alongside:
+    """Take the deploy lock (or stop, naming who holds it); then the threads for work alongside."""
+    deploy_lock = lock.DeployLock(options.using)
+    held.callback(deploy_lock.release)
+    with report.steps.step("pre-check: one deploy at a time"):
+        lock.take(deploy_lock, deploy_id=report.deploy_id, actor=state.os_actor())
+    alongside = Alongside(options.using)
+    held.callback(alongside.shutdown)
+    return alongside
+
+
+def _pre_checks(options: Options, report: Report, alongside: Alongside) -> prechecks.PreChecked:
     checked = prechecks.run(
-        steps, alongside, using=using, backup_dir=_backup_dir(options), allow_dirty=options.allow_dirty,
-        check_level=options.check_level, allow_data_migrations=options.allow_data_migrations,
-        baseline=options.baseline,
+        report.steps, alongside, using=options.using, backup_dir=_backup_dir(options),
+        allow_dirty=options.allow_dirty, check_level=options.check_level,
+        allow_data_migrations=options.allow_data_migrations, baseline=options.baseline,
     )  # fmt: skip
     if checked.failures:
         failures = " | ".join(checked.failures)
-        report.end(
-            "precheck_failed",
-            EXIT_PRECHECK,
-            PRECHECKS_FAILED.format(count=len(checked.failures), failures=failures),
-        )
+        message = PRECHECKS_FAILED.format(count=len(checked.failures), failures=failures)
+        report.end("precheck_failed", EXIT_PRECHECK, message)
         append_log(report)
-        raise Stop(EXIT_PRECHECK, report.message)
-    _bootstrap(options, report)
-
-    child = _deploy_mode_on(options, report, record, held)
-    backed_up = _back_up(options, report, record, earlier=checked.rules.tables)
-
-    with steps.step("migrate") as step:
-        migrated = migrate.go(child, using=using, verbosity=options.verbosity, output=steps.output)
-        step.detail = migrated.detail
-        if migrated.problem:
-            step.status = FAILED
-    report.blocked_writes, report.data_migration_changes = migrated.writers, migrated.data_changes
-    problem = migrated.problem
-    if not problem:
-        changed_by_data_migrations = {
-            table for changes in migrated.data_changes.values() for table in changes
-        }
-        verified = postchecks.run(
-            steps, alongside, using=using, frozen=backed_up.fingerprints,
-            skip=migrate_writable_tables() | changed_by_data_migrations, before=checked.rules,
-            baseline=options.baseline, baseline_after_migrate=checked.baseline_after_migrate,
-        )  # fmt: skip
-        report.schema_changes = verified.schema_changes
-        problem = verified.problem
-    if problem:
-        _roll_back(report, record, backed_up, why=problem)
-
-    with steps.step("deploy mode off") as step:
-        step.detail = _deploy_mode_off(f"deploy_safe {deploy_id} done")
-    record.finish("succeeded", EXIT_DEPLOYED, DEPLOYED.format(deploy_id=deploy_id))
+        raise Stop(EXIT_PRECHECK, message)
+    return checked
 
 
 def _backup_dir(options: Options) -> Path:
@@ -227,6 +214,39 @@ def _fingerprint(steps: Steps, *, before: Step, using: str, earlier: Fingerprint
             step.detail["reused_from_pre_check"] = len(reused)
             step.detail["hashed"] = sorted(set(tables) - set(reused))
     return FingerprintsAt(tables, horizon)
+
+
+def _migrate(options: Options, report: Report, child: migrate.Child) -> migrate.Migrated:
+    """Tell the migrate subprocess to go; what it did, and why the deploy fails (or "")."""
+    with report.steps.step("migrate") as step:
+        migrated = migrate.go(
+            child, using=options.using, verbosity=options.verbosity, output=report.steps.output
+        )
+        step.detail = migrated.detail
+        if migrated.problem:
+            step.status = FAILED
+    report.blocked_writes, report.data_migration_changes = migrated.writers, migrated.data_changes
+    return migrated
+
+
+def _post_checks(
+    options: Options,
+    report: Report,
+    alongside: Alongside,
+    checked: prechecks.PreChecked,
+    backed_up: BackedUp,
+    migrated: migrate.Migrated,
+) -> str:
+    """The data after migrate against the data at the freeze; why the deploy fails, or "".
+    Tables a named data migration changed are reported (in the migrate step), not compared."""
+    changed_by_data_migrations = {table for changes in migrated.data_changes.values() for table in changes}
+    verified = postchecks.run(
+        report.steps, alongside, using=options.using, frozen=backed_up.fingerprints,
+        skip=migrate_writable_tables() | changed_by_data_migrations, before=checked.rules,
+        baseline=options.baseline, baseline_after_migrate=checked.baseline_after_migrate,
+    )  # fmt: skip
+    report.schema_changes = verified.schema_changes
+    return verified.problem
 
 
 def _roll_back(report: Report, record: Record, backed_up: BackedUp, *, why: str) -> None:
