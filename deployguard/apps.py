@@ -27,28 +27,12 @@ class DeployguardConfig(AppConfig):
 
     def ready(self) -> None:
         from deployguard import checks, guard, integrity, monitoring, origin, state
+        from deployguard.deploy import child
 
         state.check_environment()
         origin.connect_receivers()
         guard.connect_receivers()
-        if running_command() == "deploy_safe":
-            # deployguard is first in INSTALLED_APPS, so every later app's ready() runs frozen.
-            from deployguard import pipeline
-
-            state.force_for_process(pipeline.FROZEN_REASON)
-            pipeline.install_start_up_excepthook()
-        schema_reason = os.environ.get(guard.SCHEMA_CHANGES_VARIABLE, "")
-        if schema_reason:
-            guard.allow_schema_changes_for_process(schema_reason)
-            from deployguard import pipeline
-
-            pipeline.install_data_migration_allowance()
-        if os.environ.get(guard.REFUSALS_REPORT_VARIABLE):
-            # deploy_safe's migrate subprocess: from here on (later apps' ready() included), every
-            # write the guard refuses is reported to deploy_safe, even one the code catches.
-            from deployguard import pipeline
-
-            pipeline.install_refusal_report()
+        child.prepare_process(running_command())
         checks.register()
         integrity.autodiscover()
         monitoring.connect_receivers()

@@ -22,7 +22,7 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,12 +33,12 @@ from django.db import DatabaseError, connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from deployguard import freeze
-from deployguard.fingerprint import PIN_RUNNING, column_names, fingerprint_table
-from deployguard.guard import allow_writes, protected_tables
-
-Fingerprints = dict[str, dict[str, Any]]
-FingerprintSource = Callable[[], Fingerprints]
+from deployguard import state
+from deployguard.allowances import allow_writes
+from deployguard.fingerprint import PIN_RUNNING
+from deployguard.fingerprints import Digests, current_digests
+from deployguard.fingerprints import differences as fingerprint_differences
+from deployguard.tables import protected_tables
 
 MANIFEST_SUFFIX = ".manifest.json"
 # Seconds to wait for SQLite's write lock before a backup.
@@ -124,18 +124,6 @@ def applied_migrations(using: str = "default") -> dict[str, list[str]]:
     return applied
 
 
-def fingerprints(using: str = "default") -> dict[str, dict[str, Any]]:
-    """Fingerprints of every protected table, by table name."""
-    connection = connections[using]
-    tables = sorted(protected_tables(connection.introspection.table_names()))
-    columns = column_names(tables, using=using)
-    return {
-        table: {"count": fp.count, "digest": fp.digest}
-        for table in tables
-        for fp in [fingerprint_table(table, using=using, columns=columns[table])]
-    }
-
-
 def _postgres_environment(using: str) -> dict[str, str]:
     params = connections[using].settings_dict
     env = {**os.environ, "PGDATABASE": str(params["NAME"])}
@@ -189,7 +177,7 @@ def _started(command: list[str], env: dict[str, str]) -> Iterator[None]:
             raise _failed(command[0], process.returncode, output.read().decode(errors="replace"))
 
 
-def _copy_sqlite(source_name: str, target: Path, copied: threading.Event) -> str:
+def copy_sqlite(source_name: str, target: Path, copied: threading.Event) -> str:
     """Copy the database into `target` through the backup API, set `copied`, then check the copy
     and hash it. SQLite and hashlib release the GIL while they work, so this runs on the second
     core while the fingerprints run on the first. Returns the copy's SHA-256."""
@@ -206,7 +194,7 @@ def _copy_sqlite(source_name: str, target: Path, copied: threading.Event) -> str
             source.close()
     finally:
         copied.set()
-    return _checked_sha256(target)
+    return checked_sha256(target)
 
 
 def _self_contained(copy: sqlite3.Connection) -> None:
@@ -215,7 +203,7 @@ def _self_contained(copy: sqlite3.Connection) -> None:
     copy.execute("PRAGMA journal_mode = DELETE")
 
 
-def _checked_sha256(target: Path) -> str:
+def checked_sha256(target: Path) -> str:
     """PRAGMA integrity_check on the copy, and its SHA-256, side by side: SQLite and hashlib
     both release the GIL while they work."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup_db-check") as pool:
@@ -288,82 +276,98 @@ def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _backup_sqlite(target: Path, using: str, fingerprint: FingerprintSource) -> tuple[Fingerprints, str]:
-    """Fingerprint and copy the database while a third connection holds the write lock.
+@contextlib.contextmanager
+def _sqlite_copy(copy: Copy) -> Iterator[None]:
+    """Copy the database into `copy.temporary` while a third connection holds the write lock
+    and the block runs: other writers queue (readers carry on), so what the block reads
+    describes exactly the copy.
 
-    Other writers queue (readers carry on), so the fingerprints describe exactly the copy.
     The copy is made in a thread through a connection of its own, at the same time as the
-    fingerprints; the lock is released once both are done, while the copy is checked and
-    hashed. The lock is held on a separate connection because SQLite's backup API cannot
-    copy from a connection that is itself inside a write transaction.
-    Returns the fingerprints and the copy's SHA-256.
+    block; the lock is released once both are done, while the copy is checked and hashed. The
+    lock is held on a separate connection because SQLite's backup API cannot copy from a
+    connection that is itself inside a write transaction.
     """
-    connection = connections[using]
+    connection = connections[copy.using]
     connection.ensure_connection()
     # Django probes JSON support on first introspection inside a transaction, which with
     # transaction_mode IMMEDIATE waits the whole busy timeout for the lock taken below,
     # then caches "unsupported". Probe it before taking the lock.
     _ = connection.features.supports_json_field
     if connection.is_in_memory_db():  # no other connection can see it: one thing at a time
-        before = fingerprint()
-        destination = sqlite3.connect(target)
+        yield
+        destination = sqlite3.connect(copy.temporary)
         try:
             connection.connection.backup(destination)
             _self_contained(destination)
         finally:
             destination.close()
-        return before, _checked_sha256(target)
+        copy.sha256 = checked_sha256(copy.temporary)
+        return
     name = str(connection.settings_dict["NAME"])
     locker = sqlite3.connect(name, timeout=_LOCK_TIMEOUT)
     copied = threading.Event()
     try:
         locker.execute("BEGIN IMMEDIATE")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup_db") as pool:
-            checked = pool.submit(_copy_sqlite, name, target, copied)
+            checked = pool.submit(copy_sqlite, name, copy.temporary, copied)
             try:
-                before = fingerprint()
+                yield
             finally:
                 copied.wait()
                 locker.rollback()
-            return before, checked.result()
+            copy.sha256 = checked.result()
     finally:
         locker.close()
 
 
-def _backup_postgresql(target: Path, using: str, fingerprint: FingerprintSource) -> tuple[Fingerprints, str]:
-    """pg_dump the snapshot in which the fingerprints are taken, at the same time: pg_dump is a
-    process of its own, and so is the server backend that computes them. Then prove the file
-    reads with pg_restore --list while a thread hashes it. Returns the fingerprints and the SHA-256.
-    """
-    connection = connections[using]
-    env = _postgres_environment(using)
-    dump = ["pg_dump", "--format=custom", "--file", str(target)]
-    with transaction.atomic(using=using):
+@contextlib.contextmanager
+def _postgresql_copy(copy: Copy) -> Iterator[None]:
+    """pg_dump the snapshot in which the block's queries run, while they run: pg_dump is a
+    process of its own, and so is the server backend that answers the block. Then prove the
+    file reads with pg_restore --list while a thread hashes it."""
+    connection = connections[copy.using]
+    env = _postgres_environment(copy.using)
+    dump = ["pg_dump", "--format=custom", "--file", str(copy.temporary)]
+    with transaction.atomic(using=copy.using):
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cursor.execute(f"SELECT pg_export_snapshot(), {PIN_RUNNING}")  # for snapshot_horizon()
             (snapshot, _running) = cursor.fetchone()
         # The snapshot can be imported while this transaction is open: it stays open until pg_dump ends.
         with _started([*dump, f"--snapshot={snapshot}"], env):
-            before = fingerprint()
+            yield
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup_db") as pool:
-        digest = pool.submit(sha256_of, target)
-        _run(["pg_restore", "--list", str(target)], env)
-        return before, digest.result()
+        digest = pool.submit(sha256_of, copy.temporary)
+        _run(["pg_restore", "--list", str(copy.temporary)], env)
+        copy.sha256 = digest.result()
 
 
-def backup_database(
-    output: Path | None = None,
-    *,
-    using: str = "default",
-    fingerprint: FingerprintSource | None = None,
-) -> tuple[Path, Manifest]:
-    """Write a verified backup and its manifest; return the backup's path and manifest.
+@dataclass
+class Copy:
+    """A backup being made (copying()): where it goes, and what its manifest will say."""
 
-    `fingerprint` returns the protected tables' fingerprints for the manifest. It is called
-    while the copy is made, with the data held still for both (SQLite: the write lock;
-    PostgreSQL: the dump's snapshot). Default: `fingerprints(using)`; deploy_safe passes its
-    own, which also keeps each table's columns for its post-check.
+    path: Path
+    temporary: Path
+    using: str
+    sha256: str = ""
+    fingerprints: Digests | None = None
+    migrations: dict[str, list[str]] | None = None
+    manifest: Manifest | None = None
+
+    def describe(self, fingerprints: Digests, migrations: dict[str, list[str]]) -> None:
+        """What the manifest records of the data being copied, read while it is held still."""
+        self.fingerprints, self.migrations = fingerprints, migrations
+
+
+@contextlib.contextmanager
+def copying(output: Path | None = None, *, using: str = "default") -> Iterator[Copy]:
+    """Make a verified backup of the database while the block runs, with the data held still
+    for both: SQLite's write lock, or on PostgreSQL the dump's snapshot, in which the block's
+    queries run. The block reads what the manifest records and hands it to `copy.describe()`.
+
+    After the block the copy is checked and in place with its manifest (`copy.path`,
+    `copy.manifest`); BackupError when it could not be made or proved readable, and then
+    nothing is left at the path.
     """
     connection = connections[using]
     target = Path(output) if output else default_backup_path(using)
@@ -375,35 +379,46 @@ def backup_database(
             f"Cannot write to {target.parent}: {error.strerror}. Choose a writable directory."
         ) from None
     os.close(handle)
-    temporary = Path(temporary_name)
-    source = fingerprint or (lambda: fingerprints(using))
+    copy = Copy(path=target, temporary=Path(temporary_name), using=using)
     try:
         if connection.vendor == "sqlite":
-            temporary.unlink()
-            before, digest = _backup_sqlite(temporary, using, source)
+            copy.temporary.unlink()
+            held = _sqlite_copy(copy)
         elif connection.vendor == "postgresql":
-            before, digest = _backup_postgresql(temporary, using, source)
+            held = _postgresql_copy(copy)
         else:
             raise BackupError(f"backup_db supports SQLite and PostgreSQL, not {connection.vendor}.")
-        manifest = Manifest(
+        with held:
+            yield copy
+        if copy.fingerprints is None or copy.migrations is None:
+            raise BackupError("The backup was not described: call copy.describe() inside the block.")
+        copy.manifest = Manifest(
             engine=connection.vendor,
             database=str(connection.settings_dict["NAME"]),
             created_at=timezone.now().isoformat(),
-            migrations=applied_migrations(using),
-            fingerprints=before,
+            migrations=copy.migrations,
+            fingerprints=copy.fingerprints,
             file=target.name,
-            size=temporary.stat().st_size,
-            sha256=digest,
+            size=copy.temporary.stat().st_size,
+            sha256=copy.sha256,
         )
-        os.replace(temporary, target)
-        manifest.write(target)
+        os.replace(copy.temporary, target)
+        copy.manifest.write(target)
     except OSError as error:
         raise BackupError(f"Writing {target} failed: {error.strerror or error}.") from None
     except (sqlite3.Error, DatabaseError) as error:
         raise BackupError(f"The database refused the backup: {error}.") from None
     finally:
-        temporary.unlink(missing_ok=True)
-    return target, manifest
+        copy.temporary.unlink(missing_ok=True)
+
+
+def backup_database(output: Path | None = None, *, using: str = "default") -> tuple[Path, Manifest]:
+    """Write a verified backup and its manifest (the protected tables' fingerprints and the
+    applied migrations, read while the copy is made); return the backup's path and manifest."""
+    with copying(output, using=using) as copy:
+        copy.describe(current_digests(using=using), applied_migrations(using))
+    assert copy.manifest is not None
+    return copy.path, copy.manifest
 
 
 def database_name(using: str = "default") -> str:
@@ -491,28 +506,12 @@ def restore_database(
             else:
                 _restore_postgresql(backup, using, manifest)
             # A backup taken during a deploy holds the database freeze's triggers, on.
-            freeze.match_state(using)
+            state.match_freeze(using)
         except (BackupError, sqlite3.Error, DatabaseError) as error:
             raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
-    differences = compare_fingerprints(manifest.fingerprints, fingerprints(using))
+    differences = fingerprint_differences(manifest.fingerprints, current_digests(using=using))
     if differences:
         raise RestoreUnverified(
             f"After restoring {backup} the data does not match its manifest: {'; '.join(differences)}."
         )
     return manifest
-
-
-def compare_fingerprints(expected: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per table whose fingerprint differs; empty when the data is the same."""
-    lines = []
-    for table in sorted(set(expected) | set(actual)):
-        before, after = expected.get(table), actual.get(table)
-        if before == after:
-            continue
-        if before is None or after is None:
-            lines.append(f"{table} {'appeared' if before is None else 'disappeared'}")
-        elif before["count"] != after["count"]:
-            lines.append(f"{table}: {before['count']} rows before, {after['count']} after")
-        else:
-            lines.append(f"{table}: {before['count']} rows both times, contents differ")
-    return lines

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connections, models
 from django.utils import timezone
 
-from deployguard.fingerprint import fingerprint_table, row_hashes
+from deployguard.fingerprint import ADDED, CHANGED, REMOVED, diff_row_hashes, fingerprint_table, row_hashes
 
 FORMAT = "deployguard-baseline"
 VERSION = 1
@@ -138,23 +138,6 @@ def _read_header(lines: Iterator[str], path: Path, vendor: str) -> dict[str, Any
     return header
 
 
-def _diff_rows(diff: TableDiff, then: Iterator[tuple[Any, int]], now: Iterator[tuple[Any, int]]) -> None:
-    """Merge two pk-ordered streams of (pk, hash)."""
-    sentinel = object()
-    old, new = next(then, sentinel), next(now, sentinel)
-    while old is not sentinel or new is not sentinel:
-        if new is sentinel or (old is not sentinel and old[0] < new[0]):  # type: ignore[index,operator]
-            diff.removed.add(old[0])  # type: ignore[index]
-            old = next(then, sentinel)
-        elif old is sentinel or new[0] < old[0]:  # type: ignore[index,operator]
-            diff.added.add(new[0])  # type: ignore[index]
-            new = next(now, sentinel)
-        else:
-            if old[1] != new[1]:  # type: ignore[index]
-                diff.changed.add(new[0])  # type: ignore[index]
-            old, new = next(then, sentinel), next(now, sentinel)
-
-
 def compare(path: str | Path, tables: Sequence[type[models.Model]], *, using: str = "default") -> Comparison:
     """Compare the database with the baseline at `path`: counts, fingerprints, then rows by pk."""
     path = Path(path)
@@ -212,7 +195,9 @@ def compare(path: str | Path, tables: Sequence[type[models.Model]], *, using: st
                 for _ in baseline_rows(label):
                     pass
             else:
-                _diff_rows(diff, baseline_rows(label), row_hashes(model, using=using))
+                listed = {ADDED: diff.added, REMOVED: diff.removed, CHANGED: diff.changed}
+                for kind, pk in diff_row_hashes(baseline_rows(label), row_hashes(model, using=using)):
+                    listed[kind].add(pk)
             diffs.append(diff)
         untracked += [label for label in by_label if label not in header["tables"]]
     return Comparison(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from deployguard.state import DeployModeStatus
+from deployguard.status import DeployModeStatus
 
 REFUSED = "Deploy mode is on: {action} refused. {how} {way_out}"
 WAY_OUT_DATABASE = (

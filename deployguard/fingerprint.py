@@ -73,7 +73,8 @@ else:
     sqlite_fingerprint_aggregate = _CFingerprintAggregate
 
 
-def _prepare(connection: BaseDatabaseWrapper) -> None:
+def prepare(connection: BaseDatabaseWrapper) -> None:
+    """Make `connection` able to hash rows: on SQLite, register the row-hash functions."""
     if connection.vendor == "sqlite":
         connection.ensure_connection()
         raw = connection.connection
@@ -198,7 +199,7 @@ def fingerprint_table(
 ) -> Fingerprint:
     """Count and hash every row of `table` (a model or a table name) in one pass, in the database."""
     connection = connections[using]
-    _prepare(connection)
+    prepare(connection)
     name, columns = table_columns(table, using=using, columns=columns)
     # Only identifiers go into the SQL, each quoted by the backend: no values, no injection.
     quote = connection.ops.quote_name
@@ -215,20 +216,56 @@ def fingerprint_table(
     return Fingerprint(table=name, count=int(count), digest=f"{digest:016x}")
 
 
-def row_hashes(
-    model: type[models.Model], *, using: str = "default", chunk_size: int = 10_000
-) -> Iterator[tuple[object, int]]:
-    """Yield (pk, row hash) for every row of the model's table, in primary-key order, streamed."""
+def primary_key_column(table: str, *, using: str = "default") -> str | None:
+    """The table's primary-key column, or None when it has no single-column primary key."""
     connection = connections[using]
-    _prepare(connection)
-    name, columns = table_columns(model, using=using)
+    with connection.cursor() as cursor:
+        return connection.introspection.get_primary_key_column(cursor, table)
+
+
+def row_hashes(
+    table: str | type[models.Model], *, using: str = "default", chunk_size: int = 10_000
+) -> Iterator[tuple[Any, int]]:
+    """Yield (pk, row hash) for every row of `table` (a model, or the name of a table with a
+    single-column primary key), in primary-key order, streamed."""
+    connection = connections[using]
+    prepare(connection)
+    name, columns = table_columns(table, using=using)
+    pk_column = primary_key_column(name, using=using) if isinstance(table, str) else table._meta.pk.column
+    if pk_column is None:
+        raise ValueError(f"Table {name!r} has no single-column primary key to list its rows by.")
     quote = connection.ops.quote_name
-    pk = quote(model._meta.pk.column)
+    pk = quote(pk_column)
     sql = f"SELECT {pk}, {row_hash_sql(columns, connection)} FROM {quote(name)} ORDER BY {pk}"  # noqa: S608
     with connection.chunked_cursor() as cursor:
         cursor.execute(sql)
         while rows := cursor.fetchmany(chunk_size):
             yield from rows
+
+
+ADDED, REMOVED, CHANGED = "added", "removed", "changed"
+
+
+def diff_row_hashes(
+    then: Iterable[tuple[Any, int]], now: Iterable[tuple[Any, int]]
+) -> Iterator[tuple[str, Any]]:
+    """(ADDED, REMOVED or CHANGED, pk) for each row that differs between two lists of
+    (pk, row hash), both in the same primary-key order (as row_hashes() gives them): one merge,
+    streamed, so memory stays flat at any table size."""
+    sentinel: Any = object()
+    earlier, later = iter(then), iter(now)
+    old, new = next(earlier, sentinel), next(later, sentinel)
+    while old is not sentinel or new is not sentinel:
+        if new is sentinel or (old is not sentinel and old[0] < new[0]):
+            yield REMOVED, old[0]
+            old = next(earlier, sentinel)
+        elif old is sentinel or new[0] < old[0]:
+            yield ADDED, new[0]
+            new = next(later, sentinel)
+        else:
+            if old[1] != new[1]:
+                yield CHANGED, new[0]
+            old, new = next(earlier, sentinel), next(later, sentinel)
 
 
 # --- PostgreSQL: proving a table unwritten since a snapshot, without hashing it -----------

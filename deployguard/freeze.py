@@ -11,12 +11,13 @@ it waits for every transaction that has written to the table and not yet ended (
 exact, with lock_timeout as its bound), and every write statement after the commit is
 refused, whatever state the writer's process has cached and whatever its transaction's
 snapshot. Readers are never blocked. What deployguard itself lets through
-(`guard.allow_writes()`, a data migration named with `--allow-data-migration`) sets the
-session setting `deployguard.writes` to `allowed` around the statement.
+(`deployguard.allow_writes()`, a data migration named with `--allow-data-migration`) sets the
+session setting `deployguard.writes` to `allowed` around the statement (run_allowed).
 
 SQLite: three row triggers a table, created under the write lock (BEGIN IMMEDIATE waits for
 the one current writer) and dropped when deploy mode goes off; their WHEN asks a function
-only deployguard's connections define, which allows what `allow_writes()` allows. A client
+only deployguard's connections define (install_sqlite_bypass), which allows what
+`allow_writes()` allows. A client
 without it fails "no such function"; any statement prepared before is prepared again, since
 the schema changed.
 
@@ -31,8 +32,11 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+from deployguard.allowances import switch_ddl, writes_allowed
+from deployguard.tables import migrate_writable_tables, protected_tables
 
 T = TypeVar("T")
 
@@ -79,12 +83,10 @@ def _sqlite_literal(text: str) -> str:
 
 def freezable_tables(connection: BaseDatabaseWrapper) -> list[str]:
     """The tables the trigger goes on: protected ones, less the bookkeeping migrate writes."""
-    from deployguard import guard
-
     with connection.cursor() as cursor:
-        tables = guard.protected_tables(connection.introspection.table_names(cursor))
+        tables = protected_tables(connection.introspection.table_names(cursor))
     # SQLite's own tables (sqlite_stat1 after ANALYZE) take no triggers.
-    return sorted(t for t in tables - guard.migrate_writable_tables() if not t.startswith("sqlite_"))
+    return sorted(t for t in tables - migrate_writable_tables() if not t.startswith("sqlite_"))
 
 
 def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeout: float) -> int:
@@ -99,7 +101,7 @@ def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeo
     tables = list(tables)
     quote = connection.ops.quote_name
     if connection.vendor == "sqlite":
-        with _switch_cursor(connection) as cursor, _allowed_here():
+        with _switch_cursor(connection) as cursor, switch_ddl():
             cursor.execute("PRAGMA busy_timeout")
             (previous,) = cursor.fetchone()
             cursor.execute(f"PRAGMA busy_timeout = {max(1, int(lock_timeout * 1000))}")
@@ -123,7 +125,7 @@ def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeo
         return len(tables)
     for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
         try:
-            _enable_triggers(connection, tables, lock_timeout=lock_timeout)
+            enable_triggers(connection, tables, lock_timeout=lock_timeout)
             break
         except DatabaseError as error:
             # A writer that holds one table and then writes to another the freeze has locked
@@ -134,7 +136,7 @@ def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeo
     return len(tables)
 
 
-def _enable_triggers(connection: BaseDatabaseWrapper, tables: list[str], *, lock_timeout: float) -> None:
+def enable_triggers(connection: BaseDatabaseWrapper, tables: list[str], *, lock_timeout: float) -> None:
     """PostgreSQL: create the trigger where missing and enable it on every table, in one transaction."""
     quote = connection.ops.quote_name
     with transaction.atomic(using=connection.alias):
@@ -149,16 +151,6 @@ def _enable_triggers(connection: BaseDatabaseWrapper, tables: list[str], *, lock
                         f"ON {quote(table)} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()"
                     )
                 cursor.execute(f"ALTER TABLE {quote(table)} ENABLE TRIGGER {TRIGGER}")
-
-
-@contextlib.contextmanager
-def _allowed_here() -> Iterator[None]:
-    """SQLite's authorizer refuses DDL on protected tables while deploy mode is on; the
-    freeze's own triggers are part of the switch."""
-    from deployguard import guard
-
-    with guard.switch_ddl():
-        yield
 
 
 @contextlib.contextmanager
@@ -202,7 +194,7 @@ def thaw(connection: BaseDatabaseWrapper) -> int:
                 [f"{TRIGGER}_%"],
             )
             triggers = cursor.fetchall()
-        with _switch_cursor(connection) as cursor, _allowed_here():
+        with _switch_cursor(connection) as cursor, switch_ddl():
             for name, _table in triggers:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
         return len({table for _name, table in triggers})
@@ -222,8 +214,21 @@ def is_refusal(error: BaseException) -> bool:
     return text.startswith("Deploy mode is on: ") and text.endswith(" refused by the database.")
 
 
+# --- the way through the freeze: for what deployguard.allowances allows, and nothing else ---
+
+
+def install_sqlite_bypass(raw: Any) -> None:
+    """SQLite: define on a raw connection the function the triggers ask, which says whether
+    this write is allowed (deployguard.allow_writes(), or the switch's own DDL)."""
+    raw.create_function(SQLITE_FUNCTION, 0, _sqlite_writes_allowed)
+
+
+def _sqlite_writes_allowed() -> int:
+    return 1 if writes_allowed() else 0
+
+
 def run_allowed(cursor: Any, run: Callable[[], T]) -> T:
-    """Run `run()` (one statement deployguard allows) with the trigger letting it through.
+    """PostgreSQL: run `run()` (one statement deployguard allows) with the trigger letting it through.
 
     `cursor` is the driver's cursor (no wrappers, no query log). The setting is the session's,
     set just before and cleared just after; when the transaction rolls back PostgreSQL restores
@@ -237,16 +242,3 @@ def run_allowed(cursor: Any, run: Callable[[], T]) -> T:
     finally:
         with contextlib.suppress(psycopg.Error):  # an aborted transaction: its rollback clears it
             cursor.execute("SELECT set_config(%s, '', false)", [SETTING])
-
-
-def match_state(using: str = "default") -> str:
-    """After a restore: the triggers follow the state row (a backup taken during a deploy
-    brings its enabled triggers back with it)."""
-    from deployguard import state
-
-    connection = connections[using]
-    if not supported(connection):
-        return ""
-    if state.current().enabled:
-        return "deploy mode is on: the triggers stay as restored"
-    return f"deploy mode is off: {thaw(connection)} trigger(s) disabled"

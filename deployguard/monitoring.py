@@ -22,9 +22,12 @@ from django.db import models, transaction
 from django.db.models.signals import post_save
 from django.http import HttpRequest, HttpResponse
 
+from deployguard import scrub
 from deployguard.integrity import default_registry, evaluate
 from deployguard.middleware import SAFE_METHODS
+from deployguard.models_integrity import ScrubRun
 from deployguard.origin import current_deploy_id, current_origin
+from deployguard.state import is_deploy_mode
 
 audit_logger = logging.getLogger("deployguard.audit")
 logger = logging.getLogger("deployguard.monitoring")
@@ -40,8 +43,6 @@ VIOLATION_SUBJECT = "Integrity violation: {label} {pk} breaks {rule_ids}"
 
 def deploy_mode_label() -> str:
     """'on', 'off' or 'unknown' (the state could not be read), from the one reader."""
-    from deployguard.state import is_deploy_mode
-
     try:
         return "on" if is_deploy_mode() else "off"
     except Exception:
@@ -114,9 +115,6 @@ def _alert(model: type[models.Model], pk: Any, rule_ids: list[str]) -> None:
         fail_silently=True,
     )
     if getattr(settings, "DEPLOYGUARD_QUARANTINE_ON_VIOLATION", False):
-        from deployguard import scrub
-        from deployguard.models_integrity import ScrubRun
-
         run = scrub.quarantine(scrub.add_cascades({model: {pk: rule_ids}}), kind=ScrubRun.Kind.MONITOR)
         if run is not None:
             logger.warning("Quarantined %s %s in run %s", label, pk, run.id)

@@ -15,6 +15,8 @@ from django.db import models
 from django.http import HttpRequest, HttpResponse
 
 ORIGIN_MAX_LENGTH = 255
+DEPLOY_ID_VARIABLE = "DEPLOYGUARD_DEPLOY_ID"
+"""The deploy id of a process deploy_safe starts (its migrate subprocess), from the environment."""
 
 _current_origin: ContextVar[str | None] = ContextVar("deployguard_origin", default=None)
 _current_deploy_id: ContextVar[str | None] = ContextVar("deployguard_deploy_id", default=None)
@@ -40,7 +42,7 @@ def current_origin() -> str:
 
 def current_deploy_id() -> str:
     """The id of the deploy this process is part of, or "" outside a deploy."""
-    return _current_deploy_id.get() or os.environ.get("DEPLOYGUARD_DEPLOY_ID", "")
+    return _current_deploy_id.get() or os.environ.get(DEPLOY_ID_VARIABLE, "")
 
 
 @contextmanager

@@ -17,20 +17,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from deployguard import conf
+from deployguard import conf, freeze
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
+from deployguard.status import ENVIRONMENT_VARIABLE, DeployModeStatus
 
 logger = logging.getLogger("deployguard")
 
-ENVIRONMENT_VARIABLE = "DEPLOYMENT_MODE"
+# deployguard.models is imported inside the three functions that use it: this module loads with
+# the package itself (deployguard.is_deploy_mode), before Django's app registry can load models.
+
 TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
 FALSE_VALUES = frozenset({"false", "0", "no", "off", ""})
 UNPARSABLE_ENVIRONMENT = (
@@ -38,95 +40,6 @@ UNPARSABLE_ENVIRONMENT = (
     "process) or false, or unset it. Accepted: {accepted}."
 )
 REASON_REQUIRED = "Give a reason for turning deploy mode on: it is shown to everyone whose write is refused."
-
-Source = Literal["database", "environment", "process", "unreadable", "not-installed"]
-
-
-@dataclass(frozen=True)
-class DeployModeStatus:
-    """What a process knows about deploy mode, and where it learnt it."""
-
-    enabled: bool
-    source: Source
-    reason: str = ""
-    changed_by: str = ""
-    since: datetime | None = None
-    deploy_id: str = ""
-    expected_end: datetime | None = None
-    error: str = ""
-
-    def describe(self) -> str:
-        """One sentence on how deploy mode got to be what it is."""
-        if self.source == "environment":
-            value = os.environ.get(ENVIRONMENT_VARIABLE, "")
-            return f"It is forced on for this process by the environment variable {ENVIRONMENT_VARIABLE}={value}."  # noqa: E501
-        if self.source == "process":
-            return f"It is forced on for this process: {self.reason}."
-        if self.source == "unreadable":
-            return f"The deploy mode state could not be read ({self.error}), so writes are refused."
-        if self.source == "not-installed":
-            return "Deploy mode is off: deployguard's table does not exist yet (run `manage.py migrate`)."
-        if not self.enabled:
-            if self.changed_by:
-                return f"Deploy mode is off (last switched by {self.changed_by})."
-            return "Deploy mode is off."
-        parts = [f"It was turned on by {self.changed_by or 'unknown'}"]
-        if self.since:
-            parts.append(f" at {self.since.isoformat(timespec='seconds')}")
-        parts.append(f" (reason: {self.reason or 'none given'}")
-        if self.deploy_id:
-            parts.append(f"; deploy {self.deploy_id}")
-        if self.expected_end:
-            parts.append(f"; expected to end at {self.expected_end.isoformat(timespec='seconds')}")
-        parts.append(").")
-        return "".join(parts)
-
-    def describe_public(self) -> str:
-        """describe() for a visitor who may be anyone: no account or address of who switched it,
-        no database error text."""
-        if not self.enabled:
-            return "Deploy mode is off."
-        if self.source == "unreadable":
-            return "The deploy mode state could not be read, so writes are refused."
-        if self.source in ("environment", "process"):
-            return "Deploy mode is on for this server."
-        parts = ["Deploy mode is on"]
-        if self.since:
-            parts.append(f" since {self.since.isoformat(timespec='seconds')}")
-        parts.append(f" (reason: {self.reason or 'none given'}")
-        if self.expected_end:
-            parts.append(f"; expected to end at {self.expected_end.isoformat(timespec='seconds')}")
-        parts.append(").")
-        return "".join(parts)
-
-    def retry_after(self, default: int) -> int:
-        """Seconds a client should wait: until the expected end when known, else `default`."""
-        if self.expected_end:
-            remaining = math.ceil((self.expected_end - timezone.now()).total_seconds())
-            if remaining > 0:
-                return remaining
-        return default
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "enabled": self.enabled,
-            "source": self.source,
-            "reason": self.reason,
-            "who": self.changed_by,
-            "since": self.since.isoformat() if self.since else None,
-            "deploy_id": self.deploy_id,
-            "expected_end": self.expected_end.isoformat() if self.expected_end else None,
-            "error": self.error,
-        }
-
-    def as_public_dict(self) -> dict[str, Any]:
-        """as_dict() without `who` and `error`: what /_deploy/status and 503s show to anyone."""
-        return {key: value for key, value in self.as_dict().items() if key not in PRIVATE_FIELDS}
-
-
-PRIVATE_FIELDS = frozenset({"who", "error"})
-"""Who switched deploy mode (an account, a host, a caller's address) and database error text:
-shown to staff and to holders of the deploy token only."""
 
 FORCED_BY_ENVIRONMENT = DeployModeStatus(enabled=True, source="environment")
 NOT_INSTALLED = DeployModeStatus(enabled=False, source="not-installed")
@@ -272,10 +185,11 @@ def _read() -> DeployModeStatus:
         return DeployModeStatus(enabled=True, source="unreadable", error=str(error).strip() or repr(error))
     if not rows:
         return DeployModeStatus(enabled=False, source="database")
-    return _status_from_row(rows[0])
+    return status_from_row(rows[0])
 
 
-def _status_from_row(row: Any) -> DeployModeStatus:
+def status_from_row(row: Any) -> DeployModeStatus:
+    """The status a DeployModeState row describes."""
     return DeployModeStatus(
         enabled=row.enabled,
         source="database",
@@ -337,7 +251,7 @@ def enable(
     with _writing_the_switch(), transaction.atomic(using=alias):
         row, _ = DeployModeState.objects.using(alias).select_for_update().get_or_create(pk=STATE_ROW_ID)
         if row.enabled:
-            raise DeployModeAlreadyOn(_status_from_row(row))
+            raise DeployModeAlreadyOn(status_from_row(row))
         row.enabled = True
         row.reason = reason
         row.changed_by = changed_by[:255]
@@ -347,7 +261,7 @@ def enable(
         row._change_reason = f"Deploy mode on: {reason}"  # type: ignore[attr-defined]
         row._history_user = user  # type: ignore[attr-defined]
         row.save()
-    status = _status_from_row(row)
+    status = status_from_row(row)
     clear_cache()
     logger.warning("Deploy mode turned ON by %s: %s", changed_by, reason)
     return status
@@ -374,11 +288,9 @@ def disable(
             row._history_user = user  # type: ignore[attr-defined]
             row.save()
         # Even when it was off already: triggers a restored backup brought back go off too.
-        from deployguard import freeze
-
         if freeze.supported(connections[alias]):
             freeze.thaw(connections[alias])
-    status = _status_from_row(row) if row is not None else DeployModeStatus(enabled=False, source="database")
+    status = status_from_row(row) if row is not None else DeployModeStatus(enabled=False, source="database")
     clear_cache()
     if was_on:
         logger.warning("Deploy mode turned OFF by %s: %s", changed_by, reason)
@@ -402,8 +314,6 @@ def drain_in_flight_writes(timeout: float | None = None) -> str:
     write, from any client. Returns what it did; raises DrainTimeout when a writer outlasts
     `timeout`.
     """
-    from deployguard import freeze
-
     timeout = float(conf.get("DEPLOYGUARD_DRAIN_TIMEOUT") if timeout is None else timeout)
     alias = conf.get("DEPLOYGUARD_DATABASE")
     connection = connections[alias]
@@ -442,3 +352,14 @@ def switch_off(**kwargs: Any) -> tuple[DeployModeStatus, bool]:
     if was_on:
         wait_for_propagation()
     return status, was_on
+
+
+def match_freeze(using: str = "default") -> str:
+    """After a restore: the database's freeze follows the state row (a backup taken during a
+    deploy brings its enabled triggers back with it)."""
+    connection = connections[using]
+    if not freeze.supported(connection):
+        return ""
+    if current().enabled:
+        return "deploy mode is on: the triggers stay as restored"
+    return f"deploy mode is off: {freeze.thaw(connection)} trigger(s) disabled"

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from deployguard.sql_writes import UNKNOWN_PART, UNKNOWN_TABLE, is_schema_change, write_targets
+
 # Categories of finding.
 WRITE = "write"
 ENTRY = "entry point"
@@ -120,25 +122,6 @@ TASK_DECORATORS = frozenset({"task", "shared_task", "periodic_task", "db_periodi
 # Calls whose function argument runs later, in this process: the caller reaches it.
 CALLBACK_TAKERS = frozenset({"on_commit", "submit", "map", "run_in_executor", "call_soon", "apply_async"})
 
-SQL_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "COPY", "TRUNCATE")
-SQL_DDL = ("ALTER", "DROP", "CREATE")
-_SQL_LEADING = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.S)
-_SQL_FIRST_WORD = re.compile(r"[A-Za-z]+")
-_SQL_DML_ANYWHERE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.I)
-_IDENT = r'(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[\w$]+)(?:\s*\.\s*(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[\w$]+))?'
-_SQL_TARGETS = [
-    re.compile(rf"\bINSERT\s+(?:OR\s+\w+\s+)?(?:IGNORE\s+)?INTO\s+({_IDENT})", re.I),
-    re.compile(rf"\bREPLACE\s+INTO\s+({_IDENT})", re.I),
-    re.compile(rf"\bUPDATE\s+(?:OR\s+\w+\s+)?(?:ONLY\s+)?({_IDENT})", re.I),
-    re.compile(rf"\bDELETE\s+FROM\s+(?:ONLY\s+)?({_IDENT})", re.I),
-    re.compile(rf"\bTRUNCATE\s+(?:TABLE\s+)?(?:ONLY\s+)?({_IDENT})", re.I),
-    re.compile(rf"\bMERGE\s+INTO\s+({_IDENT})", re.I),
-    re.compile(rf"\bCOPY\s+({_IDENT})", re.I),
-    re.compile(rf"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?({_IDENT})", re.I),
-    re.compile(rf"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?({_IDENT})", re.I),
-    re.compile(rf"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+.*?\bON\s+(?:ONLY\s+)?({_IDENT})", re.I | re.S),
-]
-UNKNOWN_SQL_PART = "\x00"
 # Nodes that hold no call: the walk does not descend into them.
 _LEAVES = frozenset(
     {ast.Name, ast.Constant, ast.Load, ast.Store, ast.Del, ast.Pass, ast.Break, ast.Continue}
@@ -252,28 +235,14 @@ class ScanResult:
 
 
 def classify_sql(sql: str) -> tuple[str | None, str | None]:
-    """("DML" or "DDL" or None, the first target table or None) for a SQL statement."""
-    body = _SQL_LEADING.sub("", sql, count=1)
-    match = _SQL_FIRST_WORD.match(body)
-    if not match:
+    """("DML" or "DDL" or None, the first table written or None) for SQL found in the source:
+    deployguard.sql_writes' answer, the one the write guard gives the same text when it runs."""
+    writes = write_targets(sql)
+    if not writes:
         return None, None
-    verb = match.group(0).upper()
-    if verb == "WITH":
-        if not _SQL_DML_ANYWHERE.search(body):
-            return None, None
-        kind = "DML"
-    elif verb in SQL_DML:
-        kind = "DML"
-    elif verb in SQL_DDL:
-        kind = "DDL"
-    else:
-        return None, None
-    for pattern in _SQL_TARGETS:
-        target = pattern.search(body)
-        if target:
-            name = re.split(r"\s*\.\s*", target.group(1))[-1].strip('"`[]')
-            return kind, None if UNKNOWN_SQL_PART in name else name.lower()
-    return kind, None
+    verb, table = writes[0]
+    kind = "DDL" if is_schema_change(verb) else "DML"
+    return kind, None if table == UNKNOWN_TABLE or UNKNOWN_PART in table else table
 
 
 def module_name(relative: Path) -> str:
@@ -606,7 +575,7 @@ class _ModuleScanner(ast.NodeVisitor):
         return None
 
     def _string(self, node: ast.expr | None) -> str | None:
-        """The text of a string expression, unknown parts as UNKNOWN_SQL_PART; None if not text."""
+        """The text of a string expression, unknown parts as UNKNOWN_PART; None if not text."""
         if node is None:
             return None
         if isinstance(node, ast.Constant):
@@ -624,7 +593,7 @@ class _ModuleScanner(ast.NodeVisitor):
             if left is None:
                 return None
             right = self._string(node.right)
-            return left + (right if right is not None else UNKNOWN_SQL_PART)
+            return left + (right if right is not None else UNKNOWN_PART)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
             return self._string(node.left)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
@@ -649,7 +618,7 @@ class _ModuleScanner(ast.NodeVisitor):
                 table = self.index.table_of(owner[1])
                 if table:
                     return table
-        return UNKNOWN_SQL_PART
+        return UNKNOWN_PART
 
     # -- recording ------------------------------------------------------------
 
@@ -957,7 +926,7 @@ class _ModuleScanner(ast.NodeVisitor):
             if verb is None:
                 continue
             label = self.index.tables.get(table) if table else None
-            detail = " ".join(text.replace(UNKNOWN_SQL_PART, "{?}").split())[:80]
+            detail = " ".join(text.replace(UNKNOWN_PART, "{?}").split())[:80]
             kind = RAW_SQL_WRITE if verb == "DML" else RAW_SQL_SCHEMA
             self._add(node, kind, label, detail, function=function)
 

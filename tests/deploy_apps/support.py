@@ -32,11 +32,11 @@ services.publish_submission(actor=editor, submission=submission, reason="The one
 
 INSPECT = """
 import json
-from deployguard import backup
+from deployguard import backup, fingerprints
 from deployguard.models import DeployModeState, DeployRecord
 from documents.models import PublishedDraft, Submission
 print("INSPECT " + json.dumps({
-    "fingerprints": backup.fingerprints(),
+    "fingerprints": fingerprints.current_digests(),
     "migrations": backup.applied_migrations(),
     "deploy_mode": DeployModeState.objects.filter(enabled=True).exists(),
     "deploy_mode_switches": DeployModeState.history.count(),
@@ -47,16 +47,26 @@ print("INSPECT " + json.dumps({
 """
 
 
+ADMINS = "Ops <ops@example.com>"
+
+
+def mailed_env(scratch: Scratch) -> dict[str, str]:
+    """The deploy's mail goes to files in the scratch directory, one per message."""
+    outbox = scratch.directory / "outbox"
+    outbox.mkdir(exist_ok=True)
+    return {"ADMINS": ADMINS, "EMAIL_URL": f"filemail:///{outbox}"}
+
+
 def is_postgresql() -> bool:
     return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 
-def _server() -> dict[str, Any]:
+def server() -> dict[str, Any]:
     return settings.DATABASES["default"]
 
 
-def _admin_connection() -> psycopg.Connection:
-    params = _server()
+def admin_connection() -> psycopg.Connection:
+    params = server()
     return psycopg.connect(
         dbname="postgres",
         user=params.get("USER") or "postgres",
@@ -145,13 +155,13 @@ def scratch_template(tmp_path_factory) -> Iterator[str]:
         yield str(path)
         return
     name = f"deploysafe_ds_tpl_{secrets.token_hex(4)}"
-    with _admin_connection() as admin:
+    with admin_connection() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        _prepare(database_url_for({**_server(), "NAME": name}))
+        _prepare(database_url_for({**server(), "NAME": name}))
         yield name
     finally:
-        with _admin_connection() as admin:
+        with admin_connection() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -163,10 +173,10 @@ def scratch(scratch_template, tmp_path) -> Iterator[Scratch]:
         yield Scratch(url=f"sqlite:///{path}", directory=tmp_path)
         return
     name = f"deploysafe_ds_{secrets.token_hex(4)}"
-    with _admin_connection() as admin:
+    with admin_connection() as admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{scratch_template}"')
     try:
-        yield Scratch(url=database_url_for({**_server(), "NAME": name}), directory=tmp_path)
+        yield Scratch(url=database_url_for({**server(), "NAME": name}), directory=tmp_path)
     finally:
-        with _admin_connection() as admin:
+        with admin_connection() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from deployguard import state
@@ -31,6 +32,15 @@ def deploy_mode_on_committed(transactional_db) -> Iterator[state.DeployModeStatu
     """Deploy mode on, committed, so that other threads and processes see it; off afterwards."""
     yield state.enable(reason="Release 42", changed_by="ops@deploy-host")
     state.disable(changed_by="pytest")
+
+
+@pytest.fixture
+def outsider(transactional_db) -> Iterator[psycopg.Connection]:
+    """A client deployguard never sees: its own driver connection, no Django, autocommit."""
+    from django.db import connection
+
+    with psycopg.connect(database_url_for(connection.settings_dict), autocommit=True) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.db import connection, transaction
 
+from deployguard import fingerprints
+from deployguard.fingerprint import PIN_RUNNING, snapshot_horizon
+from deployguard.fingerprints import FingerprintsAt
 from documents.models import PublishedDraft, Submission
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -81,3 +85,14 @@ def group_count(url: str) -> int:
         url, "shell", "-c", "from django.contrib.auth.models import Group; print(Group.objects.count())"
     )
     return int(result.stdout.strip().splitlines()[-1])
+
+
+def fingerprints_as_frozen(earlier: FingerprintsAt | None = None) -> FingerprintsAt:
+    """Every protected table's fingerprint as deploy_safe takes them beside its backup: in one
+    snapshot with its horizon (PostgreSQL), reusing `earlier`'s where proved unwritten since."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            return FingerprintsAt(fingerprints.take(earlier=earlier))
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute(f"SELECT {PIN_RUNNING}")
+        return FingerprintsAt(fingerprints.take(earlier=earlier), snapshot_horizon())

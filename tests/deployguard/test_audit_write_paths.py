@@ -15,6 +15,7 @@ from deployguard.management.commands.audit_write_paths import (
     VIOLATIONS_FOUND,
 )
 from deployguard.management.commands.audit_write_paths import Command as AuditCommand
+from deployguard.sql_writes import write_targets
 from deployguard.write_paths import classify_sql
 from deployguard.write_paths.policy import (
     FIXTURE_SHIPS_PROTECTED,
@@ -642,6 +643,51 @@ def test_protected_setting_narrows_the_policy(planted, settings):
 )
 def test_classify_sql(sql, expected):
     assert classify_sql(sql) == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # A second statement after a read: the audit's regexes judged the first word only.
+        ("SELECT 1; DELETE FROM documents_submission", ("DML", "documents_submission")),
+        # Write words inside a literal or a comment: the regexes saw a write.
+        ("WITH x AS (SELECT 'DELETE FROM documents_submission') SELECT * FROM x", (None, None)),
+        ("WITH x AS (SELECT 1) SELECT * FROM x -- then UPDATE documents_submission", (None, None)),
+        # COPY ... TO only reads; SELECT ... INTO and CREATE TABLE create a table the regexes could not name.
+        ("COPY documents_submission TO STDOUT", (None, None)),
+        ("SELECT * INTO documents_copy FROM documents_submission", ("DDL", "documents_copy")),
+        ("CREATE TABLE documents_extra (id integer)", ("DDL", "documents_extra")),
+        # A block whose body is not parsed writes to a table nobody can name: the regexes saw no write.
+        ("DO $$ BEGIN DELETE FROM documents_submission; END $$", ("DML", None)),
+        ("EXECUTE publish_everything(1)", ("DML", None)),
+        # A table named by code (an f-string's value) is unknown, not the literal part of its name.
+        ("INSERT INTO documents_\x00 VALUES (1)", ("DML", None)),  # \x00: UNKNOWN_PART
+        ("UPDATE \x00 SET status = 1", ("DML", None)),
+    ],
+)
+def test_the_audit_classifies_sql_as_the_guard_does_where_its_own_regexes_used_to_disagree(sql, expected):
+    assert classify_sql(sql) == expected
+    assert bool(write_targets(sql)) == (expected[0] is not None)  # the guard would refuse it in deploy mode
+
+
+def test_a_write_hidden_after_a_read_in_one_string_is_a_violation(planted):
+    report, _, code = planted(
+        {
+            "sync/hidden.py": """
+            from django.db import connection
+
+
+            def tidy():
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1; DELETE FROM documents_submission WHERE title = 'old'")
+            """,
+        }
+    )
+
+    assert code == 1
+    assert [(v["file"], v["line"], v["kind"], v["model"]) for v in report["violations"]] == [
+        ("sync/hidden.py", 6, "raw SQL write", "documents.Submission")
+    ]
 
 
 def test_the_rogue_start_up_app_of_the_model_guard_tests_is_caught():

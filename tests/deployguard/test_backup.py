@@ -143,7 +143,7 @@ def test_the_split_integrity_check_finds_an_index_that_does_not_match_its_table(
     per-table part does, so the split check finds what integrity_check finds."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from deployguard.backup import BackupError, _checked_sha256, integrity_problems
+    from deployguard.backup import BackupError, checked_sha256, integrity_problems
 
     path = _sqlite_file(
         tmp_path / "index.sqlite3",
@@ -160,7 +160,7 @@ def test_the_split_integrity_check_finds_an_index_that_does_not_match_its_table(
     with ThreadPoolExecutor(max_workers=2) as pool:
         assert integrity_problems(path, pool) == expected
     with pytest.raises(BackupError) as refused:
-        _checked_sha256(path)
+        checked_sha256(path)
     assert str(refused.value) == (
         "The copy failed SQLite's integrity check: row 1 missing from index t_a; "
         "row 2 missing from index t_a; row 3 missing from index t_a (and 1 more)"
@@ -168,7 +168,7 @@ def test_the_split_integrity_check_finds_an_index_that_does_not_match_its_table(
 
 
 def test_the_split_integrity_check_finds_a_damaged_page_and_passes_a_sound_file(tmp_path):
-    from deployguard.backup import _checked_sha256, integrity_problems, sha256_of
+    from deployguard.backup import checked_sha256, integrity_problems, sha256_of
 
     path = _sqlite_file(
         tmp_path / "page.sqlite3",
@@ -177,7 +177,7 @@ def test_the_split_integrity_check_finds_a_damaged_page_and_passes_a_sound_file(
         "INSERT INTO t (a) SELECT printf('%03d', i) || zeroblob(200) FROM n",
     )
     assert integrity_problems(path) == []
-    assert _checked_sha256(path) == sha256_of(path)
+    assert checked_sha256(path) == sha256_of(path)
 
     with path.open("r+b") as damaged:
         damaged.seek(4 * 4096 + 8)  # page 5: overwrite its cell pointers
@@ -209,7 +209,7 @@ def test_a_copy_of_a_wal_database_is_one_file_in_rollback_journal_mode(tmp_path)
     import sqlite3
     import threading
 
-    from deployguard.backup import _copy_sqlite, sha256_of
+    from deployguard.backup import copy_sqlite, sha256_of
 
     source = tmp_path / "live.sqlite3"
     live = sqlite3.connect(source)
@@ -220,7 +220,7 @@ def test_a_copy_of_a_wal_database_is_one_file_in_rollback_journal_mode(tmp_path)
     target = tmp_path / "copies" / "copy.sqlite3"
     target.parent.mkdir()
 
-    digest = _copy_sqlite(str(source), target, threading.Event())
+    digest = copy_sqlite(str(source), target, threading.Event())
     live.close()
 
     assert sorted(p.name for p in target.parent.iterdir()) == ["copy.sqlite3"]
@@ -229,3 +229,33 @@ def test_a_copy_of_a_wal_database_is_one_file_in_rollback_journal_mode(tmp_path)
     assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     assert copy.execute("SELECT a FROM t").fetchall() == [("x",)]
     copy.close()
+
+
+# --- copying(): the caller reads the data while the backup holds it still -----------------------
+
+
+def test_what_the_caller_reads_inside_the_copy_is_what_the_manifest_records(transactional_db, tmp_path):
+    from deployguard import backup, fingerprints
+
+    with backup.copying(tmp_path / "backup.bin") as copy:
+        taken = fingerprints.current_digests()
+        copy.describe(taken, backup.applied_migrations())
+
+    assert copy.path == tmp_path / "backup.bin"
+    assert copy.manifest is not None
+    assert copy.manifest.fingerprints == taken
+    assert backup.check_backup(copy.path) == copy.manifest
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["backup.bin", "backup.bin.manifest.json"]
+
+
+def test_a_copy_nobody_described_or_whose_reader_failed_leaves_nothing_behind(transactional_db, tmp_path):
+    from deployguard import backup
+
+    with pytest.raises(backup.BackupError, match="The backup was not described"):
+        with backup.copying(tmp_path / "undescribed.bin"):
+            pass
+    with pytest.raises(RuntimeError, match="the reader failed"):
+        with backup.copying(tmp_path / "abandoned.bin"):
+            raise RuntimeError("the reader failed")
+
+    assert list(tmp_path.iterdir()) == []

@@ -11,20 +11,14 @@ import psycopg
 import pytest
 from django.db import connection, connections
 
-from deployguard import freeze, guard, state
+from deployguard import freeze, state
+from deployguard.allowances import allow_writes
 from deployguard.exceptions import DeployModeActive, DrainTimeout
 from tests.deployguard.support import database_url_for, manage
 from tests.factories import SubmissionFactory
 
 # A statement-level trigger fires even when no row matches: a probe that changes nothing.
 PROBE = "UPDATE documents_submission SET title = title WHERE false"
-
-
-@pytest.fixture
-def outsider(transactional_db) -> Iterator[psycopg.Connection]:
-    """A client deployguard never sees: its own driver connection, no Django, autocommit."""
-    with psycopg.connect(database_url_for(connection.settings_dict), autocommit=True) as client:
-        yield client
 
 
 @pytest.fixture
@@ -193,8 +187,8 @@ def test_a_writer_that_outlasts_the_drain_timeout_leaves_the_database_unfrozen(
     transactional_db, fast_switch, outsider, monkeypatch
 ):
     attempts: list[int] = []
-    enable = freeze._enable_triggers
-    monkeypatch.setattr(freeze, "_enable_triggers", lambda *a, **k: attempts.append(1) or enable(*a, **k))
+    enable = freeze.enable_triggers
+    monkeypatch.setattr(freeze, "enable_triggers", lambda *a, **k: attempts.append(1) or enable(*a, **k))
     outsider.autocommit = False
     outsider.execute(PROBE)
     state.enable(reason="Release 42", changed_by="ops@deploy-host")
@@ -222,7 +216,7 @@ def test_a_process_trusting_a_cached_off_gets_the_guards_refusal_not_a_database_
 
 @pytest.mark.postgresql
 def test_what_deployguard_allows_passes_the_trigger_for_that_statement_only(frozen, outsider):
-    with guard.allow_writes("a named data migration"), connection.cursor() as cursor:
+    with allow_writes("a named data migration"), connection.cursor() as cursor:
         cursor.execute("INSERT INTO auth_group (name) VALUES ('allowed')")
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting(%s, true)", [freeze.SETTING])
@@ -232,16 +226,6 @@ def test_what_deployguard_allows_passes_the_trigger_for_that_statement_only(froz
     assert (
         refused(outsider, "INSERT INTO auth_group (name) VALUES ('not allowed')").sqlstate == freeze.SQLSTATE
     )
-
-
-@pytest.mark.postgresql
-def test_after_a_restore_the_triggers_follow_the_state_row(transactional_db, outsider):
-    tables = freeze.freezable_tables(connection)
-    freeze.freeze(connection, tables, lock_timeout=5)  # as a backup taken during a deploy brings back
-
-    assert freeze.match_state() == f"deploy mode is off: {len(tables)} trigger(s) disabled"
-    outsider.execute(PROBE)
-    assert freeze.frozen_tables(connection) == dict.fromkeys(tables, False)
 
 
 def test_sqlite_refuses_a_client_without_deployguard_until_deploy_mode_is_off(shared_database_url):

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-from deployguard.fingerprint import _prepare, row_hash_sql, table_columns
-from deployguard.guard import protected_tables
+from deployguard.fingerprint import prepare, row_hash_sql, table_columns
+from deployguard.tables import protected_tables
 
 RowHashes = dict[str, Counter[int]]
 
-_SCRIPT = """
+ROWS_SCRIPT = """
 import json
 from tests.reliability.rows import row_hashes
 print("ROWS " + json.dumps({table: dict(hashes) for table, hashes in row_hashes().items()}))
@@ -28,7 +28,7 @@ print("ROWS " + json.dumps({table: dict(hashes) for table, hashes in row_hashes(
 def row_hashes(using: str = "default") -> RowHashes:
     """For every protected table, how many times each row hash occurs."""
     connection = connections[using]
-    _prepare(connection)  # SQLite: registers the row-hash function
+    prepare(connection)  # SQLite: registers the row-hash function
     quote = connection.ops.quote_name
     result: RowHashes = {}
     with connection.cursor() as cursor:
@@ -41,7 +41,7 @@ def row_hashes(using: str = "default") -> RowHashes:
 
 def scratch_row_hashes(scratch) -> RowHashes:
     """row_hashes() of a tests.deploy_apps.support.Scratch database, read in a subprocess."""
-    result = scratch.manage("shell", "-c", _SCRIPT)
+    result = scratch.manage("shell", "-c", ROWS_SCRIPT)
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("ROWS "))
     return {

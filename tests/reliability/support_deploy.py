@@ -24,24 +24,15 @@ from tests.deploy_apps.support import (
     is_postgresql,
     subprocess_env,
 )
-from tests.reliability.rows import _SCRIPT as _ROWS_SCRIPT
-from tests.reliability.rows import RowHashes, scratch_row_hashes
+from tests.reliability.rows import ROWS_SCRIPT, RowHashes, scratch_row_hashes
 from tests.waiting import wait_until
 
-ADMINS = "Ops <ops@example.com>"
 DEPLOY_SECONDS = 120
 
 
 def gate_file(scratch: Scratch, step: str, suffix: str) -> Path:
     """As tests/deploy_apps/gate/apps.py names it."""
     return scratch.directory / "gate" / f"{step.replace(' ', '_').replace(':', '')}.{suffix}"
-
-
-def mailed_env(scratch: Scratch) -> dict[str, str]:
-    """The deploy's mail goes to files in the scratch directory, one per message."""
-    outbox = scratch.directory / "outbox"
-    outbox.mkdir(exist_ok=True)
-    return {"ADMINS": ADMINS, "EMAIL_URL": f"filemail:///{outbox}"}
 
 
 def mails(scratch: Scratch) -> list[str]:
@@ -112,7 +103,7 @@ def finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-_STATE = INSPECT + _ROWS_SCRIPT
+_STATE = INSPECT + ROWS_SCRIPT
 
 
 def state_of(scratch: Scratch) -> tuple[dict[str, Any], RowHashes]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployguard.fingerprint import sqlite_row_hash
-from deployguard.guard import protected_tables
+from deployguard.tables import protected_tables
 from tests.reliability.rows import RowHashes
 
 REQUEST_TIMEOUT = 20

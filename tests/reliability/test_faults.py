@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.deploy_apps import support as deploy_support
-from tests.deploy_apps.support import Scratch, is_postgresql
+from tests.deploy_apps.support import Scratch, is_postgresql, mailed_env
 from tests.reliability import support_deploy
 from tests.reliability.rows import compare
 from tests.reliability.support_deploy import (
     finish,
     gate_file,
-    mailed_env,
     peek,
     reach,
     release,
@@ -106,7 +105,7 @@ def test_the_migrate_connection_terminated_mid_migration_is_rolled_back(
     try:
         wait_until(lambda: signal_file.exists() and signal_file.read_text(), "the migration to start")
         backend = int(signal_file.read_text())
-        with deploy_support._admin_connection() as admin:
+        with deploy_support.admin_connection() as admin:
             (terminated,) = admin.execute("SELECT pg_terminate_backend(%s)", [backend]).fetchone()
         assert terminated
     finally:

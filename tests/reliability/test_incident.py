@@ -17,13 +17,12 @@ import urllib.request
 from pathlib import Path
 
 from tests.deploy_apps import support as deploy_support
-from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch
+from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, mailed_env
 from tests.deployguard.support import free_port, subprocess_env
 from tests.reliability.rows import compare, scratch_row_hashes
 from tests.reliability.support_deploy import (
     finish,
     gate_file,
-    mailed_env,
     mails,
     reach,
     release,

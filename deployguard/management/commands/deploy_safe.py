@@ -10,7 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from deployguard import state
-from deployguard.pipeline import EXIT_MISUSE, Options, Pipeline
+from deployguard.deploy import run
+from deployguard.deploy.steps import EXIT_MISUSE
 
 HELP = """Deploy safely: run the pre-checks, freeze the data, back it up, migrate, and prove the data
 after the deploy equals the data before it; put it back when it does not.
@@ -40,7 +41,7 @@ deploy whose process was killed: 0 recovered, 4 could not."""
 
 class Command(BaseCommand):
     help = HELP
-    # The pipeline runs the system checks itself, at --check-level.
+    # deploy_safe runs the system checks itself, at --check-level.
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -102,8 +103,9 @@ class Command(BaseCommand):
         except ValueError as error:
             # Checked before any step: nan or inf would otherwise fail only after the backup.
             raise CommandError(f"--expected-minutes: {error}", returncode=EXIT_MISUSE) from None
-        pipeline = Pipeline(
-            Options(
+        deploy = run.recover if options["recover"] else run.deploy
+        report = deploy(
+            run.Options(
                 check_level=options["check_level"],
                 baseline=options["baseline"],
                 allow_dirty=options["allow_dirty"],
@@ -115,18 +117,17 @@ class Command(BaseCommand):
             ),
             self._write,
         )
-        status = pipeline.recover() if options["recover"] else pipeline.run()
         if options["report"]:
             try:
-                options["report"].write_text(json.dumps(pipeline.report(), indent=2, default=str) + "\n")
+                options["report"].write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
             except OSError as error:
                 self.stderr.write(
                     f"Could not write the report {options['report']}: {error.strerror or error}"
                 )
-        if status:
-            raise CommandError(pipeline.message, returncode=status)
+        if report.exit_status:
+            raise CommandError(report.message, returncode=report.exit_status)
         if options["verbosity"] >= 1:
-            self.stdout.write(self.style.SUCCESS(pipeline.message))
+            self.stdout.write(self.style.SUCCESS(report.message))
 
     def _write(self, style: str, text: str) -> None:
         styler = getattr(self.style, style, None) if style else None

@@ -8,10 +8,10 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from deployguard import guard
-from deployguard.pipeline import MIGRATE_GO as GO
-from deployguard.pipeline import MIGRATE_NOT_TOLD as EXIT_NOT_TOLD
-from deployguard.pipeline import install_data_migration_allowance
+from deployguard import allowances
+from deployguard.deploy.child import MIGRATE_GO as GO
+from deployguard.deploy.child import MIGRATE_NOT_TOLD as EXIT_NOT_TOLD
+from deployguard.deploy.child import install_data_migration_allowance
 
 
 class Command(BaseCommand):
@@ -41,6 +41,6 @@ class Command(BaseCommand):
             raise CommandError("deploy_safe did not say go: nothing was migrated.", returncode=EXIT_NOT_TOLD)
         # Not from start-up (DEPLOYGUARD_SCHEMA_CHANGES), as `migrate` under deploy_safe used to:
         # this process starts up while the fingerprints and the backup are taken.
-        guard.allow_schema_changes_for_process(schema_changes_reason)
+        allowances.allow_schema_changes_for_process(schema_changes_reason)
         install_data_migration_allowance()
         call_command("migrate", database=database, interactive=False, verbosity=verbosity, skip_checks=False)

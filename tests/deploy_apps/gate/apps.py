@@ -1,4 +1,4 @@
-"""Wraps Pipeline.step in deploy_safe's own process; the product has no test hooks.
+"""Wraps Steps.step in deploy_safe's own process; the product has no test hooks.
 
 DEPLOY_TEST_GATE_DIR: a directory. On entering a step named in DEPLOY_TEST_PAUSE_AT (comma
 separated), deploy_safe writes `<dir>/<step>.reached` (holding its deploy id) and waits for
@@ -22,19 +22,21 @@ def gate_file(directory, step, suffix):
 
 
 def install():
-    from deployguard.pipeline import Pipeline
+    # Imported once apps are ready: deployguard.origin defines a model.
+    from deployguard.deploy.steps import Steps
+    from deployguard.origin import current_deploy_id
 
     directory = os.environ.get("DEPLOY_TEST_GATE_DIR")
-    if not directory or getattr(Pipeline.step, "gated", False):
+    if not directory or getattr(Steps.step, "gated", False):
         return
     pause_at = {name for name in os.environ.get("DEPLOY_TEST_PAUSE_AT", "").split(",") if name}
     kill_at = os.environ.get("DEPLOY_TEST_KILL_AT", "")
-    original = Pipeline.step
+    original = Steps.step
 
     @contextlib.contextmanager
     def step(self, name, **kwargs):
         if name in pause_at or name == kill_at:
-            gate_file(directory, name, "reached").write_text(self.deploy_id)
+            gate_file(directory, name, "reached").write_text(current_deploy_id())
         if name == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         if name in pause_at:
@@ -45,7 +47,7 @@ def install():
             yield entered
 
     step.gated = True
-    Pipeline.step = step
+    Steps.step = step
 
 
 class GateConfig(AppConfig):

@@ -1,0 +1,336 @@
+"""deploy_safe, step by step: the orchestrator of a deploy and of `--recover`.
+
+A deploy: one at a time (the lock) → pre-checks → deployguard's own tables → deploy mode on
+(the migrate subprocess starts up, frozen, meanwhile) → the fingerprints, taken while the
+verified backup copies the same data → migrate → post-checks → deploy mode off → the record.
+Any failure after the backup is undone (deployguard.deploy.undo), and the exit status says how
+the run ended (deployguard.deploy.steps).
+
+Deploy mode goes on before the fingerprints and the backup, not after: otherwise a live write
+between them and the freeze would make the comparison race. Going off does not wait for other
+processes' caches: nothing the deploy does afterwards needs them writing again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from deployguard import backup, conf, fingerprints, freeze, origin, state
+from deployguard.deploy import lock, migrate, postchecks, prechecks, undo
+from deployguard.deploy.record import Record, Report, append_log, new_deploy_id, running_record
+from deployguard.deploy.steps import (
+    EXIT_DEPLOYED,
+    EXIT_HUMAN,
+    EXIT_PRECHECK,
+    EXIT_RESTORED,
+    FAILED,
+    Alongside,
+    Output,
+    Step,
+    Steps,
+    Stop,
+)
+from deployguard.exceptions import DrainTimeout
+from deployguard.fingerprint import snapshot_horizon
+from deployguard.fingerprints import FingerprintsAt
+from deployguard.tables import migrate_writable_tables
+
+PRECHECKS_FAILED = "{count} pre-check(s) failed; nothing was touched: {failures}"
+DRAIN_FAILED = "{error} Deploy mode is off again; nothing was backed up or migrated."
+BACKUP_FAILED = "The backup failed ({error}); nothing was migrated."
+DEPLOYED = "Deploy {deploy_id} done: migrated and verified."
+ROLLED_BACK = "Deploy {deploy_id} failed and was rolled back ({how}): {why}"
+NOTHING_TO_RECOVER = "No incomplete deploy to recover."
+KILLED_BEFORE_BACKUP = "killed before its backup was made, so before migrate: nothing ran"
+RECOVERED = "Recovered deploy {deploy_id}: {how}."
+
+
+@dataclass
+class Options:
+    """What the operator asked of deploy_safe."""
+
+    check_level: str = "ERROR"
+    baseline: str | None = None
+    allow_dirty: bool = False
+    backup_dir: Path | None = None
+    allow_data_migrations: list[str] = field(default_factory=list)
+    expected_minutes: float = 15.0
+    verbosity: int = 1
+    using: str = "default"
+
+
+@dataclass(frozen=True)
+class BackedUp:
+    """The verified backup, and the fingerprints taken while it copied the same data."""
+
+    path: Path
+    manifest: backup.Manifest
+    fingerprints: FingerprintsAt
+
+
+def deploy(options: Options, output: Output) -> Report:
+    """One deploy; the report says how it ended (its exit status and message)."""
+    report = Report(new_deploy_id(), timezone.now(), options.using, Steps(output, options.verbosity))
+    with origin.deploy(report.deploy_id), origin.origin(f"deploy_safe {report.deploy_id}"):
+        with contextlib.ExitStack() as held:  # released in reverse: the subprocess, threads, lock
+            try:
+                _deploy(options, report, held)
+            except Stop as stop:
+                report.exit_status, report.message = stop.exit_status, stop.message
+    return report
+
+
+def _deploy(options: Options, report: Report, held: contextlib.ExitStack) -> None:
+    record = Record(report)
+    alongside = _one_at_a_time(options, report, held)
+    checked = _pre_checks(options, report, alongside)  # exit 3 unless every one passes: nothing touched
+    _bootstrap(options, report)
+    child = _deploy_mode_on(options, report, record, held)  # the migrate subprocess starts up, frozen
+    backed_up = _back_up(options, report, record, earlier=checked.rules.tables)
+    migrated = _migrate(options, report, child)
+    problem = migrated.problem or _post_checks(options, report, alongside, checked, backed_up, migrated)
+    if problem:
+        _roll_back(report, record, backed_up, why=problem)  # exit 1, or 4 when a person must act
+    with report.steps.step("deploy mode off") as step:
+        step.detail = _deploy_mode_off(f"deploy_safe {report.deploy_id} done")
+    record.finish("succeeded", EXIT_DEPLOYED, DEPLOYED.format(deploy_id=report.deploy_id))
+
+
+def _one_at_a_time(options: Options, report: Report, held: contextlib.ExitStack) -> Alongside:
+    """Take the deploy lock (or stop, naming who holds it); then the threads for work alongside."""
+    deploy_lock = lock.DeployLock(options.using)
+    held.callback(deploy_lock.release)
+    with report.steps.step("pre-check: one deploy at a time"):
+        lock.take(deploy_lock, deploy_id=report.deploy_id, actor=state.os_actor())
+    alongside = Alongside(options.using)
+    held.callback(alongside.shutdown)
+    return alongside
+
+
+def _pre_checks(options: Options, report: Report, alongside: Alongside) -> prechecks.PreChecked:
+    checked = prechecks.run(
+        report.steps, alongside, using=options.using, backup_dir=_backup_dir(options),
+        allow_dirty=options.allow_dirty, check_level=options.check_level,
+        allow_data_migrations=options.allow_data_migrations, baseline=options.baseline,
+    )  # fmt: skip
+    if checked.failures:
+        failures = " | ".join(checked.failures)
+        message = PRECHECKS_FAILED.format(count=len(checked.failures), failures=failures)
+        report.end("precheck_failed", EXIT_PRECHECK, message)
+        append_log(report)
+        raise Stop(EXIT_PRECHECK, message)
+    return checked
+
+
+def _backup_dir(options: Options) -> Path:
+    return options.backup_dir or backup.default_backup_dir()
+
+
+def _bootstrap(options: Options, report: Report) -> None:
+    """Create deployguard's tables when this release brings them: the switch and the record live there."""
+    pending = migrate.pending_migrations(using=options.using, app="deployguard")
+    if not pending:
+        return
+    with report.steps.step("bootstrap deployguard's tables") as step:
+        step.detail = {"migrations": pending}
+        problem = migrate.bootstrap(deploy_id=report.deploy_id, verbosity=options.verbosity)
+        if problem:
+            step.status = FAILED
+            raise Stop(EXIT_PRECHECK, problem)
+        step.detail["applied"] = pending
+
+
+def _deploy_mode_on(
+    options: Options, report: Report, record: Record, held: contextlib.ExitStack
+) -> migrate.Child:
+    """Deploy mode on (state.switch_on(), with the migrate subprocess started between the switch
+    and the wait); returns the subprocess, starting up frozen."""
+    with report.steps.step("deploy mode on") as step:
+        status = state.enable(
+            reason=f"deploy_safe {report.deploy_id}", changed_by=state.os_actor(), deploy_id=report.deploy_id,
+            expected_minutes=options.expected_minutes,
+        )  # fmt: skip
+        child = migrate.start(
+            deploy_id=report.deploy_id, using=options.using, verbosity=options.verbosity,
+            allow_data_migrations=options.allow_data_migrations,
+        )  # fmt: skip
+        held.callback(migrate.discard, child)
+        # PostgreSQL and SQLite: the drain enables the database's own freeze, after which no
+        # client can write whatever it has cached, so other processes' caches need no waiting for.
+        waited = 0.0 if freeze.supported(connections[options.using]) else state.wait_for_propagation()
+        try:
+            drained = state.drain_in_flight_writes()
+        except DrainTimeout as error:
+            step.status, step.detail = FAILED, str(error)
+            _deploy_mode_off(f"deploy_safe {report.deploy_id} aborted")
+            record.finish("rolled_back", EXIT_PRECHECK, DRAIN_FAILED.format(error=error))
+            raise Stop(EXIT_PRECHECK, report.message) from None
+        step.detail = {"expected_end": status.expected_end, "waited": waited, "drain": drained}
+        record.store(status="running")
+    return child
+
+
+def _back_up(options: Options, report: Report, record: Record, *, earlier: FingerprintsAt | None) -> BackedUp:
+    """The verified backup; the fingerprints and applied migrations taken while it copies the
+    same data (same lock or snapshot) are a step of their own, listed before the backup's."""
+    using = options.using
+    try:
+        with report.steps.step("backup") as step:
+            path = backup.default_backup_path(using, _backup_dir(options))
+            with backup.copying(path, using=using) as copy:
+                frozen = _fingerprint(report.steps, before=step, using=using, earlier=earlier)
+                copy.describe(fingerprints.digests(frozen.tables), backup.applied_migrations(using))
+            assert copy.manifest is not None
+            report.backup = copy.path
+            step.detail = {"path": str(copy.path), "size": copy.manifest.size}
+            record.store(status="running")
+    except (backup.BackupError, DatabaseError, OSError) as error:
+        # Nothing was migrated: the data is as it was. Unfreeze and stop.
+        _deploy_mode_off(f"deploy_safe {report.deploy_id} aborted")
+        record.finish("rolled_back", EXIT_RESTORED, BACKUP_FAILED.format(error=error))
+        raise Stop(EXIT_RESTORED, report.message) from None
+    return BackedUp(copy.path, copy.manifest, frozen)
+
+
+def _fingerprint(steps: Steps, *, before: Step, using: str, earlier: FingerprintsAt | None) -> FingerprintsAt:
+    """Every protected table's fingerprint, the post-check's reference; on PostgreSQL with the
+    snapshot's horizon, since which the post-check proves tables unwritten."""
+    with steps.step("fingerprint", before=before) as step:
+        tables = fingerprints.take(using=using, earlier=earlier)
+        horizon = snapshot_horizon(using=using) if connections[using].vendor == "postgresql" else None
+        step.detail = {
+            "tables": len(tables),
+            "rows": sum(fp.count for fp in tables.values()),
+            "while": "the backup copies the same data",
+        }
+        if earlier is not None:
+            reused = earlier.reused_in(tables)
+            step.detail["reused_from_pre_check"] = len(reused)
+            step.detail["hashed"] = sorted(set(tables) - set(reused))
+    return FingerprintsAt(tables, horizon)
+
+
+def _migrate(options: Options, report: Report, child: migrate.Child) -> migrate.Migrated:
+    """Tell the migrate subprocess to go; what it did, and why the deploy fails (or "")."""
+    with report.steps.step("migrate") as step:
+        migrated = migrate.go(
+            child, using=options.using, verbosity=options.verbosity, output=report.steps.output
+        )
+        step.detail = migrated.detail
+        if migrated.problem:
+            step.status = FAILED
+    report.blocked_writes, report.data_migration_changes = migrated.writers, migrated.data_changes
+    return migrated
+
+
+def _post_checks(
+    options: Options,
+    report: Report,
+    alongside: Alongside,
+    checked: prechecks.PreChecked,
+    backed_up: BackedUp,
+    migrated: migrate.Migrated,
+) -> str:
+    """The data after migrate against the data at the freeze; why the deploy fails, or "".
+    Tables a named data migration changed are reported (in the migrate step), not compared."""
+    changed_by_data_migrations = {table for changes in migrated.data_changes.values() for table in changes}
+    verified = postchecks.run(
+        report.steps, alongside, using=options.using, frozen=backed_up.fingerprints,
+        skip=migrate_writable_tables() | changed_by_data_migrations, before=checked.rules,
+        baseline=options.baseline, baseline_after_migrate=checked.baseline_after_migrate,
+    )  # fmt: skip
+    report.schema_changes = verified.schema_changes
+    return verified.problem
+
+
+def _roll_back(report: Report, record: Record, backed_up: BackedUp, *, why: str) -> None:
+    """Undo a failed deploy and stop: exit 1 when the data is proved as before, 4 when not."""
+    deploy_id = report.deploy_id
+    with report.steps.step("roll back") as step:
+        try:
+            step.detail = undo.restore_or_prove_unchanged(
+                backed_up.path,
+                backed_up.manifest,
+                using=report.using,
+                reason=f"deploy_safe {deploy_id} rollback",
+            )
+        except undo.FAILURES as error:
+            step.status, step.detail = FAILED, {"error": str(error)}
+            message = undo.human_must_act(deploy_id=deploy_id, why=why, path=backed_up.path, error=error)
+            record.finish("restore_failed", EXIT_HUMAN, message)
+            undo.alert(deploy_id, "restore_failed", message)
+            raise Stop(EXIT_HUMAN, message) from None
+    record.survive_restore()
+    with report.steps.step("deploy mode off") as off:
+        off.detail = _deploy_mode_off(f"deploy_safe {deploy_id} rolled back")
+    how = step.detail if isinstance(step.detail, str) else f"restored from {backed_up.path}"
+    message = ROLLED_BACK.format(deploy_id=deploy_id, how=how, why=why)
+    record.finish("rolled_back", EXIT_RESTORED, message)
+    undo.alert(deploy_id, "rolled_back", message)
+    raise Stop(EXIT_RESTORED, message)
+
+
+def _deploy_mode_off(reason: str) -> dict[str, Any]:
+    """Deploy mode off, without waiting for other processes' cached state to expire.
+
+    Going on must wait: the fingerprints are only true once nobody can write. Going off
+    need not: nothing deploy_safe does afterwards depends on other processes writing
+    again, and each of them sees "off" within DEPLOYGUARD_STATE_CACHE_SECONDS anyway.
+    """
+    state.disable(changed_by=state.os_actor(), reason=reason)
+    return {"waited_for_other_processes": False, "they_write_again_within": conf.propagation_delay()}
+
+
+def recover(options: Options, output: Output) -> Report:
+    """Finish a deploy whose process was killed: restore or prove unchanged, then deploy mode off."""
+    report = Report(new_deploy_id(), timezone.now(), options.using, Steps(output, options.verbosity))
+    deploy_lock = lock.DeployLock(options.using)
+    with origin.origin("deploy_safe --recover"):
+        try:
+            _recover(report, deploy_lock)
+        except Stop as stop:
+            report.exit_status, report.message = stop.exit_status, stop.message
+        finally:
+            deploy_lock.release()
+    return report
+
+
+def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
+    steps, using = report.steps, report.using
+    with steps.step("one deploy at a time"):
+        lock.take(deploy_lock, deploy_id=report.deploy_id, actor=state.os_actor())
+    row = running_record(using=using)
+    if row is None:
+        report.message = NOTHING_TO_RECOVER
+        return
+    report.deploy_id, report.started_at = row.deploy_id, row.started_at
+    steps.put_first([Step(**taken) for taken in row.report.get("steps", [])])
+    record = Record(report, row)
+    with steps.step("recover") as step:
+        try:
+            if row.backup_path:
+                report.backup = Path(row.backup_path)
+                manifest = backup.check_backup(report.backup, using=using)
+                step.detail = undo.restore_or_prove_unchanged(
+                    report.backup, manifest, using=using, reason="deploy_safe --recover"
+                )
+            else:
+                step.detail = KILLED_BEFORE_BACKUP
+        except undo.FAILURES as error:
+            step.status = FAILED
+            message = undo.human_must_act(
+                deploy_id=report.deploy_id, why="killed mid-deploy", path=report.backup, error=error
+            )
+            record.finish("restore_failed", EXIT_HUMAN, message)
+            undo.alert(report.deploy_id, "restore_failed", message)  # a person must act: never silent
+            raise Stop(EXIT_HUMAN, message) from None
+    record.survive_restore()
+    with steps.step("deploy mode off") as off:
+        off.detail = _deploy_mode_off(f"deploy_safe --recover {report.deploy_id}")
+    record.finish("recovered", EXIT_DEPLOYED, RECOVERED.format(deploy_id=report.deploy_id, how=step.detail))

@@ -1,0 +1,219 @@
+"""Every protected table's fingerprint at once, and how two of them differ.
+
+One table's fingerprint is deployguard.fingerprint's; this is the whole database's, as a
+backup's manifest records it and deploy_safe compares it. On PostgreSQL a table proved
+unwritten since an earlier set of fingerprints (fingerprint.unwritten_since: same column
+types, same row count, no newer row version) keeps its earlier fingerprint instead of being
+hashed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections
+
+from deployguard.fingerprint import (
+    column_names,
+    column_types,
+    fingerprint_table,
+    provable,
+    unwritten_since,
+)
+from deployguard.tables import protected_tables
+
+Types = tuple[tuple[Any, ...], ...]
+"""PostgreSQL: a table's fingerprint.column_types(), one tuple a column."""
+Digests = dict[str, dict[str, Any]]
+"""{table: {"count": rows, "digest": hash}}: fingerprints as a backup's manifest keeps them."""
+
+
+@dataclass(frozen=True)
+class TableFingerprint:
+    """One table's columns (in order), row count and digest; on PostgreSQL also its
+    column_types(), against which a later state is proved unwritten."""
+
+    columns: tuple[str, ...]
+    count: int
+    digest: str
+    types: Types | None = None
+
+    def as_digest(self) -> dict[str, Any]:
+        return {"count": self.count, "digest": self.digest}
+
+
+@dataclass(frozen=True)
+class FingerprintsAt:
+    """Every protected table's fingerprint, taken in one snapshot; on PostgreSQL with that
+    snapshot's horizon (fingerprint.snapshot_horizon), from which later states are proved unwritten."""
+
+    tables: Mapping[str, TableFingerprint]
+    horizon: int | None = None
+
+    def reused_in(self, later: Mapping[str, TableFingerprint]) -> list[str]:
+        """The tables of `later` that kept this set's fingerprint, proved unwritten since."""
+        return [table for table, fp in later.items() if fp is self.tables.get(table)]
+
+
+def protected_tables_now(*, using: str = "default") -> list[str]:
+    """The protected tables that exist, sorted."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        return sorted(protected_tables(connection.introspection.table_names(cursor)))
+
+
+def take(*, using: str = "default", earlier: FingerprintsAt | None = None) -> dict[str, TableFingerprint]:
+    """Every protected table's fingerprint, bookkeeping tables included.
+
+    With `earlier` (PostgreSQL, with a horizon), a table with the same columns
+    (fingerprint.column_types: names, types, numbers, the table's oid), all provable, that is
+    proved unwritten since that snapshot keeps its earlier fingerprint, the very same object,
+    instead of being hashed again.
+    """
+    tables = protected_tables_now(using=using)
+    described = _describe(tables, using=using)
+    proved: set[str] = set()
+    if earlier is not None and earlier.horizon is not None:
+        same_types = {
+            table: then.count
+            for table in tables
+            if (then := earlier.tables.get(table)) is not None
+            and then.types is not None
+            and then.types == described[table][1]
+            and provable(then.types)
+        }
+        proved = unwritten_since(earlier.horizon, same_types, using=using)
+    taken: dict[str, TableFingerprint] = {}
+    for table in tables:
+        if earlier is not None and table in proved:
+            taken[table] = earlier.tables[table]
+            continue
+        columns, types = described[table]
+        fp = fingerprint_table(table, using=using, columns=columns)
+        taken[table] = TableFingerprint(columns=columns, count=fp.count, digest=fp.digest, types=types)
+    return taken
+
+
+def _describe(tables: Iterable[str], *, using: str) -> dict[str, tuple[tuple[str, ...], Types | None]]:
+    """Each table's columns, and on PostgreSQL their types, in one catalogue query."""
+    if connections[using].vendor != "postgresql":
+        return {table: (tuple(columns), None) for table, columns in column_names(tables, using=using).items()}
+    return {
+        table: (tuple(column[0] for column in types), types)
+        for table, types in types_now(tables, using=using).items()
+    }
+
+
+def types_now(tables: Iterable[str], *, using: str = "default") -> dict[str, Types]:
+    """PostgreSQL: each table's fingerprint.column_types() now, as TableFingerprint.types holds them."""
+    return {
+        table: tuple(tuple(column) for column in types)
+        for table, types in column_types(tables, using=using).items()
+    }
+
+
+def digests(tables: Mapping[str, TableFingerprint]) -> Digests:
+    """The fingerprints as a backup's manifest records them: count and digest by table."""
+    return {table: fp.as_digest() for table, fp in tables.items()}
+
+
+def current_digests(*, using: str = "default") -> Digests:
+    """Every protected table's count and digest now."""
+    return digests(take(using=using))
+
+
+def difference(table: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """How one table's fingerprint changed, in one line; "" when it did not."""
+    if before["count"] != after["count"]:
+        return f"{table}: {before['count']} rows before, {after['count']} after"
+    if before["digest"] != after["digest"]:
+        return f"{table}: {before['count']} rows both times, contents differ"
+    return ""
+
+
+def differences(
+    expected: Mapping[str, Mapping[str, Any]], actual: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """One line per table whose fingerprint differs (or that appeared or disappeared); empty
+    when the data is the same."""
+    lines = []
+    for table in sorted(set(expected) | set(actual)):
+        before, after = expected.get(table), actual.get(table)
+        if before is None or after is None:
+            lines.append(f"{table} {'appeared' if before is None else 'disappeared'}")
+        elif line := difference(table, before, after):
+            lines.append(line)
+    return lines
+
+
+@dataclass
+class Comparison:
+    """The data now against fingerprints taken earlier (compare_with_now)."""
+
+    differences: list[str] = field(default_factory=list)
+    schema_changes: list[str] = field(default_factory=list)
+    unchanged: set[str] = field(default_factory=set)  # the same rows over the same columns
+    proved_unwritten: list[str] = field(default_factory=list)  # of those, proved without hashing
+
+
+def compare_with_now(
+    before: FingerprintsAt, *, using: str = "default", skip: Iterable[str] = ()
+) -> Comparison:
+    """The data now against `before`, over the columns each table had then: a column added
+    is a schema change, not a data change; with a column dropped only the row counts are
+    compared; tables created since must be empty. Tables in `skip` are not compared.
+
+    On PostgreSQL a table with the same columns (names, types, numbers, the table's oid), all
+    provable, that is proved unwritten since `before`'s snapshot is not hashed again: it holds
+    the very rows whose fingerprint was taken.
+    """
+    skipped = set(skip)
+    now = set(protected_tables_now(using=using))
+    columns_now = {table: set(columns) for table, columns in column_names(now, using=using).items()}
+    proved: set[str] = set()
+    if before.horizon is not None:
+        types = types_now(now & set(before.tables), using=using)
+        same_types = {
+            table: fp.count
+            for table, fp in before.tables.items()
+            if table not in skipped
+            and fp.types is not None
+            and types.get(table) == fp.types
+            and provable(fp.types)
+        }
+        proved = unwritten_since(before.horizon, same_types, using=using)
+    found = Comparison(proved_unwritten=sorted(proved))
+    for table, fp in sorted(before.tables.items()):
+        if table in skipped:
+            continue
+        if table not in now:
+            found.schema_changes.append(f"{table}: dropped")
+            continue
+        if table in proved:
+            found.unchanged.add(table)
+            continue
+        dropped = [c for c in fp.columns if c not in columns_now[table]]
+        added = sorted(columns_now[table] - set(fp.columns))
+        if added:
+            found.schema_changes.append(f"{table}: columns added {', '.join(added)}")
+        if dropped:
+            found.schema_changes.append(f"{table}: columns dropped {', '.join(dropped)}; counts compared")
+            kept = [c for c in fp.columns if c in columns_now[table]]
+            count = fingerprint_table(table, using=using, columns=kept or None).count
+            if count != fp.count:
+                found.differences.append(f"{table}: {fp.count} rows before, {count} after")
+            continue
+        after = fingerprint_table(table, using=using, columns=fp.columns)
+        line = difference(table, fp.as_digest(), {"count": after.count, "digest": after.digest})
+        if line:
+            found.differences.append(line)
+        elif not added:
+            found.unchanged.add(table)
+    for table in sorted(now - set(before.tables) - skipped):
+        found.schema_changes.append(f"{table}: created")
+        count = fingerprint_table(table, using=using).count
+        if count:
+            found.differences.append(f"{table}: new table holds {count} rows; it must start empty")
+    return found
