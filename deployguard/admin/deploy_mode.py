@@ -106,6 +106,8 @@ class DeployModeAdmin(OperationsAdmin):
         history = DeployModeState.history.select_related("history_user").order_by(
             "-history_date", "-history_id"
         )
+        switches = paginate(request, history, HISTORY_PER_PAGE)
+        on_first_page = switches.number == 1
         return self.page(
             request,
             TEMPLATE,
@@ -117,8 +119,8 @@ class DeployModeAdmin(OperationsAdmin):
             can_switch=request.user.has_perm(SWITCH_DEPLOY_MODE),
             running=running_deploy(),
             form=form,
-            latest=history.first(),
-            page_obj=paginate(request, history, HISTORY_PER_PAGE),
+            latest=switches.object_list[0] if on_first_page and switches.object_list else history.first(),
+            page_obj=switches,
         )
 
     def switch_on_view(self, request: HttpRequest) -> HttpResponse:
