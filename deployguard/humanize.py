@@ -22,12 +22,15 @@ def _plural(count: int, unit: str) -> str:
 def span(seconds: float) -> str:
     """A length of time, rounded the way people say it: "42 seconds", "about 10 minutes"."""
     seconds = abs(seconds)
-    if seconds < MINUTE:
-        return _plural(max(1, round(seconds)), "second")
-    if seconds < HOUR - 30:
-        return f"about {_plural(round(seconds / MINUTE), 'minute')}"
+    if seconds < 0.5:
+        return "less than a second"
+    if round(seconds) < MINUTE:
+        return _plural(round(seconds), "second")
+    minutes = round(seconds / MINUTE)
+    if minutes < 60:
+        return f"about {_plural(minutes, 'minute')}"
     if seconds < 2 * DAY:
-        hours, rest = divmod(round(seconds / MINUTE), 60)
+        hours, rest = divmod(minutes, 60)
         if hours < 3 and rest >= 5:
             return f"about {_plural(hours, 'hour')} {_plural(rest, 'minute')}"
         return f"about {_plural(hours + (rest >= 30), 'hour')}"

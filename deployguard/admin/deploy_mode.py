@@ -103,8 +103,11 @@ class DeployModeAdmin(OperationsAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         status = state.current()
-        history = DeployModeState.history.select_related("history_user").order_by(
-            "-history_date", "-history_id"
+        # The row's creation (off, before the first switch) is no switch: not listed.
+        history = (
+            DeployModeState.history.select_related("history_user")
+            .exclude(history_type="+", enabled=False)
+            .order_by("-history_date", "-history_id")
         )
         switches = paginate(request, history, HISTORY_PER_PAGE)
         on_first_page = switches.number == 1

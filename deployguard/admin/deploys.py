@@ -199,6 +199,7 @@ class DeployRecordAdmin(OperationsAdmin):
             title=f"Deploy {record.deploy_id}",
             parent_title="Deploys",
             record=record,
+            short_status=SHORT_STATUS.get(record.status, record.status),
             duration=duration(record),
             freeze_window=_seconds(report.get("freeze_window_s")),
             steps=steps(report),

@@ -41,7 +41,7 @@ def test_the_page_shows_the_stored_counts_linked_to_the_filtered_changelist_with
     body = admin_client.get(INTEGRITY).content.decode()
 
     row = rule_row(body, "documents.E007")
-    assert '<a href="/admin/documents/submission/?integrity=documents.E007">1</a>' in row
+    assert '<a href="/admin/documents/submission/?integrity=documents.E007"><strong>1</strong></a>' in row
     assert "error" in row and "submissions" in row
     assert "by pytest" in body
     filtered = admin_client.get("/admin/documents/submission/?integrity=documents.E007").content.decode()
@@ -99,4 +99,4 @@ def test_counts_link_to_rows_only_for_users_who_may_see_them(db):
     row = rule_row(client.get(INTEGRITY).content.decode(), "documents.E007")
 
     assert "<a " not in row
-    assert ">1</td>" in row
+    assert "<strong>1</strong></td>" in row

@@ -146,3 +146,15 @@ def test_an_unsafe_request_outside_the_admin_gets_the_plain_page_in_human_times(
     assert middleware.REFUSED_REQUEST in body
     assert "Try again in about 10 minutes." in body
     assert WHO not in body
+
+
+def test_a_read_only_page_says_nothing_about_saving(client, superuser):
+    viewer = EditorFactory(username="viewer", permissions=("view_submission",))
+    client.force_login(viewer)
+    submission = SubmissionFactory(actor=superuser)
+    state.enable(reason="Release 42", changed_by=WHO)
+
+    body = client.get(f"{SUBMISSIONS}{submission.pk}/change/").content.decode()
+
+    assert 'id="deploy-mode-banner"' in body
+    assert middleware.SAVE_PAUSED not in body

@@ -15,8 +15,10 @@ NOW = datetime(2026, 3, 4, 14, 14, 30, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("seconds", "said"),
     [
-        (0.2, "1 second"),
+        (0.2, "less than a second"),
+        (0.7, "1 second"),
         (42, "42 seconds"),
+        (59.6, "about 1 minute"),
         (60, "about 1 minute"),
         (591, "about 10 minutes"),
         (3_570, "about 1 hour"),

@@ -136,6 +136,7 @@ def test_deploy_mode_switched_on_in_the_admin_then_a_save_is_refused_inside_the_
     expect(colleague.locator("#deploy-paused-save")).to_be_visible()
     expect(colleague.locator("input[name=_save]")).to_be_disabled()
     expect(colleague.locator("#id_title")).to_be_disabled()
+    colleague.locator("#deploy-paused-save").scroll_into_view_if_needed()
     snapshot(colleague, "operations-form-paused")
     assert Submission.objects.get(pk=submission.pk).title == "Original title"
 
