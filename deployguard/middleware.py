@@ -165,7 +165,8 @@ def _admin_frame(request: HttpRequest) -> dict[str, Any] | None:
         "title": "Logging in is paused" if login else "Change not saved",
         "message": LOGIN_PAUSED if login else REFUSED_CHANGE,
         "index_url": reverse(f"{site.name}:index"),
-        "back_url": request.get_full_path(),
+        # One leading slash: "//host/..." would be another site's address.
+        "back_url": "/" + request.get_full_path().lstrip("/"),
         "crumbs": [],
     }
     model_admin = getattr(match.func, "model_admin", None)

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import URLPattern
 
 from deployguard import humanize, scrub
@@ -77,6 +77,8 @@ class QuarantineRunAdmin(OperationsAdmin):
         """A run, read-only: why, by whom, and every row it put aside (paged), with its restore."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
         run = self._run(request, object_id)
         if run is None:
             return self._get_obj_does_not_exist_redirect(request, self.model._meta, object_id)

@@ -108,7 +108,7 @@ def test_deploys_are_read_only_even_for_a_superuser(admin_client):
 
     assert admin_client.get(f"{DEPLOYS}add/").status_code == 403
     assert admin_client.post(f"{DEPLOYS}{record.pk}/delete/", {"post": "yes"}).status_code == 403
-    assert admin_client.post(f"{DEPLOYS}{record.pk}/change/", {"status": "succeeded"}).status_code == 200
+    assert admin_client.post(f"{DEPLOYS}{record.pk}/change/", {"status": "succeeded"}).status_code == 405
     assert DeployRecord.objects.get(pk=record.pk).status == record.status
 
 

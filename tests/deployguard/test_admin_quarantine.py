@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.db import connections
 from django.test import Client
 
 from deployguard import scrub, state
@@ -14,7 +17,7 @@ from documents.models import DataSource, Submission
 from tests.deployguard.admin_support import QUARANTINE, messages_of
 from tests.deployguard.support import snapshot
 from tests.documents.fakes import raw_insert_submission
-from tests.factories import SubmissionFactory
+from tests.factories import SubmissionFactory, SuperuserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -140,3 +143,45 @@ def test_an_unknown_run_redirects_with_a_message_not_a_500(operator_client):
     for url in (f"{QUARANTINE}no-such-run/", f"{QUARANTINE}no-such-run/restore/"):
         assert operator_client.get(url).status_code == 302
     assert operator_client.post(f"{QUARANTINE}no-such-run/restore/").status_code == 302
+
+
+@pytest.mark.postgresql
+def test_two_operators_restoring_the_same_run_at_the_same_moment_restore_it_once(transactional_db, operator):
+    SubmissionFactory(actor=SuperuserFactory(), title="Interoperable widgets")
+    raw_insert_submission("ML-901", submitted_by="Test User")
+    run = scrub.quarantine(scrub.select_rows(default_registry.select()))
+    clients = [Client(), Client()]
+    for client in clients:
+        client.force_login(operator)
+    ready = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def restore(client: Client) -> None:
+        try:
+            ready.wait(timeout=60)
+            statuses.append(client.post(f"{QUARANTINE}{run.id}/restore/").status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=restore, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert statuses == [302, 302], statuses
+    # Each operator's next page shows the message their restore left (read one after the other:
+    # the test client's captured contexts are shared between threads).
+    answers = [
+        [str(m) for m in client.get(f"{QUARANTINE}{run.id}/").context["messages"]] for client in clients
+    ]
+    done = [a for a in answers if a == [page.RESTORED.format(done="1 submission", run=run.id)]]
+    refused = [
+        a for a in answers if len(a) == 1 and a[0].startswith(f"Run {run.id} was already restored at ")
+    ]
+    assert (len(done), len(refused)) == (1, 1), answers
+    restored = Submission.history.filter(
+        history_change_reason=f"Restored by deployguard: undoing run {run.id}"
+    )
+    assert restored.count() == 1
+    assert LogEntry.objects.filter(object_id=run.id).count() == 1
