@@ -6,14 +6,16 @@ Generates the data (benchmarks/generate.py; --skip-generate keeps what the datab
 then, as a superuser through Django's test client (the whole request: middleware, session,
 admin, template), prints, each the median of --repeat alternating runs (benchmarks/common.py):
 
-    BENCH integrity_page ours=<GET> baseline=<raw counts> ratio=… goal<=none check:cached_under_0.05s
+    BENCH integrity_page ours=<GET> baseline=<raw counts> ratio=… goal<=1.5 check:cached_under_0.05s
     BENCH integrity_recount ours=<POST recount> baseline=<raw counts> ratio=… goal<=1.5
     BENCH activity_page ours=<GET> baseline=<raw GROUP BY> ratio=… goal<=1.5
 
 The baseline of the first two is the raw counting queries (every rule's count, one pass of
 conditional aggregates per table, hand-written: benchmarks/bench_integrity.py). The integrity
-page shows stored counts, so it must stay under 0.05 s however large the tables; the recount
-counts for real, through the rules engine, and must cost at most 1.5 times the raw queries.
+page shows stored counts: it must cost at most 1.5 times the raw queries and stay under 0.05 s
+however large the tables (a whole admin page, through the middleware and the template; on a busy
+machine the absolute figure is what suffers first). The recount counts for real, through the rules
+engine, and must cost at most 1.5 times the raw queries.
 The activity page is timed over the day the generated history falls on (every record of it)
 against the same GROUP BY written by hand.
 """
@@ -113,7 +115,7 @@ def main() -> None:
         "integrity_page",
         ours,
         baseline,
-        None,
+        RECOUNT_GOAL,
         extra={"cached_limit_s": CACHED_LIMIT_S},
         checks={"cached_under_0.05s": ours <= CACHED_LIMIT_S, "same_counts": same_counts},
         note="seconds per GET of the page (stored counts); baseline: raw counting queries",
