@@ -46,12 +46,14 @@ def raw_activity(cursor, vendor: str, day: tuple[object, object]) -> None:
     bucket = (
         "(floor(extract(epoch FROM history_date) / 3600)::bigint * 3600)"
         if vendor == "postgresql"
-        else "(CAST(strftime('%s', history_date) AS INTEGER) / 3600 * 3600)"
+        else "(CAST(strftime('%%s', history_date) AS INTEGER) / 3600 * 3600)"
     )
+    # "%%": the query has parameters, so a literal percent sign is doubled (both drivers).
     kind = (
-        "CASE WHEN history_deploy_id <> '' THEN 'deploy' WHEN history_origin LIKE 'request:%' THEN 'request' "
-        "WHEN history_origin LIKE 'command:%' THEN 'command' WHEN history_origin LIKE 'job:%' "
-        "OR history_origin LIKE 'task:%' OR history_origin LIKE 'process:%' THEN 'job' ELSE 'unknown' END"
+        "CASE WHEN history_deploy_id <> '' THEN 'deploy' "
+        "WHEN history_origin LIKE 'request:%%' THEN 'request' "
+        "WHEN history_origin LIKE 'command:%%' THEN 'command' WHEN history_origin LIKE 'job:%%' "
+        "OR history_origin LIKE 'task:%%' OR history_origin LIKE 'process:%%' THEN 'job' ELSE 'unknown' END"
     )
     for table in ("documents_historicalsubmission", "documents_historicalpublisheddraft"):
         cursor.execute(
@@ -59,7 +61,8 @@ def raw_activity(cursor, vendor: str, day: tuple[object, object]) -> None:
             "AND history_type IN ('+', '~', '-') GROUP BY 1, 2",
             list(day),
         )
-        cursor.fetchall()
+        rows = cursor.fetchall()
+        assert all(bucket is not None for bucket, _, _ in rows), "the hand-written buckets must be hours"
 
 
 def main() -> None:
