@@ -22,7 +22,7 @@ def running_command() -> str:
 
 class DeployguardConfig(AppConfig):
     name = "deployguard"
-    verbose_name = "Deploy guard"
+    verbose_name = "Operations"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

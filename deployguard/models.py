@@ -32,7 +32,8 @@ class DeployModeState(models.Model):
     )
 
     class Meta:
-        verbose_name = "deploy mode state"
+        verbose_name = "deploy mode"
+        verbose_name_plural = "deploy mode"
         constraints = [
             models.CheckConstraint(condition=models.Q(id=STATE_ROW_ID), name="deploymodestate_single_row")
         ]
@@ -71,12 +72,15 @@ class DeployRecord(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        verbose_name = "deploy"
 
     def __str__(self) -> str:
         return f"deploy {self.deploy_id} ({self.status})"
 
 
-# Integrity keeps its own models in models_integrity; they are deployguard's tables too.
+# Integrity and the operations pages keep their own models in modules of their own; they are
+# deployguard's tables too.
 from deployguard.models_integrity import ScrubRow, ScrubRun  # noqa: E402
+from deployguard.models_operations import IntegrityRun, Operations  # noqa: E402
 
-__all__ = ["DeployModeState", "DeployRecord", "ScrubRow", "ScrubRun"]
+__all__ = ["DeployModeState", "DeployRecord", "IntegrityRun", "Operations", "ScrubRow", "ScrubRun"]

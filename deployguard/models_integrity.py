@@ -31,6 +31,7 @@ class ScrubRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "quarantine run"
 
     def __str__(self) -> str:
         return f"quarantine run {self.id}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 
+from deployguard.models import DeployRecord
 from documents import services
 from documents.models import PublishedDraft, Submission
 
@@ -90,3 +93,49 @@ def published_draft(**kwargs: Any) -> PublishedDraft:
     """A draft published through the service, with its submission."""
     submission = SubmissionFactory(status=Submission.Status.PUBLISHED, **kwargs)
     return submission.draft
+
+
+OPERATIONS_PERMISSIONS = ("view_operations", "switch_deploy_mode", "restore_scrubrun")
+
+
+def grant_operations(user: Any, codenames: tuple[str, ...]) -> None:
+    if codenames:
+        user.user_permissions.add(
+            *Permission.objects.filter(content_type__app_label="deployguard", codename__in=codenames)
+        )
+
+
+class OperatorFactory(StaffFactory):
+    """Staff with every operations permission (deployguard): view, switch deploy mode, restore."""
+
+    operations = factory.PostGeneration(
+        lambda user, create, extracted, **kwargs: grant_operations(
+            user, OPERATIONS_PERMISSIONS if extracted is None else extracted
+        )
+    )
+
+
+class DeployRecordFactory(factory.django.DjangoModelFactory):
+    """A finished deploy_safe run as the pipeline records it; `report=` replaces its report."""
+
+    class Meta:
+        model = DeployRecord
+
+    deploy_id = factory.Sequence(lambda n: f"20260101T1000{n:02d}-abc{n:03d}")
+    status = DeployRecord.Status.SUCCEEDED
+    started_by = "ci@build-7"
+    started_at = factory.LazyFunction(lambda: timezone.now() - timedelta(minutes=5))
+    finished_at = factory.LazyAttribute(lambda record: record.started_at + timedelta(seconds=95))
+    exit_status = 0
+    backup_path = "var/backups/default-20260101T100000.sqlite3"
+    report = factory.LazyAttribute(
+        lambda record: {
+            "deploy_id": record.deploy_id,
+            "steps": [
+                {"name": "pre-checks", "status": "ok", "seconds": 2.5, "detail": None},
+                {"name": "migrate", "status": "ok", "seconds": 11.25, "detail": {"applied": 1}},
+            ],
+            "blocked_writes": [],
+            "data_migration_changes": {},
+        }
+    )

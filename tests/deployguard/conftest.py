@@ -11,6 +11,7 @@ import pytest
 
 from deployguard import state
 from tests.deploy_apps.support import scratch, scratch_template  # noqa: F401 (fixtures)
+from tests.deployguard.admin_support import operator, operator_client, staff_client, viewer_client  # noqa: F401
 from tests.deployguard.support import database_url_for, manage
 
 

@@ -37,8 +37,9 @@ def test_browsers_get_an_html_page_in_the_admin_look(client, deploy_mode_on):
     body = response.content.decode()
     assert "admin/css/base.css" in body
     assert "ops@deploy-host" not in body  # anyone may see this page: not who switched
-    assert "Deploy mode is on since " in body
+    assert "On since " in body
     assert "Release 42" in body
+    assert "Try again in about 10 minutes." in body
 
 
 def test_api_clients_get_json(client, deploy_mode_on):

@@ -1,4 +1,4 @@
-"""Deploy mode as an admin sees it: the banner, the 503 page on save, and saving again afterwards."""
+"""Deploy mode as an admin sees it: the banner and a paused form, the 503 page on save, saving again after."""
 
 from __future__ import annotations
 
@@ -32,16 +32,21 @@ def test_deploy_mode_shows_a_banner_refuses_a_save_with_503_and_saving_works_aft
 ):
     page = editor_page
     submission = SubmissionFactory(title="Original title", actor=page.editor)
+    # The form was open before the deploy started; what is typed there cannot be saved during it.
+    page.goto(f"{admin_url}documents/submission/{submission.pk}/change/")
+    page.fill("#id_title", "Changed during the deploy")
     deploy_mode()
 
-    page.goto(f"{admin_url}documents/submission/{submission.pk}/change/")
-    banner = page.locator("#deploy-mode-banner")
+    fresh = page.context.new_page()
+    fresh.goto(f"{admin_url}documents/submission/{submission.pk}/change/")
+    banner = fresh.locator("#deploy-mode-banner")
     expect(banner).to_contain_text("Deploy mode is on: changes are paused.")
     expect(banner).to_contain_text("ci@build-7")
     expect(banner).to_contain_text("Release 2026.11")
-    snapshot(page, "deploy-mode-banner")
+    expect(fresh.locator("input[name=_save]")).to_be_disabled()
+    snapshot(fresh, "deploy-mode-banner")
+    fresh.close()
 
-    page.fill("#id_title", "Changed during the deploy")
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
         page.click("input[name=_save]")
     assert answer.value.status == 503

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils.html import escape
 
 from deployguard import state
-from deployguard.middleware import REFUSED_REQUEST
+from deployguard.middleware import REFUSED_CHANGE
 from deployguard.state import DeployModeStatus
 from documents.models import Submission
 from tests.deployguard.conftest import migrated_sqlite_file, shared_database_url  # noqa: F401 (fixtures)
@@ -399,7 +400,7 @@ def test_an_admin_write_that_races_the_switch_on_gets_503_not_500(admin_client, 
     )
 
     assert response.status_code == 503
-    assert REFUSED_REQUEST in response.content.decode()
+    assert escape(REFUSED_CHANGE) in response.content.decode()  # the admin's 503, in its frame
     assert compare(before, row_hashes()).added == 0
     assert not Submission.objects.filter(ml_number="ML-777").exists()
 

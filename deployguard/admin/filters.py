@@ -1,4 +1,4 @@
-"""Admin helpers: a changelist filter that shows the rows breaking the integrity rules."""
+"""The changelist filter that shows the rows breaking the integrity rules, for any app's admin."""
 
 from __future__ import annotations
 
