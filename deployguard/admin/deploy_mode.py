@@ -12,9 +12,9 @@ from django.urls import URLPattern
 
 from deployguard import humanize, state
 from deployguard.admin.base import SWITCH_DEPLOY_MODE, OperationsAdmin, paginate, require
+from deployguard.deploy.lock import DeployLock
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.models import DeployModeState, DeployRecord
-from deployguard.deploy.lock import DeployLock
 
 TEMPLATE = "admin/deployguard/deploymodestate/page.html"
 CONFIRM_TEMPLATE = "admin/deployguard/deploymodestate/confirm.html"

@@ -7,9 +7,9 @@ from django.test import Client
 
 from deployguard import state
 from deployguard.admin import deploy_mode as page
+from deployguard.deploy.lock import DeployLock
 from deployguard.exceptions import DrainTimeout
 from deployguard.models import DeployModeState, DeployRecord
-from deployguard.deploy.lock import DeployLock
 from tests.deployguard.admin_support import DEPLOY_MODE, SWITCH_OFF, SWITCH_ON, messages_of
 from tests.factories import DeployRecordFactory
 
