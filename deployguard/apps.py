@@ -27,6 +27,8 @@ class DeployguardConfig(AppConfig):
 
     def ready(self) -> None:
         from deployguard import checks, guard, integrity, monitoring, origin, state
+        from deployguard.jobs import checks as job_checks
+        from deployguard.jobs import runner as job_runner
 
         state.check_environment()
         origin.connect_receivers()
@@ -50,5 +52,7 @@ class DeployguardConfig(AppConfig):
 
             pipeline.install_refusal_report()
         checks.register()
+        job_checks.register()
+        job_runner.connect_receivers()
         integrity.autodiscover()
         monitoring.connect_receivers()

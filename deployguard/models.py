@@ -79,4 +79,15 @@ class DeployRecord(models.Model):
 # Integrity keeps its own models in models_integrity; they are deployguard's tables too.
 from deployguard.models_integrity import ScrubRow, ScrubRun  # noqa: E402
 
-__all__ = ["DeployModeState", "DeployRecord", "ScrubRow", "ScrubRun"]
+# So do the job records (deployguard.jobs).
+from deployguard.models_jobs import CompletedJob, IntegrityWatchRun, RefusedJobWrite  # noqa: E402
+
+__all__ = [
+    "CompletedJob",
+    "DeployModeState",
+    "DeployRecord",
+    "IntegrityWatchRun",
+    "RefusedJobWrite",
+    "ScrubRow",
+    "ScrubRun",
+]
