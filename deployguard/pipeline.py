@@ -56,6 +56,8 @@ from django.utils import timezone
 
 from deployguard import backup, conf, freeze, guard, origin, state
 from deployguard.exceptions import DrainTimeout
+from deployguard.jobs import queue as job_queue
+from deployguard.jobs import runner as job_runner
 from deployguard.fingerprint import (
     PIN_RUNNING,
     _prepare,
@@ -558,6 +560,7 @@ class Pipeline:
         self._audit: Future[tuple[Any, float]] | None = None
         self._data_report = ""
         self._refusals_report = ""
+        self._job_writers: list[dict[str, str]] = []
 
     # --- reporting ---
 
@@ -595,10 +598,19 @@ class Pipeline:
             "engine": connections[self.using].vendor,
             "backup": str(self.backup_path) if self.backup_path else None,
             "steps": [asdict(step) for step in self.steps],
-            "blocked_writes": self.writers,
+            "blocked_writes": self.writers + self.job_writers(),
             "data_migration_changes": self.data_changes,
             "schema_changes": self.schema_changes,
         }
+
+    def job_writers(self) -> list[dict[str, str]]:
+        """Jobs that met the freeze since the deploy began (deployguard.jobs), kept in memory so
+        that a restore, which takes their records away, leaves them in the report."""
+        with contextlib.suppress(DatabaseError):
+            found = job_runner.refused_writes(since=self.started_at, using=self.using)
+            if len(found) >= len(self._job_writers):
+                self._job_writers = found
+        return self._job_writers
 
     def _save_record(self, **fields: Any) -> None:
         from deployguard.models import DeployRecord
@@ -1411,9 +1423,13 @@ class Pipeline:
                     step.detail = "proved unchanged: fingerprints and applied migrations equal the backup's"
                 else:
                     step.detail = {"restored_because": differences}
-                    backup.restore_database(
-                        self.backup_path, using=self.using, reason=f"deploy_safe {self.deploy_id} rollback"
-                    )
+                    self.job_writers()
+                    with job_queue.kept_across_restore(self.using):
+                        backup.restore_database(
+                            self.backup_path,
+                            using=self.using,
+                            reason=f"deploy_safe {self.deploy_id} rollback",
+                        )
                     state.clear_cache()
                     left = self._unchanged(self.manifest)
                     if left:
@@ -1471,9 +1487,10 @@ class Pipeline:
                             manifest = backup.check_backup(self.backup_path, using=self.using)
                             differences = self._unchanged(manifest)
                             if differences:
-                                backup.restore_database(
-                                    self.backup_path, using=self.using, reason="deploy_safe --recover"
-                                )
+                                with job_queue.kept_across_restore(self.using):
+                                    backup.restore_database(
+                                        self.backup_path, using=self.using, reason="deploy_safe --recover"
+                                    )
                                 state.clear_cache()
                                 if left := self._unchanged(manifest):
                                     raise backup.RestoreUnverified("; ".join(left))
