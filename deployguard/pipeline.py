@@ -56,8 +56,6 @@ from django.utils import timezone
 
 from deployguard import backup, conf, freeze, guard, origin, state
 from deployguard.exceptions import DrainTimeout
-from deployguard.jobs import queue as job_queue
-from deployguard.jobs import runner as job_runner
 from deployguard.fingerprint import (
     PIN_RUNNING,
     _prepare,
@@ -69,6 +67,8 @@ from deployguard.fingerprint import (
     snapshot_horizon,
     unwritten_since,
 )
+from deployguard.jobs import queue as job_queue
+from deployguard.jobs import runner as job_runner
 
 logger = logging.getLogger("deployguard")
 T = TypeVar("T")
