@@ -43,3 +43,14 @@ def add_group_swallowing_refusal(name: str) -> str:
 @task
 def fail(message: str) -> None:
     raise ValueError(message)
+
+
+@task
+def add_group_then_wait(name: str, started: str, go: str) -> str:
+    """Writes, says so (the file `started`), then keeps its transaction open until `go` exists."""
+    Group.objects.create(name=name)
+    Path(started).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 120
+    while not Path(go).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return name
