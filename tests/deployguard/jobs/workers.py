@@ -94,7 +94,7 @@ class Workers:
     started: list[Worker] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:
-        return subprocess_env(self.scratch.url, DEPLOYGUARD_STATE_CACHE_SECONDS="0", **{**QUIET, **extra})
+        return subprocess_env(self.scratch.url, **{"DEPLOYGUARD_STATE_CACHE_SECONDS": "0", **QUIET, **extra})
 
     def _start(self, name: str, command: list[str], env: dict[str, str]) -> Worker:
         log = self.scratch.directory / f"{name}-{len(self.started)}.log"
