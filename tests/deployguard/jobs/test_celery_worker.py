@@ -53,7 +53,9 @@ def test_a_celery_job_claimed_on_a_stale_off_is_put_back_and_runs_after_the_depl
 
     enqueue(scratch, ("add_group_swallowing_refusal", ["during"]), **broker)
     wait_until(lambda: refused(scratch), "the job to meet the freeze")
-    assert refused(scratch) == [("tests.deployguard.jobs.tasks.add_group_swallowing_refusal", "DeployModeActive")]
+    assert refused(scratch) == [
+        ("tests.deployguard.jobs.tasks.add_group_swallowing_refusal", "DeployModeActive")
+    ]
     assert groups(scratch) == ["before"] and completed(scratch) == 1
 
     deploy_mode(scratch, "off")

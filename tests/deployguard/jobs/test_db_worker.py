@@ -113,7 +113,9 @@ def test_a_job_that_swallows_its_refusal_is_put_back_all_the_same_and_completes_
     assert groups(scratch) == ["before", "swallowed"]
 
 
-def test_a_worker_killed_mid_job_leaves_the_job_queued_with_nothing_written(scratch: Scratch, workers: Workers):
+def test_a_worker_killed_mid_job_leaves_the_job_queued_with_nothing_written(
+    scratch: Scratch, workers: Workers
+):
     started, go = scratch.directory / "started", scratch.directory / "go"
     doomed = workers.db_worker()
     enqueue(scratch, ("add_group_then_wait", ["once", str(started), str(go)]))

@@ -110,7 +110,9 @@ class Workers:
         command = [PYTHON, str(BASE_DIR / "manage.py"), "db_worker", "--no-reload", "--no-startup-delay",
                    "--interval", "0.1", *args]  # fmt: skip
         worker = self._start("db_worker", command, self.env(**env))
-        wait_until(lambda: "Starting deploy-aware worker" in worker.output() or not worker.alive(), "db_worker")
+        wait_until(
+            lambda: "Starting deploy-aware worker" in worker.output() or not worker.alive(), "db_worker"
+        )
         assert worker.alive(), worker.output()
         return worker
 
@@ -196,7 +198,9 @@ for path, backend, args in json.loads({payload!r}):
 """
 
 
-def enqueue(scratch: Scratch, *calls: tuple[str, list[Any]], backend: str = "default", **env: str) -> list[str]:
+def enqueue(
+    scratch: Scratch, *calls: tuple[str, list[Any]], backend: str = "default", **env: str
+) -> list[str]:
     """Queue jobs ("module.task", [args]) through the Django tasks API, in a process of the site."""
     payload = json.dumps([(f"tests.deployguard.jobs.tasks.{name}", backend, args) for name, args in calls])
     result = run_manage(scratch.url, "shell", "-c", ENQUEUE.format(payload=payload), **{**QUIET, **env})
