@@ -1,4 +1,4 @@
-"""A Celery worker (--pool=solo, Redis) against a scratch database: the same holds and put-backs as db_worker."""
+"""A Celery worker (--pool=solo, Redis) on a scratch database: the holds and put-backs db_worker has."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from tests.deploy_apps.support import Scratch
 from tests.deployguard.jobs.workers import Workers, deploy_mode, enqueue, groups, query, wait_until
-
 
 VISIBILITY = 3  # seconds before Redis hands an unacknowledged message to another worker
 
