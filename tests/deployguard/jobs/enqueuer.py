@@ -2,7 +2,8 @@
 
 Run as `manage.py shell -c "from tests.deployguard.jobs.enqueuer import run; run(DIRECTORY)"`.
 Each job is logged as a line `<phase> <backend> <id>`, the phase read from DIRECTORY/phase
-(what the test says is happening: before, during or after the deploy); it stops once
+(what the test says is happening: before, during or after the deploy; nothing is queued while
+it says "paused"); it stops once
 DIRECTORY/stop exists (or after MAX_SECONDS).
 """
 
@@ -24,6 +25,10 @@ def run(directory: str) -> None:
     with (folder / "enqueued.log").open("a") as log:
         while not (folder / "stop").exists() and time.monotonic() < deadline:
             phase = (folder / "phase").read_text().strip()
+            (folder / "seen").write_text(phase)  # every job queued before it says so is logged
+            if phase == "paused":
+                time.sleep(0.05)
+                continue
             backend = BACKENDS[number % len(BACKENDS)]
             result = add_group.using(backend=backend).enqueue(f"job-{number}")
             log.write(f"{phase} {backend} {result.id}\n")
