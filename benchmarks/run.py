@@ -28,13 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench"
 ENGINES = ("sqlite", "postgresql")
-BENCHMARKS = ("integrity", "admin", "deploy_mode", "deploy_safe", "audit_write_paths")
+BENCHMARKS = ("integrity", "admin", "deploy_mode", "deploy_safe", "audit_write_paths", "jobs")
 PG_DATABASES = {
     "data": "deploysafe_int",
     "small": "deploysafe_bench_small",
     # Not make bench-deploy-safe's deploysafe_bds: someone tuning backups may be running that one.
     "deploy_safe": "deploysafe_bench_ds",
     "deploy_mode": "deploysafe_bench_mode",
+    "jobs": "deploysafe_bench_jobs",
 }
 LINE = re.compile(r"^BENCH (?P<name>\S+) (?P<fields>.*?)(?:  # (?P<note>.*))?$")
 QUIET = " INFO deployguard.audit "  # one log line per unsafe request: hidden from the console
@@ -155,6 +156,7 @@ def commands(
             {"DATABASE_URL": db["deploy_safe"], "BENCH_ROWS": str(rows)},
         ),
         "audit_write_paths": ([python, str(here / "bench_audit_write_paths.py")], {}),
+        "jobs": ([python, str(here / "bench_jobs.py")], {"BENCH_DATABASE_URL": db["jobs"]}),
     }
 
 
