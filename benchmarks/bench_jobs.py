@@ -77,7 +77,7 @@ def throughput() -> bool:
     )
     return report(
         "jobs_db_worker", ours, baseline, 1.05,
-        extra={"jobs": JOBS, "jobs_per_s_ours": round(JOBS / ours), "jobs_per_s_baseline": round(JOBS / baseline)},
+        extra={"jobs": JOBS, "per_s_ours": round(JOBS / ours), "per_s_baseline": round(JOBS / baseline)},
         note="N writing jobs through deployguard's db_worker vs django-tasks-db's own Worker, in batch mode",
     )  # fmt: skip
 
