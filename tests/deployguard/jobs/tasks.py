@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import time
 from pathlib import Path
 
+import psycopg
 from django.contrib.auth.models import Group
+from django.db import connection
 from django_tasks import task
 
 from deployguard import DeployModeActive
@@ -53,4 +57,20 @@ def add_group_then_wait(name: str, started: str, go: str) -> str:
     deadline = time.monotonic() + 120
     while not Path(go).exists() and time.monotonic() < deadline:
         time.sleep(0.02)
+    return name
+
+
+@task
+def add_group_through_own_connection(name: str) -> str:
+    """Writes around Django, through a driver connection of its own (psycopg or sqlite3)."""
+    params = connection.settings_dict
+    if connection.vendor == "sqlite":
+        with contextlib.closing(sqlite3.connect(params["NAME"], timeout=5)) as own:
+            own.execute("INSERT INTO auth_group (name) VALUES (?)", [name])
+            own.commit()
+        return name
+    with psycopg.connect(
+        dbname=params["NAME"], user=params["USER"], host=params["HOST"], port=params["PORT"], autocommit=True
+    ) as own:
+        own.execute("INSERT INTO auth_group (name) VALUES (%s)", [name])
     return name

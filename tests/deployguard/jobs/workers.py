@@ -158,7 +158,9 @@ def query(scratch: Scratch, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
     """Rows of `sql` on the scratch database, read with the bare driver (no Django start-up)."""
     if scratch.url.startswith("sqlite:"):
         with contextlib.closing(sqlite3.connect(scratch.url.removeprefix("sqlite:///"), timeout=30)) as db:
-            return db.execute(sql.replace("%s", "?"), params).fetchall()
+            rows = db.execute(sql.replace("%s", "?"), params).fetchall()
+            db.commit()
+            return rows
     with psycopg.connect(scratch.url.replace("postgres://", "postgresql://", 1), autocommit=True) as db:
         return db.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
