@@ -154,3 +154,27 @@ def test_two_workers_racing_for_the_same_jobs_run_each_exactly_once(scratch: Scr
     assert [status for _, status, _ in jobs(scratch)] == [DONE] * len(names)
     assert sorted(groups(scratch)) == sorted(names)
     assert first.alive() and second.alive()
+
+
+def test_a_worker_killed_mid_job_while_deploy_mode_goes_on_lets_the_switch_return_and_loses_nothing(
+    scratch: Scratch, workers: Workers
+):
+    started, go = scratch.directory / "started", scratch.directory / "go"
+    doomed = workers.db_worker()
+    enqueue(scratch, ("add_group_then_wait", ["survivor", str(started), str(go)]))
+    wait_until(started.exists, "the job to write and wait")
+    on = workers.manage("deploy_mode", "on", "--reason", "a job is running")
+    if not scratch.url.startswith("sqlite:"):
+        wait_until(lambda: query(scratch, SWITCHED_ON)[0][0] == 1, "deploy mode to be on")
+
+    doomed.kill()  # SIGKILL, mid-job, while the switch waits for it
+
+    assert on.process.wait(timeout=120) == 0, on.output()
+    assert jobs(scratch) == [("add_group_then_wait", "READY", None)]
+    assert groups(scratch) == []
+    go.touch()
+    deploy_mode(scratch, "off")
+    workers.db_worker()
+    wait_until(lambda: all_finished(scratch, 1), "the job to run after the deploy")
+    assert jobs(scratch) == [("add_group_then_wait", DONE, "survivor")]
+    assert groups(scratch) == ["survivor"]
