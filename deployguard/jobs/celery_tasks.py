@@ -15,7 +15,9 @@ from typing import Any
 
 from celery import Task as CeleryTask
 from celery import shared_task
+from celery.exceptions import Reject
 from celery.signals import worker_ready
+from celery.worker import state as worker_state
 from django.core.exceptions import SuspiciousOperation
 from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
@@ -24,6 +26,7 @@ from django_tasks.base import Task
 from deployguard import state
 from deployguard.jobs import gate, runner
 from deployguard.jobs.celery_backend import RUN_JOB
+from deployguard.models_jobs import CompletedJob
 
 logger = logging.getLogger("deployguard.jobs")
 
@@ -44,8 +47,6 @@ def _run_once(
     task: Task, task_path: str, job_id: str, args: list[Any], kwargs: dict[str, Any]
 ) -> runner.Outcome:
     """One attempt, in one transaction; `done` without running when it completed before."""
-    from deployguard.models_jobs import CompletedJob
-
     with runner.job_transaction("default"):
         if CompletedJob.objects.filter(job_id=job_id).exists():
             logger.warning(
@@ -60,6 +61,13 @@ def _run_once(
     return outcome
 
 
+def _worker_running() -> bool:
+    # Celery sets these to the exit status on a warm or cold shutdown, 0 included (so: `is`).
+    return all(
+        flag is None or flag is False for flag in (worker_state.should_stop, worker_state.should_terminate)
+    )
+
+
 @shared_task(bind=True, name=RUN_JOB, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(
     self: CeleryTask, task_path: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
@@ -71,7 +79,9 @@ def run_job(
     while True:
         frozen = gate.closed()
         if frozen is not None:
-            gate.hold(frozen)
+            if not gate.hold(frozen, keep_waiting=_worker_running):
+                # The worker is stopping: the message goes back to the queue, not acknowledged.
+                raise Reject(f"{task_path} held by a worker that is stopping", requeue=True)
             continue
         try:
             outcome = _run_once(task, task_path, job_id, args or [], kwargs or {})

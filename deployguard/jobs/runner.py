@@ -27,6 +27,7 @@ from django.db import DatabaseError, connections, transaction
 
 from deployguard import freeze, guard, state
 from deployguard.exceptions import DeployModeActive
+from deployguard.models_jobs import RefusedJobWrite
 from deployguard.origin import origin, process_origin
 
 logger = logging.getLogger("deployguard.jobs")
@@ -130,8 +131,6 @@ def record_put_back(outcome: Outcome, *, task_path: str, job_id: str, using: str
     back) transaction. A failure to record is logged, never raised: the job is safe either way."""
     exception, message = outcome.describe_error()
     logger.warning(PUT_BACK.format(task=task_path, job_id=job_id, error=message))
-    from deployguard.models_jobs import RefusedJobWrite
-
     status = state.current()
     try:
         RefusedJobWrite.objects.using(using).create(
@@ -151,8 +150,6 @@ def refused_writes(
 ) -> list[dict[str, str]]:
     """Jobs put back because they met the freeze between `since` and `until`, oldest first, as
     the deploy report lists blocked writes: for `deploy_safe` to add to its own."""
-    from deployguard.models_jobs import RefusedJobWrite
-
     rows = RefusedJobWrite.objects.using(using).filter(at__gte=since)
     if until is not None:
         rows = rows.filter(at__lte=until)

@@ -96,3 +96,21 @@ def test_a_celery_worker_started_with_deploy_mode_forced_on_consumes_nothing(
     wait_until(lambda: completed(scratch) == 1, "a worker without DEPLOYMENT_MODE to run the job")
     assert groups(scratch) == ["later"]
     assert "add_group" not in frozen.output()
+
+
+def test_a_celery_worker_stopped_while_holding_a_job_gives_it_back_to_the_queue(
+    scratch: Scratch, workers: Workers, broker: dict[str, str]
+):
+    deploy_mode(scratch, "on")
+    holding = workers.celery()
+    enqueue(scratch, ("add_group", ["given-back"]), **broker)
+    wait_until(lambda: "Holding jobs" in holding.output(), "the worker to hold the job")
+
+    holding.stop()  # SIGTERM: a warm shutdown
+
+    assert holding.process.returncode == 0, holding.output()
+    assert "reject requeue=True" in holding.output()
+    deploy_mode(scratch, "off")
+    workers.celery()
+    wait_until(lambda: completed(scratch) == 1, "the next worker to run the job")
+    assert groups(scratch) == ["given-back"]
