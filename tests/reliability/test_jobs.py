@@ -10,9 +10,10 @@ from pathlib import Path
 from tests.deploy_apps import support as deploy_support
 from tests.deploy_apps.support import Scratch
 from tests.deployguard.jobs import workers as job_workers
-from tests.deployguard.jobs.workers import Workers, query, wait_until
+from tests.deployguard.jobs.workers import Workers, query
 from tests.reliability.rows import compare, scratch_row_hashes
 from tests.reliability.support_deploy import finish, reach, release, start_deploy
+from tests.waiting import wait_until
 
 scratch, scratch_template = deploy_support.scratch, deploy_support.scratch_template  # fixtures
 workers, celery_broker = job_workers.workers, job_workers.celery_broker  # fixtures

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from tests.deploy_apps.support import Scratch
-from tests.deployguard.jobs.workers import Workers, deploy_mode, enqueue, groups, query, wait_until
+from tests.deployguard.jobs.workers import Workers, deploy_mode, enqueue, groups, query
+from tests.waiting import wait_until
 
 VISIBILITY = 3  # seconds before Redis hands an unacknowledged message to another worker
 

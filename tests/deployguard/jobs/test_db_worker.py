@@ -5,15 +5,8 @@ from __future__ import annotations
 import time
 
 from tests.deploy_apps.support import Scratch
-from tests.deployguard.jobs.workers import (
-    Workers,
-    deploy_mode,
-    enqueue,
-    groups,
-    jobs,
-    query,
-    wait_until,
-)
+from tests.deployguard.jobs.workers import Workers, deploy_mode, enqueue, groups, jobs, query
+from tests.waiting import wait_until
 
 DONE = "SUCCESSFUL"
 SWITCHED_ON = "SELECT count(*) FROM deployguard_deploymodestate WHERE enabled"

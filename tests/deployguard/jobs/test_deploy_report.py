@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tests.deploy_apps.support import Scratch
-from tests.deployguard.jobs.workers import Workers, enqueue, groups, jobs, wait_until
+from tests.deployguard.jobs.workers import Workers, enqueue, groups, jobs
 from tests.reliability.support_deploy import finish, reach, release, start_deploy
+from tests.waiting import wait_until
 
 TASK = "tests.deployguard.jobs.tasks.add_group"
 

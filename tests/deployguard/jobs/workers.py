@@ -12,8 +12,7 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,12 @@ import pytest
 
 from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, run_manage
 from tests.deployguard.support import subprocess_env
+from tests.waiting import wait_until
 
-WAIT_SECONDS = 90  # a bound on waiting for a worker, never a claim about speed
 REDIS_HOST = os.environ.get("DEPLOYSAFE_TEST_REDIS", "redis://127.0.0.1:6379")
 # Redis database numbers of this project's tests: one per pytest-xdist worker.
 REDIS_DATABASES = {"gw0": 6, "gw1": 7, "": 8}
 QUIET = {"DEPLOYGUARD_INTEGRITY_WATCH_MINUTES": "0"}
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def redis_url() -> str:
