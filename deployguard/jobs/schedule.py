@@ -6,7 +6,8 @@ queues its next run, `seconds` later, in the transaction that marks it finished 
 that is rolled back, put back or killed queues nothing). Both look first, under a lock that
 serialises them across workers (PostgreSQL: an advisory lock; SQLite: the write lock every
 job transaction takes), for a run already queued: two workers never queue the same job twice.
-Celery sites schedule the same jobs with Celery beat (CELERY_BEAT_SCHEDULE).
+Only workers of the site's default task backend schedule: when that is Celery, Celery beat
+schedules the same jobs (CELERY_BEAT_SCHEDULE) and a db_worker of another backend schedules none.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from django_tasks_db.compat import Task, TaskResultStatus
+from django_tasks_db.compat import DEFAULT_TASK_BACKEND_ALIAS, Task, TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from deployguard.jobs.runner import job_transaction
@@ -28,11 +29,13 @@ logger = logging.getLogger("deployguard.jobs")
 SCHEDULE_LOCK_KEY = 0x6A6F_6273  # "jobs": PostgreSQL advisory lock for queuing periodic runs
 
 
-def periodic_jobs() -> dict[str, float]:
-    """Task path: seconds between runs, from DEPLOYGUARD_PERIODIC_JOBS."""
-    return {
-        path: float(seconds) for path, seconds in getattr(settings, "DEPLOYGUARD_PERIODIC_JOBS", {}).items()
-    }
+def periodic_jobs(backend: str = DEFAULT_TASK_BACKEND_ALIAS) -> dict[str, float]:
+    """Task path: seconds between runs, from DEPLOYGUARD_PERIODIC_JOBS, for the workers of
+    `backend`: none but the default backend's."""
+    if backend != DEFAULT_TASK_BACKEND_ALIAS:
+        return {}
+    configured = getattr(settings, "DEPLOYGUARD_PERIODIC_JOBS", {})
+    return {path: float(seconds) for path, seconds in configured.items()}
 
 
 def _lock(using: str) -> None:
@@ -60,7 +63,7 @@ def _queue_unless_queued(path: str, backend: str, *, delay: float) -> bool:
 
 def ensure_scheduled(backend: str) -> list[str]:
     """At a worker's start: queue every periodic job not queued yet, to run now. Their paths."""
-    paths = periodic_jobs()
+    paths = periodic_jobs(backend)
     if not paths:
         return []
     using = DBTaskResult.objects.db
@@ -77,7 +80,7 @@ def ensure_scheduled(backend: str) -> list[str]:
 
 def after_run(row: DBTaskResult) -> bool:
     """Inside the transaction that finishes `row`: queue its next run if it is a periodic job."""
-    seconds = periodic_jobs().get(row.task_path)
+    seconds = periodic_jobs(row.backend_name).get(row.task_path)
     if seconds is None:
         return False
     _lock(row._state.db or "default")

@@ -114,3 +114,10 @@ def test_a_finished_watch_queues_its_next_run_once(transactional_db):
 
     queued = DBTaskResult.objects.get(task_path=WATCH_PATH, status="READY")
     assert 299 <= (queued.run_after - row.enqueued_at).total_seconds() <= 600
+
+
+def test_a_db_worker_of_another_backend_than_the_default_schedules_nothing(transactional_db):
+    # With Celery as the default backend, Celery beat schedules the watch, never db_worker too.
+    assert schedule.ensure_scheduled("database") == []
+
+    assert not DBTaskResult.objects.filter(task_path=WATCH_PATH).exists()
