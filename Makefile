@@ -41,10 +41,14 @@ rowhash: | $(BIN)/python
 		echo "!!! Could not compile deployguard/_rowhash.c: SQLite fingerprints will use the slower pure-Python row hash. !!!" >&2; \
 	fi
 
+# The site and one job worker beside it. The worker runs in a process group of its own (setsid),
+# killed as a whole (its autoreloader's child too) when the site stops: Ctrl-C, or make killed.
 run: $(VENV)/.runtime rowhash
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_dev_admin
-	@echo "Admin: http://127.0.0.1:8000/admin/"
+	@echo "Admin: http://127.0.0.1:8000/admin/ (jobs: one db_worker)"
+	@setsid $(BIN)/python manage.py db_worker & worker=$$!; \
+	trap 'kill -TERM -$$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM HUP; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 reset-admin: $(VENV)/.runtime

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench"
 ENGINES = ("sqlite", "postgresql")
-BENCHMARKS = ("integrity", "admin", "operations", "deploy_mode", "deploy_safe", "audit_write_paths")
+BENCHMARKS = ("integrity", "admin", "operations", "deploy_mode", "deploy_safe", "audit_write_paths", "jobs")
 # BENCH_PG_PREFIX renames them (e.g. per engineer on a shared server): <prefix>_int, <prefix>_bench_small, ...
 PG_PREFIX = os.environ.get("BENCH_PG_PREFIX", "deploysafe")
 PG_DATABASES = {
@@ -37,6 +37,7 @@ PG_DATABASES = {
     # Not make bench-deploy-safe's deploysafe_bds: someone tuning backups may be running that one.
     "deploy_safe": f"{PG_PREFIX}_bench_ds",
     "deploy_mode": f"{PG_PREFIX}_bench_mode",
+    "jobs": f"{PG_PREFIX}_bench_jobs",
 }
 LINE = re.compile(r"^BENCH (?P<name>\S+) (?P<fields>.*?)(?:  # (?P<note>.*))?$")
 QUIET = " INFO deployguard.audit "  # one log line per unsafe request: hidden from the console
@@ -162,6 +163,7 @@ def commands(
             {"DATABASE_URL": db["deploy_safe"], "BENCH_ROWS": str(rows)},
         ),
         "audit_write_paths": ([python, str(here / "bench_audit_write_paths.py")], {}),
+        "jobs": ([python, str(here / "bench_jobs.py")], {"BENCH_DATABASE_URL": db["jobs"]}),
     }
 
 

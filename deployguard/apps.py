@@ -28,11 +28,15 @@ class DeployguardConfig(AppConfig):
     def ready(self) -> None:
         from deployguard import checks, guard, integrity, monitoring, origin, state
         from deployguard.deploy import child
+        from deployguard.jobs import checks as job_checks
+        from deployguard.jobs import runner as job_runner
 
         state.check_environment()
         origin.connect_receivers()
         guard.connect_receivers()
         child.prepare_process(running_command())
         checks.register()
+        job_checks.register()
+        job_runner.connect_receivers()
         integrity.autodiscover()
         monitoring.connect_receivers()

@@ -81,6 +81,19 @@ class DeployRecord(models.Model):
 # Integrity and the operations pages keep their own models in modules of their own; they are
 # deployguard's tables too.
 from deployguard.models_integrity import ScrubRow, ScrubRun  # noqa: E402
+
+# So do the job records (deployguard.jobs).
+from deployguard.models_jobs import CompletedJob, IntegrityWatchRun, RefusedJobWrite  # noqa: E402
 from deployguard.models_operations import IntegrityRun, Operations  # noqa: E402
 
-__all__ = ["DeployModeState", "DeployRecord", "IntegrityRun", "Operations", "ScrubRow", "ScrubRun"]
+__all__ = [
+    "CompletedJob",
+    "DeployModeState",
+    "DeployRecord",
+    "IntegrityRun",
+    "IntegrityWatchRun",
+    "Operations",
+    "RefusedJobWrite",
+    "ScrubRow",
+    "ScrubRun",
+]

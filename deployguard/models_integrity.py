@@ -19,6 +19,7 @@ class ScrubRun(models.Model):
     class Kind(models.TextChoices):
         SCRUB = "scrub", "scrub_fake_data --apply"
         MONITOR = "monitor", "write monitor"
+        WATCH = "watch", "integrity watch"
 
     id = models.CharField(primary_key=True, max_length=32, default=new_run_id, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SCRUB)

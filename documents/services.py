@@ -8,6 +8,7 @@ the actor and the reason in the history. Nothing else may write these tables.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +35,7 @@ from documents.models import (
     Submission,
     service_write,
 )
+from documents.tasks import send_publication_notice
 
 Actor = AbstractBaseUser | AnonymousUser
 
@@ -215,6 +217,8 @@ def publish_submission(*, actor: Actor, submission: Submission, reason: str) -> 
         _save(draft, actor=actor, reason=reason)
         locked.status = Submission.Status.PUBLISHED
         _save(locked, actor=actor, reason=reason)
+        # Queued once the publication is committed; a broker that is down must not undo it.
+        transaction.on_commit(partial(send_publication_notice.enqueue, draft.pk), robust=True)
     return draft
 
 

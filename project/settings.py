@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "simple_history",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -179,8 +181,11 @@ DEPLOYGUARD_WRITE_PATHS = {
 DEPLOYGUARD_TOKEN = os.environ.get("DEPLOYGUARD_TOKEN", "")  # os.environ: no "$" interpolation
 # Seconds each process trusts the deploy-mode state it read; every process must agree.
 DEPLOYGUARD_STATE_CACHE_SECONDS = env.float("DEPLOYGUARD_STATE_CACHE_SECONDS", default=1.0)
-# Tables that stay writable in deploy mode besides deployguard's own.
-DEPLOYGUARD_WRITABLE_TABLES = env.list("DEPLOYGUARD_WRITABLE_TABLES", default=["django_session"])
+# Tables that stay writable in deploy mode besides deployguard's own: sessions, and the job queue
+# (jobs are enqueued during a deploy and run after it; check deployguard.E010 keeps it listed).
+DEPLOYGUARD_WRITABLE_TABLES = env.list(
+    "DEPLOYGUARD_WRITABLE_TABLES", default=["django_session", "django_tasks_database_dbtaskresult"]
+)
 # Seconds the switch to on waits for transactions that wrote before it to end.
 DEPLOYGUARD_DRAIN_TIMEOUT = env.float("DEPLOYGUARD_DRAIN_TIMEOUT", default=30.0)
 
@@ -199,3 +204,36 @@ DOCUMENTS_TEST_SUBMITTERS = env.list(
 DOCUMENTS_TEST_WORDS = env.list(
     "DOCUMENTS_TEST_WORDS", default=["test", "fake", "dummy", "sample", "example", "lorem"]
 )
+
+# Background jobs (README "Background jobs"): Django's tasks framework. Jobs live in the site's
+# database and `manage.py db_worker` runs them, unless CELERY_BROKER_URL names a broker: then they
+# go to Celery (`celery -A project worker`), and the "database" backend stays for db_worker.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+DATABASE_TASKS = {"BACKEND": "django_tasks_db.DatabaseBackend"}
+if CELERY_BROKER_URL:
+    TASKS = {
+        "default": {"BACKEND": "deployguard.jobs.celery_backend.CeleryBackend",
+                    "OPTIONS": {"app": "project.celery.app"}},
+        "database": DATABASE_TASKS,
+    }  # fmt: skip
+else:
+    TASKS = {"default": DATABASE_TASKS}
+# Unacknowledged Celery jobs of a worker that died come back after this many seconds (Redis).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Periodic jobs (task path: seconds between runs): db_worker schedules them itself, Celery beat
+# from CELERY_BEAT_SCHEDULE. DEPLOYGUARD_INTEGRITY_WATCH_MINUTES=0 turns the integrity watch off.
+WATCH_MINUTES = env.float("DEPLOYGUARD_INTEGRITY_WATCH_MINUTES", default=5.0)
+DEPLOYGUARD_PERIODIC_JOBS = (
+    {"deployguard.jobs.watch.integrity_watch": WATCH_MINUTES * 60} if WATCH_MINUTES else {}
+)
+CELERY_BEAT_SCHEDULE = {
+    path: {"task": "deployguard.jobs.run", "args": (path,), "schedule": seconds}
+    for path, seconds in DEPLOYGUARD_PERIODIC_JOBS.items()
+}
+# Publication notices: addresses mailed when a draft is published (empty: none sent).
+DOCUMENTS_PUBLICATION_NOTICE_TO = env.list("DOCUMENTS_PUBLICATION_NOTICE_TO", default=[])

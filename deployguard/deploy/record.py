@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from deployguard import state
 from deployguard.deploy.steps import EXIT_DEPLOYED, Steps
+from deployguard.jobs.runner import refused_writes
 from deployguard.models import DeployRecord
 
 RUNNING = DeployRecord.Status.RUNNING
@@ -47,6 +48,17 @@ class Report:
     blocked_writes: list[dict[str, str]] = field(default_factory=list)
     data_migration_changes: dict[str, Any] = field(default_factory=dict)
     schema_changes: list[str] = field(default_factory=list)
+    # Jobs that met the freeze since the deploy began (deployguard.jobs), kept in memory so that
+    # a restore, which takes their records away, leaves them in the report.
+    job_writers: list[dict[str, str]] = field(default_factory=list)
+
+    def note_job_writers(self) -> list[dict[str, str]]:
+        """Read the jobs that met the freeze so far; the longest list read is the one kept."""
+        with contextlib.suppress(DatabaseError):
+            found = refused_writes(since=self.started_at, using=self.using)
+            if len(found) >= len(self.job_writers):
+                self.job_writers = found
+        return self.job_writers
 
     def end(self, status: str, exit_status: int, message: str) -> None:
         self.status, self.exit_status, self.message = status, exit_status, message
@@ -64,7 +76,7 @@ class Report:
             "engine": connection.vendor,
             "backup": str(self.backup) if self.backup else None,
             "steps": self.steps.as_dicts(),
-            "blocked_writes": self.blocked_writes,
+            "blocked_writes": self.blocked_writes + self.note_job_writers(),
             "data_migration_changes": self.data_migration_changes,
             "schema_changes": self.schema_changes,
         }

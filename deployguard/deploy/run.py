@@ -252,6 +252,7 @@ def _post_checks(
 def _roll_back(report: Report, record: Record, backed_up: BackedUp, *, why: str) -> None:
     """Undo a failed deploy and stop: exit 1 when the data is proved as before, 4 when not."""
     deploy_id = report.deploy_id
+    report.note_job_writers()  # before a restore takes their records away
     with report.steps.step("roll back") as step:
         try:
             step.detail = undo.restore_or_prove_unchanged(

@@ -14,6 +14,7 @@ from django.core.mail import mail_admins
 from django.db import DatabaseError
 
 from deployguard import backup, fingerprints, state
+from deployguard.jobs import queue as job_queue
 
 PROVED_UNCHANGED = "proved unchanged: fingerprints and applied migrations equal the backup's"
 HUMAN_MUST_ACT = (
@@ -48,7 +49,8 @@ def restore_or_prove_unchanged(
     differences = differences_from(manifest, using=using)
     if not differences:
         return PROVED_UNCHANGED
-    backup.restore_database(path, using=using, reason=reason)
+    with job_queue.kept_across_restore(using):  # jobs waiting in the queue are not the deploy's to undo
+        backup.restore_database(path, using=using, reason=reason)
     state.clear_cache()
     if left := differences_from(manifest, using=using):
         raise backup.RestoreUnverified("; ".join(left))

@@ -1,0 +1,37 @@
+"""A site process that keeps queuing writing jobs, to Celery and to the database in turn, until told to stop.
+
+Run as `manage.py shell -c "from tests.deployguard.jobs.enqueuer import run; run(DIRECTORY)"`.
+Each job is logged as a line `<phase> <backend> <id>`, the phase read from DIRECTORY/phase
+(what the test says is happening: before, during or after the deploy; nothing is queued while
+it says "paused"); it stops once
+DIRECTORY/stop exists (or after MAX_SECONDS).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.deployguard.jobs.tasks import add_group
+
+MAX_SECONDS = 240
+BACKENDS = ("default", "database")  # Celery (CELERY_BROKER_URL is set), then db_worker
+
+
+def run(directory: str) -> None:
+    folder = Path(directory)
+    deadline = time.monotonic() + MAX_SECONDS
+    number = 0
+    with (folder / "enqueued.log").open("a") as log:
+        while not (folder / "stop").exists() and time.monotonic() < deadline:
+            phase = (folder / "phase").read_text().strip()
+            (folder / "seen").write_text(phase)  # every job queued before it says so is logged
+            if phase == "paused":
+                time.sleep(0.05)
+                continue
+            backend = BACKENDS[number % len(BACKENDS)]
+            result = add_group.using(backend=backend).enqueue(f"job-{number}")
+            log.write(f"{phase} {backend} {result.id}\n")
+            log.flush()
+            number += 1
+            time.sleep(0.05)
