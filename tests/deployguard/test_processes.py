@@ -16,6 +16,7 @@ from django.contrib.auth.models import Group
 
 from tests.deployguard.support import BASE_DIR, PYTHON, free_port, group_count, manage, subprocess_env
 from tests.factories import SuperuserFactory
+from tests.waiting import wait_until
 
 CREATE_GROUP = (
     "from django.contrib.auth.models import Group; Group.objects.create(name='from another process')"
@@ -59,7 +60,7 @@ ORM_WRITER = """
 import os, time
 from django.contrib.auth.models import Group
 from deployguard import DeployModeActive
-stop, deadline, i = os.environ["WRITER_STOP_FILE"], time.monotonic() + 90, 0
+stop, deadline, i = os.environ["WRITER_STOP_FILE"], time.monotonic() + 600, 0  # the stop file ends it
 while not os.path.exists(stop) and time.monotonic() < deadline:
     i += 1
     started = time.time()
@@ -71,14 +72,6 @@ while not os.path.exists(stop) and time.monotonic() < deadline:
     time.sleep(0.02)
 """
 PASSWORD = "correct horse battery staple"
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def http_status(url: str) -> int:
@@ -137,6 +130,16 @@ def test_no_write_lands_from_gunicorn_workers_or_an_orm_worker_after_deploy_mode
                 )
             )  # fmt: skip
 
+    def tried_since(name: str, since: float) -> int:
+        return sum(started > since for _outcome, started in results(logs[name]))
+
+    def seen() -> str:
+        return "; ".join(
+            f"{name} writer: {len(found)} attempts, last {[f'{o} {t:.1f}' for o, t in found[-3:]]}"
+            for name in ("orm", "http")
+            for found in [results(logs[name])]
+        )
+
     def wrote_since(since: float) -> bool:
         return all(
             len([t for outcome, t in results(logs[name]) if outcome == "ok" and t > since]) >= 3
@@ -145,10 +148,10 @@ def test_no_write_lands_from_gunicorn_workers_or_an_orm_worker_after_deploy_mode
 
     try:
         start("gunicorn")
-        wait_until(lambda: http_status(f"{base}/_deploy/health") == 200, 30, "gunicorn to serve")
+        wait_until(lambda: http_status(f"{base}/_deploy/health") == 200, "gunicorn to serve")
         start("orm")
         start("http")
-        wait_until(lambda: wrote_since(0), 30, "both writers to write")
+        wait_until(lambda: wrote_since(0), "both writers to write", describe=seen)
 
         switched = manage(
             url, "deploy_mode", "on", "--reason", "Release 42", DEPLOYGUARD_STATE_CACHE_SECONDS="1"
@@ -156,7 +159,12 @@ def test_no_write_lands_from_gunicorn_workers_or_an_orm_worker_after_deploy_mode
         on_returned = time.time()
         assert switched.returncode == 0, switched.stderr
         count_at_on = Group.objects.count()
-        time.sleep(3)  # the writers keep trying
+        # The writers keep trying: each at least a few times after `on` returned, however slow the machine.
+        wait_until(
+            lambda: all(tried_since(name, on_returned) >= 5 for name in ("orm", "http")),
+            "both writers to try again while deploy mode is on",
+            describe=seen,
+        )
         assert Group.objects.count() == count_at_on
         for name in ("orm", "http"):
             late = {outcome for outcome, started in results(logs[name]) if started > on_returned}
@@ -165,7 +173,9 @@ def test_no_write_lands_from_gunicorn_workers_or_an_orm_worker_after_deploy_mode
 
         off_requested = time.time()
         assert manage(url, "deploy_mode", "off", DEPLOYGUARD_STATE_CACHE_SECONDS="1").returncode == 0
-        wait_until(lambda: wrote_since(off_requested), 20, "both writers to write again after `off`")
+        wait_until(
+            lambda: wrote_since(off_requested), "both writers to write again after `off`", describe=seen
+        )
         assert Group.objects.count() > count_at_on
     finally:
         stop_file.touch()

@@ -7,9 +7,7 @@ import contextlib
 import json
 import sqlite3
 import subprocess
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from tests.deploy_apps.support import (
 )
 from tests.reliability.rows import _SCRIPT as _ROWS_SCRIPT
 from tests.reliability.rows import RowHashes, scratch_row_hashes
+from tests.waiting import wait_until
 
 ADMINS = "Ops <ops@example.com>"
 DEPLOY_SECONDS = 120
@@ -91,20 +90,12 @@ def start_deploy(
     )
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
-    """A bound on waiting, not an assertion on speed: fails only when something hangs."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up after {timeout}s waiting for {what}"
-        time.sleep(0.02)
-
-
 def reach(process: subprocess.Popen[str], scratch: Scratch, step: str) -> str:
     """Wait until the deploy reaches `step` (paused or killed there); its deploy id."""
     reached = gate_file(scratch, step, "reached")
     wait_until(lambda: reached.exists() or process.poll() is not None, f"the deploy to reach {step!r}")
     assert reached.exists(), f"the deploy ended (exit {process.returncode}) before {step!r}"
-    wait_until(lambda: reached.read_text(), f"the deploy id at {step!r}", timeout=5)
+    wait_until(lambda: reached.read_text(), f"the deploy id at {step!r}")
     return reached.read_text()
 
 

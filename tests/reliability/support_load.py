@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +29,10 @@ from tests.reliability.rows import RowHashes
 REQUEST_TIMEOUT = 20
 
 # Writes through the ORM only (no middleware, no service): the write guard alone stands in
-# the way. Bounded by a count, a deadline and a stop file. One line per attempt:
-# "<outcome> <started> <answered> <name>".
+# the way. It keeps writing until the test touches the stop file: refusals while deploy mode is
+# on, however long a slow machine keeps it on, cannot use up its attempts before the test has
+# seen it write again. WRITER_SECONDS and WRITER_MAX_ATTEMPTS only cap a test that hangs.
+# One line per attempt: "<outcome> <started> <answered> <name>".
 ORM_WRITER = """
 import os, time
 from django.contrib.auth.models import Group
@@ -38,6 +40,8 @@ from deployguard import DeployModeActive
 stop, deadline = os.environ["WRITER_STOP_FILE"], time.monotonic() + float(os.environ["WRITER_SECONDS"])
 for i in range(1, int(os.environ["WRITER_MAX_ATTEMPTS"]) + 1):
     if os.path.exists(stop) or time.monotonic() > deadline:
+        why = "stop-file" if os.path.exists(stop) else "deadline"
+        print(f"stopped {time.time():.6f} {time.time():.6f} {why}", flush=True)
         break
     name, started = f"load-orm-{i}", time.time()
     try:
@@ -49,6 +53,8 @@ for i in range(1, int(os.environ["WRITER_MAX_ATTEMPTS"]) + 1):
         outcome = "error-" + type(error).__name__
     print(f"{outcome} {started:.6f} {time.time():.6f} {name}", flush=True)
     time.sleep(0.05)
+else:
+    print(f"stopped {time.time():.6f} {time.time():.6f} max-attempts", flush=True)
 """
 
 
@@ -63,6 +69,7 @@ class Attempt:
     answered: float
     status: int | str  # HTTP status (0: no answer), or "ok"/"refused"/"error-…" for the ORM
     key: str = ""  # what a write tried to create: an ML number or a group name
+    writer: str = ""  # which client sent it: "http writer 2", "orm writer"
 
     @property
     def seconds(self) -> float:
@@ -73,10 +80,34 @@ def orm_attempts(log: Path) -> list[Attempt]:
     pattern = re.compile(r"^(\S+) ([\d.]+) ([\d.]+) (\S+)$")
     lines = log.read_text().splitlines() if log.exists() else []
     return [
-        Attempt("write", "orm", "Group.objects.create", float(m[2]), float(m[3]), m[1], m[4])
+        Attempt("write", "orm", "Group.objects.create", float(m[2]), float(m[3]), m[1], m[4], "orm writer")
         for line in lines
-        if (m := pattern.match(line))
+        if (m := pattern.match(line)) and m[1] != "stopped"
     ]
+
+
+def orm_writer_stopped(log: Path) -> str:
+    """Why the ORM writer process stopped ("stop-file" or "deadline"), or "" while it runs."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return next((line.rsplit(" ", 1)[-1] for line in lines if line.startswith("stopped ")), "")
+
+
+def writers_seen(attempts: Iterable[Attempt], since: float, last: int = 3) -> str:
+    """What each writer did since `since`, for a wait that gives up: its attempts, their answers,
+    and its last few attempts with their times relative to `since`."""
+    by_writer: dict[str, list[Attempt]] = {}
+    for attempt in attempts:
+        by_writer.setdefault(attempt.writer or attempt.client, []).append(attempt)
+    lines = []
+    for writer, mine in sorted(by_writer.items()):
+        recent = [a for a in mine if a.sent >= since]
+        answers = Counter(str(a.status) for a in recent)
+        tail = ", ".join(f"{a.status} at {a.sent - since:+.1f}s" for a in mine[-last:])
+        lines.append(
+            f"{writer}: {len(mine)} attempts in all, {len(recent)} since "
+            f"({dict(sorted(answers.items()))}); last: {tail or 'none'}"
+        )
+    return "; ".join(lines) or "no attempts at all"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -116,10 +147,12 @@ class AdminBrowser:
         )
         assert status == 302, f"log in as {username}: {status}"
 
-    def timed(self, kind: str, path: str, data: dict[str, str] | None = None, key: str = "") -> Attempt:
+    def timed(
+        self, kind: str, path: str, data: dict[str, str] | None = None, key: str = "", writer: str = ""
+    ) -> Attempt:
         sent = time.time()
         status, _ = self.request(path, data)
-        return Attempt(kind, "http", path, sent, time.time(), status, key)
+        return Attempt(kind, "http", path, sent, time.time(), status, key, writer)
 
 
 def run_reader(
@@ -136,7 +169,8 @@ def run_reader(
 def run_writer(
     browser: AdminBrowser, number: int, log: list[Attempt], stop: threading.Event, limit: int
 ) -> None:
-    """POST the admin's add-submission form, a new ML number each time, until stopped or `limit`."""
+    """POST the admin's add-submission form, a new ML number each time, until stopped (`limit`
+    only caps a test that hangs)."""
     for n in range(1, limit + 1):
         if stop.is_set():
             return
@@ -147,7 +181,8 @@ def run_writer(
             "submitted_by": "Grace Hopper",
             "csrfmiddlewaretoken": browser.csrf_token(),
         }
-        log.append(browser.timed("write", "/admin/documents/submission/add/", form, ml_number))
+        writer = f"http writer {number}"
+        log.append(browser.timed("write", "/admin/documents/submission/add/", form, ml_number, writer))
         stop.wait(0.06)
 
 
@@ -282,14 +317,6 @@ def total(rows: RowHashes) -> int:
     return sum(counter.total() for counter in rows.values())
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 def run_every_route_writer(
     browser: AdminBrowser,
     number: int,
@@ -319,5 +346,6 @@ def run_every_route_writer(
             ),
             ("/admin/auth/group/add/", {"name": f"frozen-{key}"}),
         ][n % 4]
-        log.append(browser.timed("write", path, {**form, "csrfmiddlewaretoken": token}, key))
+        form["csrfmiddlewaretoken"] = token
+        log.append(browser.timed("write", path, form, key, f"http writer {number}"))
         stop.wait(0.03)

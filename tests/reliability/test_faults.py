@@ -27,8 +27,8 @@ from tests.reliability.support_deploy import (
     start_deploy,
     state_of,
     subjects,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 scratch, scratch_template = deploy_support.scratch, deploy_support.scratch_template  # fixtures
 template_rows = support_deploy.template_rows  # fixture

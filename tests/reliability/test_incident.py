@@ -30,8 +30,8 @@ from tests.reliability.support_deploy import (
     start_deploy,
     state_of,
     subjects,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 LEGITIMATE = (["ML-001"], ["rfc1"])
 INCIDENT = BASE_DIR / "tests" / "deploy_apps" / "incident"

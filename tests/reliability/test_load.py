@@ -35,6 +35,7 @@ from tests.reliability.support_load import (
     Switch,
     Timeline,
     orm_attempts,
+    orm_writer_stopped,
     percentile_ms,
     rows_between,
     run_every_route_writer,
@@ -45,18 +46,23 @@ from tests.reliability.support_load import (
     tally,
     total,
     unexpected,
-    wait_until,
+    writers_seen,
 )
+from tests.waiting import wait_until
 
 WORKERS = 3
 READERS = 6
 WRITERS = 3
 CYCLES = 3
-# Bounds: no client sends more than this many requests, and nothing runs past the deadline.
-READS_PER_READER = 400
-WRITES_PER_WRITER = 200
-ORM_MAX_ATTEMPTS = 600
-RUN_SECONDS = 45
+# Bounds against a hang, not budgets: every client keeps going until the test stops it, so a slow
+# machine that holds deploy mode on longer cannot exhaust a writer before the test has seen it write
+# again. No client sends more than this many requests, and nothing runs past RUN_SECONDS.
+READS_PER_READER = 2_000
+WRITES_PER_WRITER = 3_000
+ORM_MAX_ATTEMPTS = 6_000
+RUN_SECONDS = 600
+# How long a wait for the clients may take before the test gives up and says what it saw.
+WAIT_SECONDS = 180
 REQUEST_JOIN_SECONDS = 30  # a request times out after 20 s
 TOKEN = "load-test-token-" + "t" * 32  # a server on 127.0.0.1, for this test only
 PASSWORD = "correct horse battery staple"  # tests.factories' password
@@ -64,6 +70,8 @@ CACHE_SECONDS = "1"
 # Deploy mode stays on until each kind of writer has been refused this often in the window.
 REFUSALS_PER_WINDOW = 5
 FROZEN_CACHE_LIFETIMES = 6
+# The admin write routes run_every_route_writer tries (the edit route's path names a submission).
+EVERY_ROUTE = ("/admin/documents/submission/add/", "/admin/documents/submission/", "/admin/auth/group/add/")
 
 SEED = """
 from tests.factories import EditorFactory, SubmissionFactory
@@ -222,11 +230,19 @@ def test_load_switching_deploy_mode_under_readers_and_writers(
     def every_write() -> list[Attempt]:
         return writes + orm_attempts(orm_log)
 
+    def seen(since: float) -> str:
+        stopped = orm_writer_stopped(orm_log)
+        return writers_seen(every_write(), since) + (
+            f"; the ORM writer stopped ({stopped})" if stopped else ""
+        )
+
     started = time.time()
     try:
         servers.start("gunicorn", gunicorn_command(servers.port))
         wait_until(
-            lambda: AdminBrowser(servers.base).request("/_deploy/health")[0] == 200, 30, "gunicorn to serve"
+            lambda: AdminBrowser(servers.base).request("/_deploy/health")[0] == 200,
+            "gunicorn to serve",
+            timeout=WAIT_SECONDS,
         )
         browsers = [AdminBrowser(servers.base) for _ in range(READERS + WRITERS)]
         for browser in browsers:
@@ -254,8 +270,9 @@ def test_load_switching_deploy_mode_under_readers_and_writers(
                 landed_since(writes, started, "http") >= WRITERS
                 and landed_since(orm_attempts(orm_log), started, "orm") >= 1
             ),
-            20,
             "both kinds of writer to write",
+            timeout=WAIT_SECONDS,
+            describe=lambda: seen(started),
         )
 
         for cycle in range(1, CYCLES + 1):
@@ -268,8 +285,9 @@ def test_load_switching_deploy_mode_under_readers_and_writers(
                     refused_since(writes, since, "http") >= REFUSALS_PER_WINDOW
                     and refused_since(orm_attempts(orm_log), since, "orm") >= REFUSALS_PER_WINDOW
                 ),
-                15,
-                "writers to be refused while deploy mode is on",
+                f"writers to be refused while deploy mode is on (cycle {cycle})",
+                timeout=WAIT_SECONDS,
+                describe=lambda since=on_since: seen(since),
             )
             on_rows.append((at_on, database.rows()))
             switch(url, servers, timeline, "off", cycle)
@@ -279,8 +297,9 @@ def test_load_switching_deploy_mode_under_readers_and_writers(
                     landed_since(writes, since, "http") >= 2
                     and landed_since(orm_attempts(orm_log), since, "orm") >= 2
                 ),
-                15,
-                "writers to write again after deploy mode is off",
+                f"writers to write again after deploy mode is off (cycle {cycle})",
+                timeout=WAIT_SECONDS,
+                describe=lambda since=off_since: seen(since),
             )
     finally:
         stop.set()
@@ -409,7 +428,9 @@ def test_deploy_mode_stays_on_for_every_admin_write_route_under_load(
     try:
         servers.start("gunicorn", gunicorn_command(servers.port))
         wait_until(
-            lambda: AdminBrowser(servers.base).request("/_deploy/health")[0] == 200, 30, "gunicorn to serve"
+            lambda: AdminBrowser(servers.base).request("/_deploy/health")[0] == 200,
+            "gunicorn to serve",
+            timeout=WAIT_SECONDS,
         )
         browsers = [AdminBrowser(servers.base) for _ in range(WRITERS)]
         for browser in browsers:
@@ -429,15 +450,33 @@ def test_deploy_mode_stays_on_for_every_admin_write_route_under_load(
                 landed_since(orm_attempts(orm_log), started, "orm") >= 1
                 and landed_since(writes, started, "http") >= WRITERS
             ),
-            20,
             "the writers to write",
+            timeout=WAIT_SECONDS,
+            describe=lambda: writers_seen(writes + orm_attempts(orm_log), started),
         )
         timeline = Timeline()
         switch(url, servers, timeline, "on", 1)
         on_returned = timeline.switches[-1].returned
         frozen = database.rows()
-        # Held on for FROZEN_CACHE_LIFETIMES state-cache lifetimes: every process re-reads it that often.
+        # Held on for FROZEN_CACHE_LIFETIMES state-cache lifetimes (every process re-reads it that
+        # often), and until every route and the ORM writer have been tried a few times since.
         stop.wait(FROZEN_CACHE_LIFETIMES * float(CACHE_SECONDS))
+
+        def tried_since_on() -> Counter[str]:
+            return Counter(
+                a.path if a.client == "http" else "orm"
+                for a in writes + orm_attempts(orm_log)
+                if a.sent >= on_returned
+            )
+
+        wait_until(
+            lambda: all(tried_since_on()[route] >= 2 for route in (*EVERY_ROUTE, "orm")),
+            "every admin write route and the ORM writer to be tried while deploy mode is on",
+            timeout=WAIT_SECONDS,
+            describe=lambda: (
+                f"{dict(tried_since_on())}; " + writers_seen(writes + orm_attempts(orm_log), on_returned)
+            ),
+        )
         stop.set()
         for thread in threads:
             thread.join(timeout=REQUEST_JOIN_SECONDS)
@@ -463,8 +502,4 @@ def test_deploy_mode_stays_on_for_every_admin_write_route_under_load(
         answers=dict(sorted(answers.items())),
     )
     assert let_through == []
-    assert {a.path for a in attempts if a.client == "http"} >= {
-        "/admin/documents/submission/add/",
-        "/admin/documents/submission/",
-        "/admin/auth/group/add/",
-    }
+    assert {a.path for a in attempts if a.client == "http"} >= set(EVERY_ROUTE)
