@@ -241,7 +241,7 @@ def _search(search: Search, before: Cursor | None) -> Page:
     if search.name is not None:
         condition, params = visible()
         rows = fetch(
-            f"SELECT {COLUMNS} {from_drafts()} WHERE d.name = %s AND {LISTABLE} AND {condition}",  # noqa: S608
+            f"SELECT {COLUMNS} {from_drafts()} WHERE d.name = %s AND {LISTABLE} AND {condition}",
             [search.name, *params],
         )
         return Page([document(row) for row in rows])
@@ -258,7 +258,7 @@ def _candidates_page(matching: list[Condition], before: Cursor | None, end: Curs
     )
     condition, visible_params = visible()
     rows = fetch(
-        f"SELECT {COLUMNS}, CASE WHEN {condition} THEN 1 ELSE 0 END AS shown "  # noqa: S608
+        f"SELECT {COLUMNS}, CASE WHEN {condition} THEN 1 ELSE 0 END AS shown "
         f"FROM ({candidates}) c INNER JOIN {DRAFTS} d ON d.id = c.pk INNER JOIN {SUBMISSIONS} s "
         "ON s.id = d.submission_id ORDER BY c.published_at DESC, c.pk DESC",
         [*visible_params, *params],
@@ -281,7 +281,7 @@ def _search_postgresql(words: tuple[str, ...], before: Cursor | None) -> Page:
             cursor.execute("SET LOCAL jit = off")
             rare = fetch(
                 f"SELECT s.id FROM {SUBMISSIONS} s WHERE {matches} LIMIT %s", [query, SEARCH_RARE + 1]
-            )  # noqa: S608
+            )
             if len(rare) <= SEARCH_RARE:
                 return _candidates_page(
                     [("d.submission_id = ANY(%s)", [[row["id"] for row in rare]])], before

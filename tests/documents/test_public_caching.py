@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import Client
 
 from deployguard.models_integrity import ScrubRun
-from documents import selectors, services, views
+from documents import services, views
 from documents.models import PublishedDraft, Submission
 from tests.documents.fakes import raw_insert_draft, raw_insert_submission, raw_update_submission
 from tests.factories import EditorFactory, SubmissionFactory, published_draft
@@ -82,7 +82,9 @@ def test_a_missing_document_is_cached_briefly_and_has_no_validators(client):
     assert "ETag" not in response and "Last-Modified" not in response
 
 
-def test_the_listing_and_feed_validators_change_with_each_publication_and_withdrawal(client, superuser, document):
+def test_the_listing_and_feed_validators_change_with_each_publication_and_withdrawal(
+    client, superuser, document
+):
     before = etags(client, *PAGES)
     newer = published_draft(actor=superuser)
     published = etags(client, *PAGES)
@@ -98,7 +100,9 @@ def test_a_change_to_a_published_submission_changes_the_validators(client, super
     before = etags(client, *PAGES, f"/{document.name}/")
 
     # Any change with a history record to a published submission: here its quarantine.
-    services.quarantine_rows(model=Submission, pks=[document.submission_id], reason="Scrub run r9: documents.E007")
+    services.quarantine_rows(
+        model=Submission, pks=[document.submission_id], reason="Scrub run r9: documents.E007"
+    )
 
     after = etags(client, *PAGES)
     for path in PAGES:
@@ -138,7 +142,9 @@ def test_work_on_unpublished_submissions_leaves_the_listing_validators_alone(cli
 
     submission = SubmissionFactory(actor=superuser, title="Not public yet")
     services.approve_submission(actor=superuser, submission=submission)
-    services.reject_submission(actor=superuser, submission=SubmissionFactory(actor=superuser), reason="Off topic")
+    services.reject_submission(
+        actor=superuser, submission=SubmissionFactory(actor=superuser), reason="Off topic"
+    )
 
     assert etags(client, *PAGES) == before
 

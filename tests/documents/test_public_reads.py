@@ -17,12 +17,14 @@ from deployguard.guard import write_targets
 from documents import listing, services
 from tests.factories import EditorFactory, published_draft
 
-WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE|MERGE|UPSERT|CREATE|ALTER|DROP|TRUNCATE)\b", re.IGNORECASE)
+WRITE = re.compile(
+    r"^\s*(INSERT|UPDATE|DELETE|REPLACE|MERGE|UPSERT|CREATE|ALTER|DROP|TRUNCATE)\b", re.IGNORECASE
+)
 
 
 @pytest.fixture
 def site(superuser) -> dict[str, str]:
-    """A published document, a withdrawn one and more than a page, and a URL for every kind of public answer."""
+    """Published documents, a withdrawn one, and a URL for every kind of public answer."""
     documents = [published_draft(actor=superuser, title=f"Interoperable widgets, part {n}") for n in range(4)]
     withdrawn = services.withdraw_draft(actor=superuser, draft=documents[0], reason="Superseded")
     return {
@@ -67,9 +69,12 @@ def test_no_public_request_writes_anything(site, reader):
     for name, path in site.items():
         status, statements = statements_of(client, path)
         conditional = client.get(path).get("ETag")
-        status_304, statements_304 = statements_of(client, path, **({"If-None-Match": conditional} if conditional else {}))
+        revalidated, statements_304 = statements_of(
+            client, path, **({"If-None-Match": conditional} if conditional else {})
+        )
 
         assert status in (200, 404, 410), (name, status)
+        assert revalidated == (304 if conditional else status), (name, revalidated)
         for sql in statements + statements_304:
             assert not write_targets(sql), (name, sql)
             assert not WRITE.match(sql), (name, sql)
@@ -138,7 +143,9 @@ BUDGETS = {
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", [*BUDGETS, "search"])
-def test_a_public_page_costs_a_fixed_number_of_queries_however_many_documents(site, superuser, name, on_postgresql):
+def test_a_public_page_costs_a_fixed_number_of_queries_however_many_documents(
+    site, superuser, name, on_postgresql
+):
     path = site[name]
     client = Client()
     client.get(path)  # per-process caches (the compiled definition) are filled once, not per page

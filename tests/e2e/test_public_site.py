@@ -47,7 +47,9 @@ def watch_console(page: Page) -> list[str]:
     return errors
 
 
-def test_a_reader_lists_searches_and_opens_documents_and_never_sees_the_fake(page: Page, live_server, site, snapshot):
+def test_a_reader_lists_searches_and_opens_documents_and_never_sees_the_fake(
+    page: Page, live_server, site, snapshot
+):
     errors = watch_console(page)
     page.goto(f"{live_server.url}/")
 
