@@ -44,7 +44,7 @@ rowhash: | $(BIN)/python
 run: $(VENV)/.runtime rowhash
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_dev_admin
-	@echo "Admin: http://127.0.0.1:8000/admin/"
+	@echo "Site: http://127.0.0.1:8000/  Admin: http://127.0.0.1:8000/admin/"
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 reset-admin: $(VENV)/.runtime

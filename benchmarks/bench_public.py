@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def bench_scale(databases: Any, rows: int, repeat: int) -> bool:
     from django.test import Client
 
     from benchmarks.bench_admin import count_queries
-    from benchmarks.common import compare, report
+    from benchmarks.common import compare, report, spread
     from documents.listing import Cursor, public_page
     from documents.selectors import public_document
 
@@ -158,7 +159,8 @@ def bench_scale(databases: Any, rows: int, repeat: int) -> bool:
                 response = client.get(url_of(which))
                 assert response.status_code == 200, (url_of(which), response.status_code)
 
-        full, small = compare(lambda: get("full"), lambda: get("small"), repeat)
+        runs: dict[str, list[float]] = {}
+        full, small = compare(lambda: get("full"), lambda: get("small"), repeat, samples=runs)
         queries = {}
         for which in sizes:
             databases.use(which)
@@ -168,7 +170,12 @@ def bench_scale(databases: Any, rows: int, repeat: int) -> bool:
             full / PAGES_PER_ROUND,
             small / PAGES_PER_ROUND,
             goals.get(page),
-            extra={"queries_full": queries["full"], "queries_1000": queries["small"]},
+            extra={
+                "queries_full": queries["full"],
+                "queries_1000": queries["small"],
+                "spread_full": spread(runs["ours"], PAGES_PER_ROUND),
+                "spread_1000": spread(runs["baseline"], PAGES_PER_ROUND),
+            },
             checks={"same_queries": queries["full"] == queries["small"]} if page in goals else None,
             note=f"seconds per page; baseline: the same page over {SMALL_ROWS:,} rows",
         )
@@ -177,10 +184,9 @@ def bench_scale(databases: Any, rows: int, repeat: int) -> bool:
 
 
 def bench_throughput(database_url: str, rows: int) -> bool:
-    from benchmarks.common import report
-    from tests.deployguard.support import free_port
+    from benchmarks.common import report, spread
 
-    port = free_port()
+    port = _free_port()
     base = f"http://127.0.0.1:{port}"
     ours = f"/{visible_name(rows)}/"
     env = {
@@ -227,12 +233,18 @@ def bench_throughput(database_url: str, rows: int) -> bool:
         extra={
             "rps_ours": f"{1 / mine:.0f}",
             "rps_bare": f"{1 / bare:.0f}",
-            "spread_ours": f"{min(seconds[ours]) * 1000:.2f}-{max(seconds[ours]) * 1000:.2f}ms",
-            "spread_bare": f"{min(seconds[BARE_PATH]) * 1000:.2f}-{max(seconds[BARE_PATH]) * 1000:.2f}ms",
+            "spread_ours": spread(seconds[ours]),
+            "spread_bare": spread(seconds[BARE_PATH]),
             "rounds": len(seconds[ours]),
         },
         note=f"seconds per request through gunicorn, {REQUESTS} requests x {CONCURRENCY} at a time per round",
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _wait_for(url: str, server: subprocess.Popen[Any]) -> None:

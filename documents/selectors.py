@@ -20,7 +20,8 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import connection, models
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -36,7 +37,8 @@ FEED_SIZE = 50
 
 DRAFTS = PublishedDraft._meta.db_table
 SUBMISSIONS = Submission._meta.db_table
-DRAFT_HISTORY = PublishedDraft.history.model._meta.db_table  # type: ignore[attr-defined]
+DraftHistory = PublishedDraft.history.model  # type: ignore[attr-defined]
+DRAFT_HISTORY = DraftHistory._meta.db_table
 SUBMISSION_HISTORY = Submission.history.model._meta.db_table  # type: ignore[attr-defined]
 LISTING_INDEX = "documents_draft_public"  # migration 0004
 
@@ -59,11 +61,12 @@ def public_drafts(*, include_withdrawn: bool = False) -> QuerySet[PublishedDraft
     """The drafts a reader may see, newest first: the one definition every public page and the feed use.
 
     A draft is shown when it is published, production data, legitimate and not quarantined;
-    its submission is published, production data, legitimate and not quarantined; and
-    neither row breaks an error-level integrity rule (documents/integrity.py): no test
-    submitter or test word, no row without a creation record naming a user and a reason
-    (raw SQL, scripts), no row changed without a history record. `include_withdrawn` adds
-    withdrawn drafts that pass the same rules, whose pages answer 410.
+    its submission is published, production data, legitimate and not quarantined; neither
+    row breaks an error-level integrity rule (documents/integrity.py): no test submitter or
+    test word, no row without a creation record naming a user and a reason (raw SQL,
+    scripts), no row changed without a history record; and its dates are those its history
+    records. `include_withdrawn` adds withdrawn drafts that pass the same rules, whose
+    pages answer 410.
     """
     status = Q(status__in=DraftStatus.values) if include_withdrawn else Q(status=DraftStatus.PUBLISHED)
     broken_submission = Submission.objects.filter(
@@ -80,7 +83,23 @@ def public_drafts(*, include_withdrawn: bool = False) -> QuerySet[PublishedDraft
         )
         .exclude(_breaks_an_error_rule(PublishedDraft))
         .exclude(Exists(broken_submission))
+        .filter(_dates_as_recorded())
         .order_by("-published_at", "-pk")
+    )
+
+
+def _dates_as_recorded() -> Exists:
+    """The draft's latest history record holds the dates the pages show. The rules compare the other
+    fields a reader sees (name, status, title, author) with the latest records; a date set by raw
+    SQL would otherwise be shown, unrecorded, and could pin a document to the top of the listing."""
+    latest = (
+        DraftHistory.objects.filter(id=OuterRef(OuterRef("pk"))).order_by("-history_id").values("history_id")
+    )
+    never = Value(datetime(1, 1, 1, tzinfo=UTC))
+    return Exists(
+        DraftHistory.objects.filter(history_id=Subquery(latest[:1]), published_at=OuterRef("published_at"))
+        .alias(withdrawn=Coalesce("withdrawn_at", never))
+        .filter(withdrawn=Coalesce(OuterRef("withdrawn_at"), never))
     )
 
 
@@ -303,11 +322,18 @@ def public_document(name: str) -> PublicDocument | None:
     return document(rows[0]) if rows else None
 
 
+_DATED = (
+    f"{COLUMNS}, "
+    f"{_latest(DRAFT_HISTORY, 'history_date', 'd.id')} AS draft_changed, "
+    f"{_latest(SUBMISSION_HISTORY, 'history_date', 'd.submission_id')} AS submission_changed"
+)
+
+
 def feed_documents(size: int = FEED_SIZE) -> list[PublicDocument]:
     """The newest public documents, each with the time it last changed. One query."""
     condition, params = visible()
     sql = (
-        f"SELECT {_VERSIONED} {from_drafts(listing_index=True)} WHERE {LISTABLE} AND {condition} "
+        f"SELECT {_DATED} {from_drafts(listing_index=True)} WHERE {LISTABLE} AND {condition} "
         "ORDER BY d.published_at DESC, d.id DESC LIMIT %s"
     )
     return [document(row) for row in fetch(sql, [*params, size])]

@@ -260,3 +260,23 @@ def test_writing_methods_are_refused_on_public_pages(client, superuser):
     for path in ("/", f"/{draft.name}/", "/feed/"):
         assert client.post(path).status_code in (403, 405)  # CSRF refuses first, or the view does
         assert client.put(path).status_code in (403, 405)
+
+
+def test_the_feed_survives_markup_and_control_characters_in_a_title(client, superuser):
+    published_draft(actor=superuser, title="<script>alert(1)</script> widgets\x0b\x1b and more")
+
+    response = client.get("/feed/")
+
+    assert response.status_code == 200
+    assert b"<script>" not in response.content
+    entry = ET.fromstring(response.content).find(f"{ATOM}entry")  # noqa: S314 (this site's own feed)
+    assert entry.find(f"{ATOM}title").text.endswith("<script>alert(1)</script> widgets\ufffd\ufffd and more")
+
+
+def test_a_head_request_gets_the_headers_without_a_body(client, superuser):
+    draft = published_draft(actor=superuser)
+    for path in ("/", f"/{draft.name}/", "/feed/"):
+        response = client.head(path)
+        assert response.status_code == 200
+        assert response.content == b""
+        assert response["ETag"] == client.get(path)["ETag"]
