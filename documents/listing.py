@@ -204,8 +204,7 @@ def public_page(
     if search is not None:
         return _search(search, before)
     cursor, newer = (after, True) if after is not None else (before, False)
-    condition, params = visible()
-    conditions: list[Condition] = [(LISTABLE, []), (condition, list(params))]
+    conditions: list[Condition] = [(LISTABLE, []), (visible(), [])]
     rows = _ordered(COLUMNS, conditions, cursor, newer=newer, limit=PAGE_SIZE + 1)
     documents = [document(row) for row in rows[:PAGE_SIZE]]
     more = len(rows) > PAGE_SIZE
@@ -239,10 +238,9 @@ def _search(search: Search, before: Cursor | None) -> Page:
     LIKE (case-insensitive for ASCII letters only).
     """
     if search.name is not None:
-        condition, params = visible()
         rows = fetch(
-            f"SELECT {COLUMNS} {from_drafts()} WHERE d.name = %s AND {LISTABLE} AND {condition}",
-            [search.name, *params],
+            f"SELECT {COLUMNS} {from_drafts()} WHERE d.name = %s AND {LISTABLE} AND {visible()}",
+            [search.name],
         )
         return Page([document(row) for row in rows])
     if connection.vendor == "postgresql":
@@ -256,12 +254,11 @@ def _candidates_page(matching: list[Condition], before: Cursor | None, end: Curs
     candidates, params = _ordered_sql(
         "d.id AS pk, d.published_at", [(LISTABLE, []), *matching], before, end=end, limit=SEARCH_CANDIDATES
     )
-    condition, visible_params = visible()
     rows = fetch(
-        f"SELECT {COLUMNS}, CASE WHEN {condition} THEN 1 ELSE 0 END AS shown "
+        f"SELECT {COLUMNS}, CASE WHEN {visible()} THEN 1 ELSE 0 END AS shown "
         f"FROM ({candidates}) c INNER JOIN {DRAFTS} d ON d.id = c.pk INNER JOIN {SUBMISSIONS} s "
         "ON s.id = d.submission_id ORDER BY c.published_at DESC, c.pk DESC",
-        [*visible_params, *params],
+        params,
     )
     shown = [document(row) for row in rows if row["shown"]]
     if len(shown) > PAGE_SIZE:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,12 +108,12 @@ def _dates_as_recorded() -> Exists:
 
 # --- public_drafts() as SQL, for the reads ---------------------------------------------------------
 
-_compiled: dict[tuple[str, bool], tuple[str, tuple[Any, ...]]] = {}
-_digests: dict[tuple[str, str], str] = {}
+_compiled: dict[tuple[str, bool], str] = {}
+_digests: dict[tuple[str, str], str] = {}  # per engine: definition(), decisions_remembered()
 
 
-def visible(include_withdrawn: bool = False) -> tuple[str, tuple[Any, ...]]:
-    """ "The drafts row `d` is in public_drafts()", as an SQL condition and its parameters.
+def visible(include_withdrawn: bool = False) -> str:
+    """ "The drafts row `d` is in public_drafts()", as an SQL condition with its values written in.
 
     Compiled once per engine, and again when a setting it reads changes. On PostgreSQL,
     `OFFSET 0` keeps the planner from hashing the rules' subqueries over whole tables: it
@@ -121,9 +124,8 @@ def visible(include_withdrawn: bool = False) -> tuple[str, tuple[Any, ...]]:
     if key not in _compiled:
         ids = public_drafts(include_withdrawn=include_withdrawn).order_by().values("pk")
         sql, params = ids.query.get_compiler(connection=connection).as_sql()
-        sql, params = _inline(sql, params), ()
         fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
-        _compiled[key] = (f"EXISTS (SELECT 1 FROM ({sql}) v WHERE v.pk = d.id{fence})", tuple(params))
+        _compiled[key] = f"EXISTS (SELECT 1 FROM ({_inline(sql, params)}) v WHERE v.pk = d.id{fence})"
     return _compiled[key]
 
 
@@ -168,16 +170,20 @@ def definition() -> str:
     if key not in _digests:
         digest = hashlib.sha256()
         for include_withdrawn in (False, True):
-            sql, params = visible(include_withdrawn)
-            digest.update(f"{sql}\0{params!r}\0".encode())
+            digest.update(f"{visible(include_withdrawn)}\0".encode())
         _digests[key] = digest.hexdigest()[:16]
     return _digests[key]
 
 
+def forget_definition() -> None:
+    """Compile the definition again on next use (and so key every remembered decision anew)."""
+    _compiled.clear()
+    _digests.clear()
+
+
 def _forget_compiled(*, setting: str, **kwargs: Any) -> None:
     if setting in DEFINING_SETTINGS:
-        _compiled.clear()
-        _digests.clear()
+        forget_definition()
 
 
 setting_changed.connect(_forget_compiled, dispatch_uid="documents.selectors")
@@ -202,11 +208,17 @@ LISTABLE = (
 
 def fetch(sql: str, params: list[Any] | tuple[Any, ...]) -> list[dict[str, Any]]:
     """Run a public read through Django's cursor (and so its execute wrappers: the write guard, query
-    logging); on PostgreSQL as a prepared statement (see _PreparedCursor)."""
+    logging); on PostgreSQL as a prepared statement (see _PreparedCursor). Rows as dicts."""
     with _prepared_cursor() as cursor:
         cursor.execute(sql, params)
         columns = [column[0] for column in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _fetch_one(sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    with _prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 if ServerBindingCursor is not None:
@@ -217,8 +229,8 @@ if ServerBindingCursor is not None:
         Planning a public read (the rules' dozen subqueries) costs PostgreSQL several times
         what running it does; Django's own cursors bind on the client and never prepare. With
         persistent connections (CONN_MAX_AGE) each statement is planned once per connection.
-        DOCUMENTS_PREPARED_READS=False turns it off, e.g. behind a transaction-pooling
-        PgBouncer older than 1.21, which cannot keep prepared statements.
+        The connection also runs without JIT (see _prepared_cursor). DOCUMENTS_PREPARED_READS=False
+        turns both off, behind a transaction-pooling PgBouncer, which keeps no session state.
         """
 
         def execute(
@@ -247,9 +259,18 @@ def _prepared_cursor() -> Iterator[Any]:
     raw.prepare_threshold = 0
     try:
         with cursor:
+            if raw not in _without_jit:
+                # A prepared statement's generic plan is costed without its parameters, often high
+                # enough for PostgreSQL to compile it to machine code at every execution (seconds
+                # for these plans, which then run in a millisecond). Once per connection.
+                cursor.execute("SET jit = off")
+                _without_jit.add(raw)
             yield cursor
     finally:
         raw.prepare_threshold = default_threshold
+
+
+_without_jit: weakref.WeakSet[Any] = weakref.WeakSet()  # psycopg connections told "SET jit = off"
 
 
 def aware(value: Any) -> datetime | None:
@@ -313,13 +334,100 @@ def document(row: dict[str, Any]) -> PublicDocument:
     )
 
 
+# Every column of a draft and of its submission, and the ids of their latest history records: all
+# the rules decide from, history records being only ever added (see public_document()). As text,
+# which is all a key needs, and spares SQLite's converters.
+_INPUT_EXPRESSIONS = [
+    *(f"d.{field.column}" for field in PublishedDraft._meta.concrete_fields),
+    *(f"s.{field.column}" for field in Submission._meta.concrete_fields),
+    _latest(DRAFT_HISTORY, "history_id", "d.id"),
+    _latest(SUBMISSION_HISTORY, "history_id", "d.submission_id"),
+]
+_INPUTS = ", ".join(
+    f"CAST({expression} AS TEXT) AS input_{i}" for i, expression in enumerate(_INPUT_EXPRESSIONS)
+)
+DECISIONS = 4096  # remembered per process
+
+
 def public_document(name: str) -> PublicDocument | None:
     """The document named exactly `name` if a reader may see it (withdrawn included), with its version.
-    None otherwise: missing, quarantined, fake and test rows alike. One query."""
-    condition, params = visible(include_withdrawn=True)
-    sql = f"SELECT {_VERSIONED} {from_drafts()} WHERE d.name = %s AND {condition}"
-    rows = fetch(sql, [name, *params])
-    return document(rows[0]) if rows else None
+    None otherwise: missing, quarantined, fake and test rows alike.
+
+    One small query reads the draft and its submission as they are, every column, and the
+    ids of their latest history records: everything the rules decide from, since history
+    records are only ever added. public_drafts()'s decision for exactly those inputs (and
+    this definition) is remembered, so a document nobody changed costs that one query; a
+    changed row, a new history record or a new definition is decided again, by a second
+    query that reads the inputs and the decision in one statement and is remembered by
+    those. (A history record edited in place would go unseen, as it would by the rules.)
+    """
+    remembered = decisions_remembered()
+    if remembered:
+        inputs = _fetch_one(f"SELECT {_INPUTS} {from_drafts()} WHERE d.name = %s", [name])
+        if inputs is None:
+            return None
+        known = _decisions.get(_key(inputs), _UNDECIDED)
+        if known is not _UNDECIDED:
+            return known
+    shown = f"CASE WHEN {visible(include_withdrawn=True)} THEN 1 ELSE 0 END AS shown"
+    rows = fetch(f"SELECT {_INPUTS}, {_VERSIONED}, {shown} {from_drafts()} WHERE d.name = %s", [name])
+    if not rows:
+        return None
+    decision = document(rows[0]) if rows[0]["shown"] else None
+    if remembered:
+        _decisions.remember(
+            _key(tuple(rows[0][f"input_{i}"] for i in range(len(_INPUT_EXPRESSIONS)))), decision
+        )
+    return decision
+
+
+def _key(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (connection.vendor, definition(), inputs)
+
+
+def decisions_remembered() -> bool:
+    """Whether the definition reads nothing but a draft, its submission and their history: the inputs
+    public_document() remembers decisions by. A rule that reads another table turns remembering off."""
+    key = (connection.vendor, "remembered")
+    if key not in _digests:
+        inputs = {DRAFTS, SUBMISSIONS, DRAFT_HISTORY, SUBMISSION_HISTORY}
+        sql = visible(include_withdrawn=True)
+        read = {
+            table
+            for table in connection.introspection.django_table_names(include_views=False)
+            if re.search(rf'(?<![\w"]){re.escape(table)}(?![\w"])|"{re.escape(table)}"', sql)
+        }
+        _digests[key] = "yes" if read <= inputs else "no"
+    return _digests[key] == "yes"
+
+
+class _Decisions:
+    """A bounded map from a document's inputs to public_drafts()'s decision on them, shared by the
+    process's threads; the oldest entry goes first."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.entries, self.lock = size, OrderedDict[Any, Any](), threading.Lock()
+
+    def get(self, key: Any, default: Any) -> Any:
+        with self.lock:
+            if key not in self.entries:
+                return default
+            self.entries.move_to_end(key)
+            return self.entries[key]
+
+    def remember(self, key: Any, decision: Any) -> None:
+        with self.lock:
+            self.entries[key] = decision
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+_UNDECIDED = object()
+_decisions = _Decisions(DECISIONS)
 
 
 _DATED = (
@@ -331,12 +439,11 @@ _DATED = (
 
 def feed_documents(size: int = FEED_SIZE) -> list[PublicDocument]:
     """The newest public documents, each with the time it last changed. One query."""
-    condition, params = visible()
     sql = (
-        f"SELECT {_DATED} {from_drafts(listing_index=True)} WHERE {LISTABLE} AND {condition} "
+        f"SELECT {_DATED} {from_drafts(listing_index=True)} WHERE {LISTABLE} AND {visible()} "
         "ORDER BY d.published_at DESC, d.id DESC LIMIT %s"
     )
-    return [document(row) for row in fetch(sql, [*params, size])]
+    return [document(row) for row in fetch(sql, [size])]
 
 
 # --- versions: what ETag and Last-Modified come from ---------------------------------------------

@@ -403,3 +403,83 @@ def test_a_search_on_sqlite_reads_a_bounded_window_and_says_where_it_stopped(
     further = public_page(search=Search.parse("gadgets"), before=first.searched_to)
     assert [d.name for d in further.documents] == [old.name]
     assert further.searched_to is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"data_source": DataSource.TEST},
+        {"is_legitimate": False},
+        {"published_at": datetime(2099, 1, 1, tzinfo=UTC)},
+        {"name": "rfc9999"},
+    ],
+)
+def test_a_remembered_decision_is_made_again_when_the_draft_changes_behind_the_history(superuser, change):
+    draft = published_draft(actor=superuser)
+    assert seen(draft.name) == SHOWN
+
+    adapted = {
+        column: connection.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
+        for column, value in change.items()
+    }
+    raw_update_draft(draft.pk, **adapted)
+
+    assert seen(change.get("name", draft.name)) == HIDDEN
+
+
+def test_a_remembered_decision_is_made_again_when_the_submission_changes_behind_the_history(superuser):
+    draft = published_draft(actor=superuser)
+    assert seen(draft.name) == SHOWN
+
+    raw_update_submission(draft.submission_id, submitted_by="Test User")
+
+    assert seen(draft.name) == HIDDEN
+
+
+def test_a_remembered_decision_is_made_again_after_a_recorded_change(superuser):
+    draft = published_draft(actor=superuser)
+    assert seen(draft.name) == SHOWN
+
+    services.quarantine_rows(
+        model=Submission, pks=[draft.submission_id], reason="Scrub run r3: documents.E007"
+    )
+
+    assert seen(draft.name) == HIDDEN
+
+
+def test_an_unchanged_document_costs_one_query_once_decided(superuser, django_assert_num_queries):
+    draft = published_draft(actor=superuser)
+    with django_assert_num_queries(2):  # its inputs, then the decision
+        assert public_document(draft.name) is not None
+    with django_assert_num_queries(1):  # its inputs, unchanged: the decision is remembered
+        assert public_document(draft.name) is not None
+
+
+def test_a_rule_reading_another_table_turns_remembering_decisions_off(superuser, django_assert_num_queries):
+    from django.contrib.auth import get_user_model
+    from django.db.models import Exists, OuterRef
+
+    from deployguard.integrity import Rule
+
+    rule = Rule(
+        id="documents.E099",
+        severity="error",
+        model=PublishedDraft,
+        description="published by an account that is no longer active",
+        condition=lambda: Exists(
+            get_user_model().objects.filter(pk=OuterRef("published_by_id"), is_active=False)
+        ),
+    )
+    default_registry.register(rule)
+    selectors.forget_definition()
+    try:
+        draft = published_draft(actor=superuser)
+        assert not selectors.decisions_remembered()
+        assert seen(draft.name) == SHOWN
+        get_user_model().objects.filter(pk=superuser.pk).update(is_active=False)
+        with django_assert_num_queries(1):  # straight to the decision, every time
+            assert seen(draft.name) == HIDDEN
+    finally:
+        del default_registry.rules[rule.id]
+        selectors.forget_definition()
+    assert selectors.decisions_remembered()
