@@ -308,8 +308,10 @@ def _latest(history: str, column: str, key: str) -> str:
 
 
 COLUMNS = "d.id AS pk, d.name, d.status, d.published_at, d.withdrawn_at, s.title, s.submitted_by AS author"
-_VERSIONED = (
-    f"{COLUMNS}, "
+_VERSIONED = (  # for public_document(): the free text only when shown (v.shown)
+    "d.id AS pk, d.name, d.status, d.published_at, d.withdrawn_at, "
+    "CASE WHEN v.shown = 1 THEN s.title END AS title, "
+    "CASE WHEN v.shown = 1 THEN s.submitted_by END AS author, "
     f"{_latest(DRAFT_HISTORY, 'history_id', 'd.id')} AS draft_record, "
     f"{_latest(DRAFT_HISTORY, 'history_date', 'd.id')} AS draft_changed, "
     f"{_latest(SUBMISSION_HISTORY, 'history_id', 'd.submission_id')} AS submission_record, "
@@ -335,17 +337,28 @@ def document(row: dict[str, Any]) -> PublicDocument:
 
 
 # Every column of a draft and of its submission, and the ids of their latest history records: all
-# the rules decide from, history records being only ever added (see public_document()). As text,
-# which is all a key needs, and spares SQLite's converters.
+# the rules decide from, history records being only ever added (see public_document()).
 _INPUT_EXPRESSIONS = [
     *(f"d.{field.column}" for field in PublishedDraft._meta.concrete_fields),
     *(f"s.{field.column}" for field in Submission._meta.concrete_fields),
     _latest(DRAFT_HISTORY, "history_id", "d.id"),
     _latest(SUBMISSION_HISTORY, "history_id", "d.submission_id"),
 ]
-_INPUTS = ", ".join(
-    f"CAST({expression} AS TEXT) AS input_{i}" for i, expression in enumerate(_INPUT_EXPRESSIONS)
-)
+
+
+def _inputs() -> str:
+    """The inputs as text, which is all a key needs and spares SQLite's converters. SQLite's as its type
+    and hex bytes: it stores text that is not UTF-8 as it is given (raw SQL can), and reading that as
+    text would fail the page of a document nobody may see."""
+    if connection.vendor == "sqlite":
+        as_text = "typeof({0}) || ':' || hex({0})"
+    else:
+        as_text = "CAST({0} AS TEXT)"
+    return ", ".join(
+        f"{as_text.format(expression)} AS input_{i}" for i, expression in enumerate(_INPUT_EXPRESSIONS)
+    )
+
+
 DECISIONS = 4096  # remembered per process
 
 
@@ -363,14 +376,23 @@ def public_document(name: str) -> PublicDocument | None:
     """
     remembered = decisions_remembered()
     if remembered:
-        inputs = _fetch_one(f"SELECT {_INPUTS} {from_drafts()} WHERE d.name = %s", [name])
+        inputs = _fetch_one(f"SELECT {_inputs()} {from_drafts()} WHERE d.name = %s", [name])
         if inputs is None:
             return None
         known = _decisions.get(_key(inputs), _UNDECIDED)
         if known is not _UNDECIDED:
             return known
-    shown = f"CASE WHEN {visible(include_withdrawn=True)} THEN 1 ELSE 0 END AS shown"
-    rows = fetch(f"SELECT {_INPUTS}, {_VERSIONED}, {shown} {from_drafts()} WHERE d.name = %s", [name])
+    # The decision and its inputs in one statement; what a page shows is read only when it is shown
+    # (a hidden row's text may not even be UTF-8).
+    decided = (
+        f"(SELECT d.id AS pk, CASE WHEN {visible(include_withdrawn=True)} THEN 1 ELSE 0 END AS shown "
+        f"FROM {DRAFTS} d WHERE d.name = %s) v"
+    )
+    rows = fetch(
+        f"SELECT {_inputs()}, {_VERSIONED}, v.shown FROM {decided} INNER JOIN {DRAFTS} d ON d.id = v.pk "
+        f"INNER JOIN {SUBMISSIONS} s ON s.id = d.submission_id",
+        [name],
+    )
     if not rows:
         return None
     decision = document(rows[0]) if rows[0]["shown"] else None

@@ -6,6 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -280,3 +281,25 @@ def test_a_head_request_gets_the_headers_without_a_body(client, superuser):
         assert response.status_code == 200
         assert response.content == b""
         assert response["ETag"] == client.get(path)["ETag"]
+
+
+def test_text_that_is_not_utf8_in_a_hidden_row_breaks_no_page(client, superuser, on_postgresql):
+    if on_postgresql:
+        pytest.skip("PostgreSQL refuses text that is not valid UTF-8")
+    shown = published_draft(actor=superuser, title="Interoperable widgets")
+    changed = published_draft(actor=superuser, title="Gadget naming conventions")
+    fake = raw_insert_submission("ML-950", status="published", approved_by_id=superuser.pk)
+    raw_insert_draft("rfc950", submission_id=fake, published_by_id=superuser.pk)
+    assert client.get(f"/{changed.name}/").status_code == 200  # its decision is remembered
+    with connection.cursor() as cursor:
+        for pk in (fake, changed.submission_id):
+            cursor.execute(
+                "UPDATE documents_submission SET title = CAST(X'FFFE41' AS TEXT) WHERE id = %s", [pk]
+            )
+
+    assert client.get("/rfc950/").status_code == 404
+    assert client.get(f"/{changed.name}/").status_code == 404
+    for path in ("/", "/feed/", "/?q=widgets", "/?q=rfc950"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+    assert names_on(client.get("/")) == [shown.name]
