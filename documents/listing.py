@@ -14,15 +14,14 @@ from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
+from documents.public_sql import aware, fetch
 from documents.selectors import (
     COLUMNS,
     DRAFTS,
     LISTABLE,
     SUBMISSIONS,
     PublicDocument,
-    aware,
     document,
-    fetch,
     from_drafts,
     visible,
 )

@@ -58,7 +58,7 @@ def release() -> str:
     return digest.hexdigest()[:12]
 
 
-_RENDERING = ("views.py", "feeds.py", "selectors.py", "listing.py")
+_RENDERING = ("views.py", "feeds.py", "selectors.py", "listing.py", "public_sql.py")
 
 
 @cache
