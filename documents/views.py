@@ -1,6 +1,6 @@
 """The public site: the listing with its search, a page per document, the Atom feed, and their caching.
 
-Every view reads through documents.selectors and nothing else, writes nothing and never
+Every view reads through documents.selectors (and .listing) and nothing else, writes nothing and never
 touches the session, the user or a cookie, so a response is the same for everyone and a
 CDN may keep it: ETag and Last-Modified from the newest change that can alter the page,
 304 for a conditional GET that still matches, and Cache-Control for shared caches.
@@ -46,6 +46,7 @@ NOT_FOUND_CACHE_CONTROL = "public, max-age=60"
 
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "documents" / "public"
 STYLESHEET = "documents/public/site.css"
+_RENDERING = ("views.py", "feeds.py", "selectors.py", "listing.py", "public_sql.py")  # in documents/
 
 
 @cache
@@ -56,9 +57,6 @@ def release() -> str:
     for path in sorted([*TEMPLATES.iterdir(), *(Path(__file__).parent / name for name in _RENDERING)]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-_RENDERING = ("views.py", "feeds.py", "selectors.py", "listing.py", "public_sql.py")
 
 
 @cache
