@@ -29,9 +29,10 @@ from documents.selectors import (
 PAGE_SIZE = 50
 SEARCH_MAX_LENGTH = 100
 SEARCH_MAX_WORDS = 6
-# PostgreSQL: a word search asks the title index for at most this many submissions; a search
-# matching more titles than that is common enough that walking the listing in order finds a
-# page quickly (at most PAGE_SIZE * drafts / SEARCH_RARE rows read).
+# PostgreSQL: a word search first looks for a page of candidates among this many of the newest
+# listed drafts (a common word), then asks the title index for at most SEARCH_RARE submissions;
+# a word matching more, but not among the newest, is read for in listing order.
+SEARCH_PROBE = 1_000
 SEARCH_RARE = 10_000
 # ...and nothing a search runs may take longer (a cancelled search says so).
 SEARCH_TIMEOUT_MS = 3_000
@@ -121,11 +122,17 @@ def _ranges(start: Cursor | None, end: Cursor | None, *, newer: bool) -> list[Co
     """The listing after `start` (excluded) and, going back, down to `end` (included), as ranges of its
     index on (published_at, id): each read in order, and stopped where it ends.
 
-    A row-value comparison would be one range on PostgreSQL, but on SQLite only a range of
-    its first column, which reads every draft published in the same instant (all of a bulk
-    import) before the first row it returns.
+    PostgreSQL reads a row-value comparison as one range of the index. SQLite reads it as a
+    range of its first column only, and so every draft published in the same instant (all
+    of a bulk import) before the first row it returns: there the listing is cut into the
+    ranges that the comparison means, one SELECT each.
     """
     at = connection.ops.adapt_datetimefield_value
+    if connection.vendor == "postgresql" and end is None:
+        if start is None:
+            return [("1 = 1", [])]
+        beyond = ">" if newer else "<"
+        return [(f"(d.published_at, d.id) {beyond} (%s, %s)", [at(start.published_at), start.pk])]
     if newer:
         if start is None:
             return [("1 = 1", [])]
@@ -270,22 +277,33 @@ def _candidates_page(matching: list[Condition], before: Cursor | None, end: Curs
 def _search_postgresql(words: tuple[str, ...], before: Cursor | None) -> Page:
     # Letters and digits only, quoted as lexemes, each a prefix: nothing to_tsquery can fail on.
     query = " & ".join(f"'{word}':*" for word in words)
-    matches = "to_tsvector('simple'::regconfig, s.title) @@ to_tsquery('simple'::regconfig, %s)"
+    matches = "to_tsvector('simple'::regconfig, {title}) @@ to_tsquery('simple'::regconfig, %s)"
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL statement_timeout = {int(SEARCH_TIMEOUT_MS)}")
             cursor.execute("SET LOCAL jit = off")
+            # A common word first: the newest SEARCH_PROBE listed drafts hold a page of candidates,
+            # found without the title index (whose bitmap of a common word is the whole table).
+            newest, params = _ordered_sql("d.id AS pk, s.title", [(LISTABLE, [])], before, limit=SEARCH_PROBE)
+            probed = fetch(
+                f"SELECT w.pk FROM ({newest}) w WHERE {matches.format(title='w.title')} LIMIT %s",
+                [*params, query, SEARCH_CANDIDATES],
+            )
+            if len(probed) == SEARCH_CANDIDATES:
+                return _candidates_page([("d.id = ANY(%s)", [[row["pk"] for row in probed]])], before)
+            # A rarer one: the title index names its submissions, whose drafts are then sorted.
             rare = fetch(
-                f"SELECT s.id FROM {SUBMISSIONS} s WHERE {matches} LIMIT %s", [query, SEARCH_RARE + 1]
+                f"SELECT s.id FROM {SUBMISSIONS} s WHERE {matches.format(title='s.title')} LIMIT %s",
+                [query, SEARCH_RARE + 1],
             )
             if len(rare) <= SEARCH_RARE:
                 return _candidates_page(
                     [("d.submission_id = ANY(%s)", [[row["id"] for row in rare]])], before
                 )
-            # Common: read the listing in order (no sort), each title checked as it comes; IS TRUE
-            # keeps the title index out of it.
+            # Common in older documents only: read the listing in order (no sort), each title
+            # checked as it comes; IS TRUE keeps the title index out of it.
             cursor.execute("SET LOCAL enable_sort = off")
-            return _candidates_page([(f"({matches}) IS TRUE", [query])], before)
+            return _candidates_page([(f"({matches.format(title='s.title')}) IS TRUE", [query])], before)
     except DatabaseError as error:
         if getattr(error.__cause__, "sqlstate", None) == QUERY_CANCELED:
             return Page([], timed_out=True)

@@ -77,18 +77,21 @@ def _prepared_cursor() -> Iterator[Any]:
     raw.prepare_threshold = 0
     try:
         with cursor:
-            if raw not in _without_jit:
-                # A prepared statement's generic plan is costed without its parameters, often high
-                # enough for PostgreSQL to compile it to machine code at every execution (seconds
-                # for these plans, which then run in a millisecond). Once per connection.
+            if raw not in _configured:
+                # Once per connection. Generic plans: these statements read by index ranges whatever
+                # their values, and PostgreSQL would otherwise plan each execution again (milliseconds)
+                # whenever a generic plan's estimate looks worse than planning. Without JIT: a generic
+                # plan's estimate can be high enough to compile it to machine code at every execution
+                # (seconds, for plans that then run in a millisecond).
+                cursor.execute("SET plan_cache_mode = force_generic_plan")
                 cursor.execute("SET jit = off")
-                _without_jit.add(raw)
+                _configured.add(raw)
             yield cursor
     finally:
         raw.prepare_threshold = default_threshold
 
 
-_without_jit: weakref.WeakSet[Any] = weakref.WeakSet()  # psycopg connections told "SET jit = off"
+_configured: weakref.WeakSet[Any] = weakref.WeakSet()  # psycopg connections given the settings above
 
 
 def aware(value: Any) -> datetime | None:

@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -260,11 +261,12 @@ _INPUT_EXPRESSIONS = [
 ]
 
 
-def _inputs() -> str:
+@cache
+def _inputs(vendor: str) -> str:
     """The inputs as text, which is all a key needs and spares SQLite's converters. SQLite's as its type
     and hex bytes: it stores text that is not UTF-8 as it is given (raw SQL can), and reading that as
     text would fail the page of a document nobody may see."""
-    if connection.vendor == "sqlite":
+    if vendor == "sqlite":
         as_text = "typeof({0}) || ':' || hex({0})"
     else:
         as_text = "CAST({0} AS TEXT)"
@@ -290,7 +292,7 @@ def public_document(name: str) -> PublicDocument | None:
     """
     remembered = decisions_remembered()
     if remembered:
-        inputs = fetch_one(f"SELECT {_inputs()} {from_drafts()} WHERE d.name = %s", [name])
+        inputs = fetch_one(f"SELECT {_inputs(connection.vendor)} {from_drafts()} WHERE d.name = %s", [name])
         if inputs is None:
             return None
         known = _decisions.get(_key(inputs), _UNDECIDED)
@@ -303,8 +305,8 @@ def public_document(name: str) -> PublicDocument | None:
         f"FROM {DRAFTS} d WHERE d.name = %s) v"
     )
     rows = fetch(
-        f"SELECT {_inputs()}, {_VERSIONED}, v.shown FROM {decided} INNER JOIN {DRAFTS} d ON d.id = v.pk "
-        f"INNER JOIN {SUBMISSIONS} s ON s.id = d.submission_id",
+        f"SELECT {_inputs(connection.vendor)}, {_VERSIONED}, v.shown FROM {decided} "
+        f"INNER JOIN {DRAFTS} d ON d.id = v.pk INNER JOIN {SUBMISSIONS} s ON s.id = d.submission_id",
         [name],
     )
     if not rows:

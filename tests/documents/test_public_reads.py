@@ -165,9 +165,14 @@ def test_a_public_page_costs_a_fixed_number_of_queries_however_many_documents(
     if name in BUDGETS:
         assert len(few) == BUDGETS[name]
     else:
-        # The version, then on SQLite the window's end and the page; on PostgreSQL, in a transaction
-        # (a savepoint inside the test's) with its timeout and JIT settings, the title index and the page.
-        assert len(few) == (7 if on_postgresql else 3), [q["sql"][:60] for q in few.captured_queries]
+        # The version, then on SQLite the window's end and the page. On PostgreSQL, in a transaction
+        # (a savepoint inside the test's) with its timeout and JIT settings: the newest drafts, then
+        # the title index, then the page; at most one more setting for a word common only in older
+        # documents.
+        if on_postgresql:
+            assert 7 <= len(few) <= 9, len(few)
+        else:
+            assert len(few) == 3, len(few)
 
 
 @pytest.mark.django_db

@@ -483,3 +483,28 @@ def test_a_rule_reading_another_table_turns_remembering_decisions_off(superuser,
         del default_registry.rules[rule.id]
         selectors.forget_definition()
     assert selectors.decisions_remembered()
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {},  # PostgreSQL: the title index (few matches)
+        {"SEARCH_CANDIDATES": 2, "PAGE_SIZE": 1},  # a page of candidates among the newest drafts
+        {"SEARCH_PROBE": 1, "SEARCH_RARE": 1},  # common in older documents: read in listing order
+    ],
+)
+def test_every_search_path_pages_through_the_same_matches(superuser, monkeypatch, bounds):
+    for name, value in bounds.items():
+        monkeypatch.setattr(listing, name, value)
+    matching = [published_draft(actor=superuser, title=f"Gadget registry, part {n}").name for n in range(3)]
+    published_draft(actor=superuser, title="Unrelated widgets")
+    published_draft(actor=superuser, title="Gadget fake registry")  # a test word: never shown
+
+    found, page = [], public_page(search=Search.parse("gadget"))
+    while True:
+        found += [d.name for d in page.documents]
+        if page.older is None:
+            break
+        page = public_page(search=Search.parse("gadget"), before=page.older)
+
+    assert found == matching[::-1]
