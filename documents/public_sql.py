@@ -1,8 +1,8 @@
 """How the public site's reads run their SQL: through Django's cursor, and on PostgreSQL prepared.
 
 Django's cursor keeps its execute wrappers in the way (deployguard's write guard, query
-logging). On PostgreSQL the statements are prepared, on connections without JIT: see
-_PreparedCursor.
+logging). On PostgreSQL the statements are prepared, with generic plans and without JIT:
+see _PreparedCursor.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ if ServerBindingCursor is not None:
         Planning a public read (the rules' dozen subqueries) costs PostgreSQL several times
         what running it does; Django's own cursors bind on the client and never prepare. With
         persistent connections (CONN_MAX_AGE) each statement is planned once per connection.
-        The connection also runs without JIT (see _prepared_cursor). DOCUMENTS_PREPARED_READS=False
-        turns both off, behind a transaction-pooling PgBouncer, which keeps no session state.
+        The connection also uses generic plans and no JIT (see _prepared_cursor).
+        DOCUMENTS_PREPARED_READS=False turns all of it off, for a transaction-pooling PgBouncer,
+        which keeps no session state.
         """
 
         def execute(
