@@ -148,7 +148,7 @@ def _listing_context(page: Page, search: Search | None, text: str, unsearchable:
         empty = NOTHING_PUBLISHED
     searched_to = page.searched_to
     return {
-        "documents": page.documents,
+        "documents": [vars(found) for found in page.documents],
         "older": page.older.token if page.older else None,
         "newer": page.newer.token if page.newer else None,
         "query": text,
@@ -175,7 +175,8 @@ def _document_page(found: PublicDocument) -> HttpResponse:
     if found.withdrawn_at is not None:
         notice = WITHDRAWN_NOTICE.format(name=found.name, date=_day(found.withdrawn_at))
         return _render("withdrawn.html", {"name": found.name, "notice": notice}, status=410)
-    return _render("document.html", {"document": found})
+    # Templates get dicts: a variable lookup on an object first tries it as a dict, and fails.
+    return _render("document.html", {"document": vars(found)})
 
 
 @require_safe
