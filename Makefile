@@ -81,7 +81,7 @@ test-sqlite: $(VENV)/.dev rowhash chromium
 	env -u DATABASE_URL RELIABILITY_RESULTS=$(CURDIR)/$(RESULTS)/sqlite.jsonl $(run_pytest)
 
 test-postgres: $(VENV)/.dev rowhash
-	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL:/deploysafe=/postgres)', connect_timeout=3).close()" 2>/dev/null; then \
+	@if $(BIN)/python -c "import sys, psycopg; psycopg.connect(sys.argv[1].rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" '$(PG_URL)' 2>/dev/null; then \
 		echo "=== Test suite on PostgreSQL ($(PG_URL)) ==="; \
 		mkdir -p $(RESULTS) && rm -f $(RESULTS)/postgresql.jsonl; \
 		DATABASE_URL=$(PG_URL) RELIABILITY_RESULTS=$(CURDIR)/$(RESULTS)/postgresql.jsonl $(run_pytest); \
