@@ -46,7 +46,7 @@ rowhash: | $(BIN)/python
 run: $(VENV)/.runtime rowhash
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_dev_admin
-	@echo "Admin: http://127.0.0.1:8000/admin/ (jobs: one db_worker)"
+	@echo "Site: http://127.0.0.1:8000/  Admin: http://127.0.0.1:8000/admin/ (jobs: one db_worker)"
 	@setsid $(BIN)/python manage.py db_worker & worker=$$!; \
 	trap 'kill -TERM -$$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM HUP; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000

@@ -23,10 +23,17 @@ def _timed(action: Action) -> float:
 
 
 def compare(
-    ours: Action, baseline: Action, repeat: int, *, reset: Action | None = None, warm: bool = True
+    ours: Action,
+    baseline: Action,
+    repeat: int,
+    *,
+    reset: Action | None = None,
+    warm: bool = True,
+    samples: dict[str, list[float]] | None = None,
 ) -> tuple[float, float]:
     """Medians of `repeat` runs of each side, alternating which goes first; `reset` runs untimed
-    before every run. One untimed run of each first, so that neither side pays for cold caches."""
+    before every run. One untimed run of each first, so that neither side pays for cold caches.
+    `samples`, if given, receives every run's time under "ours" and "baseline" (for a spread)."""
     if warm:
         for action in (ours, baseline):
             if reset is not None:
@@ -39,7 +46,14 @@ def compare(
             if reset is not None:
                 reset()
             times[name].append(_timed(action))
+    if samples is not None:
+        samples.update(times)
     return statistics.median(times["ours"]), statistics.median(times["baseline"])
+
+
+def spread(times: list[float], per: int = 1) -> str:
+    """ "min-max" of a side's runs in milliseconds, each divided by `per` (pages per run)."""
+    return f"{min(times) * 1000 / per:.2f}-{max(times) * 1000 / per:.2f}ms"
 
 
 def report(

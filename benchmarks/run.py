@@ -28,16 +28,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench"
 ENGINES = ("sqlite", "postgresql")
-BENCHMARKS = ("integrity", "admin", "operations", "deploy_mode", "deploy_safe", "audit_write_paths", "jobs")
-# BENCH_PG_PREFIX renames them (e.g. per engineer on a shared server): <prefix>_int, <prefix>_bench_small, ...
-PG_PREFIX = os.environ.get("BENCH_PG_PREFIX", "deploysafe")
+BENCHMARKS = ("integrity", "admin", "operations", "deploy_mode", "deploy_safe", "audit_write_paths", "jobs", "public")
+# --pg-prefix (BENCH_PG_PREFIX) renames them, e.g. per engineer on a shared server: <prefix>_int, ...
 PG_DATABASES = {
-    "data": f"{PG_PREFIX}_int",
-    "small": f"{PG_PREFIX}_bench_small",
+    "data": "deploysafe_int",
+    "small": "deploysafe_bench_small",
     # Not make bench-deploy-safe's deploysafe_bds: someone tuning backups may be running that one.
-    "deploy_safe": f"{PG_PREFIX}_bench_ds",
-    "deploy_mode": f"{PG_PREFIX}_bench_mode",
-    "jobs": f"{PG_PREFIX}_bench_jobs",
+    "deploy_safe": "deploysafe_bench_ds",
+    "deploy_mode": "deploysafe_bench_mode",
+    "jobs": "deploysafe_bench_jobs",
+}
+# The databases each benchmark uses (roles of PG_DATABASES): only those are created or reset.
+ROLES = {
+    "integrity": ("data",),
+    "admin": ("data", "small"),
+    "deploy_mode": ("deploy_mode",),
+    "deploy_safe": ("deploy_safe",),
+    "audit_write_paths": (),
+    "public": ("data", "small"),
+    "operations": ("data",),
+    "jobs": ("jobs",),
 }
 LINE = re.compile(r"^BENCH (?P<name>\S+) (?P<fields>.*?)(?:  # (?P<note>.*))?$")
 QUIET = " INFO deployguard.audit "  # one log line per unsafe request: hidden from the console
@@ -120,12 +130,17 @@ def ensure_database(server: str, name: str, *, fresh: bool = False) -> str:
     return f"{server}/{name}"
 
 
-def urls(engine: str, server: str) -> dict[str, str]:
+def urls(engine: str, server: str, only: list[str], prefix: str = "deploysafe") -> dict[str, str]:
+    """{role: database URL}; on PostgreSQL, the databases the chosen benchmarks use are created (named
+    with `prefix` instead of "deploysafe"), and the others not touched."""
     if engine == "sqlite":
         OUT.mkdir(parents=True, exist_ok=True)
         return {role: f"sqlite:///{OUT / f'sqlite-{role}.sqlite3'}" for role in PG_DATABASES}
+    used = {role for name in only for role in ROLES[name]}
     return {
-        role: ensure_database(server, name, fresh=role == "deploy_mode")
+        role: ensure_database(server, name.replace("deploysafe", prefix, 1), fresh=role == "deploy_mode")
+        if role in used
+        else ""
         for role, name in PG_DATABASES.items()
     }
 
@@ -135,8 +150,9 @@ def commands(
 ) -> dict[str, tuple[list[str], dict[str, str]]]:
     python, here = sys.executable, ROOT / "benchmarks"
     # The admin benchmark reuses the data the integrity benchmark generated (and publishes
-    # into it afterwards); run alone, it generates its own.
+    # into it afterwards); run alone, it generates its own. So does the public one.
     reuse = ["--skip-generate"] if "integrity" in only else []
+    reuse_public = ["--skip-generate"] if {"integrity", "admin"} & set(only) else []
     if engine == "sqlite":
         # The deploy-mode benchmark makes a fresh user: start from an empty file every time.
         Path(db["deploy_mode"].removeprefix("sqlite:///")).unlink(missing_ok=True)
@@ -164,6 +180,10 @@ def commands(
         ),
         "audit_write_paths": ([python, str(here / "bench_audit_write_paths.py")], {}),
         "jobs": ([python, str(here / "bench_jobs.py")], {"BENCH_DATABASE_URL": db["jobs"]}),
+        "public": (
+            [python, str(here / "bench_public.py"), "--rows", str(rows), *reuse_public],
+            {"DATABASE_URL": db["data"], "BENCH_SMALL_DATABASE_URL": db["small"]},
+        ),
     }
 
 
@@ -221,6 +241,11 @@ def main() -> None:
     parser.add_argument(
         "--pg-url", default=os.environ.get("BENCH_PG_SERVER", "postgres://postgres@127.0.0.1:5432")
     )
+    parser.add_argument(
+        "--pg-prefix",
+        default=os.environ.get("BENCH_PG_PREFIX", "deploysafe"),
+        help='PostgreSQL databases are named <prefix>_int, <prefix>_bench_small, ... (default "deploysafe")',
+    )
     parser.add_argument("--table", action="store_true", help="print RESULTS.md tables from var/bench/*.txt")
     parser.add_argument("--out", type=Path, default=OUT, help="where the <engine>.txt files go")
     args = parser.parse_args()
@@ -242,7 +267,7 @@ def main() -> None:
             skipped.append(f"PostgreSQL at {args.pg_url} is unreachable: SKIPPED its benchmarks.")
             print(f"\n!!! {skipped[-1]} !!!\n", flush=True)
             continue
-        db = urls(engine, args.pg_url)
+        db = urls(engine, args.pg_url, only, args.pg_prefix)
         path = OUT / f"{engine}.txt"
         # A run of some benchmarks replaces their sections and keeps the others'.
         sections = read_sections(path) if args.only else {}

@@ -161,6 +161,9 @@ LOGGING = {
 
 # Documents: a second admin must publish what the first approved (off by default).
 DOCUMENTS_REQUIRE_SEPARATE_PUBLISHER = env.bool("DOCUMENTS_REQUIRE_SEPARATE_PUBLISHER", default=False)
+# The public pages' reads are prepared statements on PostgreSQL (documents/selectors.py); turn
+# off behind a transaction-pooling PgBouncer older than 1.21, which cannot keep them.
+DOCUMENTS_PREPARED_READS = env.bool("DOCUMENTS_PREPARED_READS", default=True)
 # History records cannot be reverted through the admin: a revert would be a write
 # path around the services.
 SIMPLE_HISTORY_REVERT_DISABLED = True

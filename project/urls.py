@@ -1,13 +1,14 @@
-"""URL routes: the admin at /admin/, deployguard's endpoints at /_deploy/, the root redirects to the admin."""
+"""URL routes: the public site at /, the admin at /admin/, deployguard's endpoints at /_deploy/."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("_deploy/", include("deployguard.urls")),
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", include("documents.urls")),
 ]
+
+handler404 = "documents.views.not_found"
