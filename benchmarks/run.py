@@ -28,7 +28,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench"
 ENGINES = ("sqlite", "postgresql")
-BENCHMARKS = ("integrity", "admin", "operations", "deploy_mode", "deploy_safe", "audit_write_paths", "jobs", "public")
+BENCHMARKS = (
+    "integrity",
+    "admin",
+    "operations",
+    "deploy_mode",
+    "deploy_safe",
+    "audit_write_paths",
+    "jobs",
+    "public",
+)
 # --pg-prefix (BENCH_PG_PREFIX) renames them, e.g. per engineer on a shared server: <prefix>_int, ...
 PG_DATABASES = {
     "data": "deploysafe_int",
