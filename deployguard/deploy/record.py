@@ -76,7 +76,7 @@ class Report:
             "engine": connection.vendor,
             "backup": str(self.backup) if self.backup else None,
             "steps": self.steps.as_dicts(),
-            "blocked_writes": self.blocked_writes + self.note_job_writers(),
+            "blocked_writes": self.blocked_writes + self.job_writers,
             "data_migration_changes": self.data_migration_changes,
             "schema_changes": self.schema_changes,
         }
@@ -135,6 +135,7 @@ class Record:
         for name, value in fields.items():
             setattr(self.row, name, value)
         self.row.backup_path = str(self.report.backup or "")
+        self.report.note_job_writers()
         self.row.report = json.loads(json.dumps(self.report.as_dict(), default=str))
         self.row._change_reason = f"deploy_safe: {self.row.status}"  # type: ignore[attr-defined]
         self.row.save(using=using)
