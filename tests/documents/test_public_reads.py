@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from deployguard import state
 from deployguard.exceptions import DeployModeActive
-from deployguard.guard import write_targets
+from deployguard.sql_writes import write_targets
 from documents import listing, services
 from tests.factories import EditorFactory, published_draft
 

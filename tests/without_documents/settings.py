@@ -15,3 +15,5 @@ INSTALLED_APPS = [
 # documents/ is not part of this project: its code is not audited either.
 DEPLOYGUARD_WRITE_PATHS = {"allowed": [], "exclude": ["benchmarks/*", "documents/*"]}
 DEPLOYGUARD_DEPLOY_LOG = os.environ.get("DEPLOYGUARD_DEPLOY_LOG", str(VAR_DIR / "deploys.log"))  # noqa: F405
+# The project's own routes include the public site, which is documents'.
+ROOT_URLCONF = "tests.without_documents.urls"
