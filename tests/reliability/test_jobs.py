@@ -4,6 +4,7 @@ during it runs afterwards, once, none failed."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -22,8 +23,27 @@ JOB = "tests.deployguard.jobs.tasks.add_group"
 
 
 def enqueued(directory: Path) -> list[tuple[str, str, str]]:
+    """The jobs the enqueuer has queued so far: (phase, backend, name) per complete line.
+
+    The enqueuer may be writing its last line while this reads, so a line without its newline
+    is not counted yet.
+    """
     log = directory / "enqueued.log"
-    return [tuple(line.split()) for line in log.read_text().splitlines()] if log.exists() else []  # type: ignore[misc]
+    if not log.exists():
+        return []
+    complete = log.read_text().rpartition("\n")[0]
+    return [tuple(line.split()) for line in complete.splitlines()]  # type: ignore[misc]
+
+
+def set_phase(directory: Path, phase: str) -> None:
+    """Tell the enqueuer which phase its next jobs belong to, in one step (it never reads half a name)."""
+    staged = directory / "phase.new"
+    staged.write_text(phase)
+    os.replace(staged, directory / "phase")
+
+
+def read_whole(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def finished_jobs(scratch: Scratch) -> dict[str, int]:
@@ -51,7 +71,7 @@ def run_deploy_with_workers(
 ) -> tuple[object, dict, list[tuple[str, str, str]], dict[str, int], str, str]:
     directory = scratch.directory / "jobs"
     directory.mkdir()
-    (directory / "phase").write_text("before")
+    set_phase(directory, "before")
     db_worker = workers.db_worker("--backend", "database", CELERY_BROKER_URL=broker)
     celery = workers.celery()
     enqueuer = workers.manage(
@@ -65,7 +85,7 @@ def run_deploy_with_workers(
             raise AssertionError(f"{error}: {finished_jobs(scratch)}\n{enqueuer.output()[-3000:]}") from None
         deploy = start_deploy(scratch, apps=apps, pause_at=("migrate", "roll back", "deploy mode off"))
         reach(deploy, scratch, "migrate")  # deploy mode is on, fingerprinted, backed up
-        (directory / "phase").write_text("during")
+        set_phase(directory, "during")
         frozen_at = scratch_row_hashes(scratch)
         wait_until(lambda: Counter(p for p, _, _ in enqueued(directory))["during"] >= 10,
                    "jobs to be queued during the deploy")  # fmt: skip
@@ -74,15 +94,15 @@ def run_deploy_with_workers(
             # Not while the backup is restored: a job queued between the restore reading the queue
             # and overwriting it would be lost (see deployguard.jobs.queue).
             reach(deploy, scratch, "roll back")
-            (directory / "phase").write_text("paused")
-            wait_until(lambda: (directory / "seen").read_text() == "paused", "the enqueuer to pause")
+            set_phase(directory, "paused")
+            wait_until(lambda: read_whole(directory / "seen") == "paused", "the enqueuer to pause")
             release(scratch, "roll back")
         reach(deploy, scratch, "deploy mode off")  # verified, or rolled back; still frozen
-        (directory / "phase").write_text("during")
+        set_phase(directory, "during")
         still_frozen = scratch_row_hashes(scratch)
         release(scratch, "deploy mode off")
         result = finish(deploy)
-        (directory / "phase").write_text("after")
+        set_phase(directory, "after")
         wait_until(
             lambda: Counter(p for p, _, _ in enqueued(directory))["after"] >= 4, "jobs after the deploy"
         )
@@ -97,6 +117,8 @@ def run_deploy_with_workers(
                 and finished_jobs(scratch)["celery"] == by_backend["default"]
             ),
             "every queued job to finish",
+            timeout=300,
+            describe=lambda: f"queued {dict(by_backend)}, finished {finished_jobs(scratch)}",
         )
     finally:
         (directory / "stop").touch()

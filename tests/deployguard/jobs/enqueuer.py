@@ -9,6 +9,7 @@ DIRECTORY/stop exists (or after MAX_SECONDS).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def run(directory: str) -> None:
     with (folder / "enqueued.log").open("a") as log:
         while not (folder / "stop").exists() and time.monotonic() < deadline:
             phase = (folder / "phase").read_text().strip()
-            (folder / "seen").write_text(phase)  # every job queued before it says so is logged
+            staged = folder / "seen.new"
+            staged.write_text(phase)
+            os.replace(staged, folder / "seen")  # every job queued before it says so is logged
             if phase == "paused":
                 time.sleep(0.05)
                 continue
