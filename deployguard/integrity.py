@@ -370,16 +370,24 @@ def evaluate(
 
 
 def flag_rows(
-    rules: Sequence[Rule], model: type[models.Model], *, registry: IntegrityRegistry | None = None
+    rules: Sequence[Rule],
+    model: type[models.Model],
+    *,
+    registry: IntegrityRegistry | None = None,
+    pks: Sequence[Any] | None = None,
 ) -> dict[Any, list[str]]:
-    """{pk: ids of the rules it breaks} for every row of `model` breaking any of `rules`: one query."""
+    """{pk: ids of the rules it breaks} for every row of `model` breaking any of `rules`: one query.
+
+    With `pks`, only those rows are looked at (a changelist page): each is probed, never a
+    pass over the whole table.
+    """
     registry = registry or default_registry
     model_rules = [rule for rule in rules if rule.model is model]
     if not model_rules:
         return {}
     # A pass over the whole table, like evaluate()'s: an OR of correlated EXISTS in WHERE
     # cannot become a semi-join, so there too joins beat a probe per row and rule.
-    table_pass = joins_whole_tables(model._base_manager.db)
+    table_pass = pks is None and joins_whole_tables(model._base_manager.db)
     conditions = [rule.scoped_condition(registry, table_pass=table_pass) for rule in model_rules]
     any_broken = Q()
     for condition in conditions:
@@ -388,7 +396,10 @@ def flag_rows(
         f"rule_{i}": ExpressionWrapper(condition, output_field=BooleanField())
         for i, condition in enumerate(conditions)
     }
-    rows = model._base_manager.filter(any_broken).annotate(**flags).order_by("pk").values("pk", *flags)
+    rows = model._base_manager.filter(any_broken)
+    if pks is not None:
+        rows = rows.filter(pk__in=pks)
+    rows = rows.annotate(**flags).order_by("pk").values("pk", *flags)
     return {row["pk"]: [rule.id for i, rule in enumerate(model_rules) if row[f"rule_{i}"]] for row in rows}
 
 

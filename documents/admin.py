@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from simple_history.admin import SimpleHistoryAdmin
 
-from deployguard.admin import IntegrityListFilter
+from deployguard.admin import IntegrityListFilter, ProvenanceAdminMixin
 from deployguard.monitoring import batched_checks
 from documents import services
 from documents.exceptions import DocumentsRefusal
@@ -171,7 +171,7 @@ class ReasonedActionMixin:
         return TemplateResponse(request, CONFIRM_TEMPLATE, context)
 
 
-class AuditedAdmin(ReasonedActionMixin, SimpleHistoryAdmin):
+class AuditedAdmin(ProvenanceAdminMixin, ReasonedActionMixin, SimpleHistoryAdmin):
     """History is for reading: a revert would be a write path around the services.
 
     Hostile addresses and forms get a message, never a 500: an ID that is not a key, a
@@ -257,10 +257,11 @@ class SubmissionAdmin(AuditedAdmin):
         "draft_name",
         "data_source",
         "is_legitimate",
+        "integrity",
         "created_at",
     )
     list_filter = ("status", "data_source", "is_legitimate", IntegrityListFilter)
-    search_fields = ("ml_number", "title", "submitted_by")
+    search_fields = ("ml_number", "title", "submitted_by", "draft__name")
     list_select_related = ("draft",)
     show_full_result_count = False
     paginator = LargeTablePaginator
@@ -396,6 +397,7 @@ class PublishedDraftAdmin(AuditedAdmin):
         "published_at",
         "data_source",
         "is_legitimate",
+        "integrity",
     )
     list_filter = ("status", "data_source", "is_legitimate", IntegrityListFilter)
     search_fields = ("name", "submission__ml_number", "submission__title")

@@ -24,7 +24,7 @@ class IntegrityListFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
         return [(ANY_ERROR, "Breaks an error-level rule")] + [
-            (rule.id, f"{rule.id}: {rule.description}") for rule in self.rules(model_admin)
+            (rule.id, f"{rule.id.rpartition('.')[2]}: {rule.description}") for rule in self.rules(model_admin)
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:

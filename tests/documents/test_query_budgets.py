@@ -17,9 +17,13 @@ SUBMISSIONS = reverse("admin:documents_submission_changelist")
 DRAFTS = reverse("admin:documents_publisheddraft_changelist")
 # Session, user, the staff user's two permission reads, count, and the page of rows with their
 # drafts (or submissions and publishers) joined: what benchmarks/bench_admin.py also sees at a
-# million rows (less the permission reads, for its superuser).
-CHANGELIST_BUDGET = 6
-CHANGE_PAGE_BUDGET = 9
+# million rows (less the permission reads, for its superuser); and the integrity badge: the
+# page's rows checked against the rules, and which of them are quarantined (2).
+CHANGELIST_BUDGET = 8
+# The change page's own reads, plus the provenance panel: its first and latest history records,
+# their count, the rules it breaks, whether it is quarantined, and the names of the related rows
+# of fields that differ from the latest record (at most a few; 5 for the panel at most here).
+CHANGE_PAGE_BUDGET = 14
 # Per published row: lock the submission, lock and bump the draft counter, insert the draft
 # and its history record, update the submission and its history record (7), plus the savepoint
 # and its release around each row's transaction, since tests run inside one.
