@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +52,28 @@ class Report:
     # Jobs that met the freeze since the deploy began (deployguard.jobs), kept in memory so that
     # a restore, which takes their records away, leaves them in the report.
     job_writers: list[dict[str, str]] = field(default_factory=list)
+    # The freeze window: from just before deploy mode went on to just after it went off
+    # (time.perf_counter()); what the site's users wait, whatever the steps inside it.
+    froze_at: float | None = None
+    thawed_at: float | None = None
+
+    def frozen(self) -> None:
+        self.froze_at = time.perf_counter()
+
+    def thawed(self) -> None:
+        if self.froze_at is not None:
+            self.thawed_at = time.perf_counter()
+
+    @property
+    def freeze_window_s(self) -> float | None:
+        """Seconds writes were refused: so far while deploy mode is on; None before it went on."""
+        if self.froze_at is None:
+            return None
+        return round((self.thawed_at or time.perf_counter()) - self.froze_at, 3)
+
+    @property
+    def migrate_s(self) -> float | None:
+        return next((step.seconds for step in self.steps.taken if step.name == "migrate"), None)
 
     def note_job_writers(self) -> list[dict[str, str]]:
         """Read the jobs that met the freeze so far; the longest list read is the one kept."""
@@ -79,6 +102,8 @@ class Report:
             "blocked_writes": self.blocked_writes + self.job_writers,
             "data_migration_changes": self.data_migration_changes,
             "schema_changes": self.schema_changes,
+            "freeze_window_s": self.freeze_window_s,
+            "migrate_s": self.migrate_s,
         }
 
 

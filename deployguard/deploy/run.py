@@ -83,6 +83,9 @@ def deploy(options: Options, output: Output) -> Report:
                 _deploy(options, report, held)
             except Stop as stop:
                 report.exit_status, report.message = stop.exit_status, stop.message
+    if report.freeze_window_s is not None:
+        migrate_s = f", of which migrate {report.migrate_s:.2f}s" if report.migrate_s is not None else ""
+        report.steps.say("", f"freeze window: {report.freeze_window_s:.2f}s with writes refused{migrate_s}")
     return report
 
 
@@ -98,7 +101,7 @@ def _deploy(options: Options, report: Report, held: contextlib.ExitStack) -> Non
     if problem:
         _roll_back(report, record, backed_up, why=problem)  # exit 1, or 4 when a person must act
     with report.steps.step("deploy mode off") as step:
-        step.detail = _deploy_mode_off(f"deploy_safe {report.deploy_id} done")
+        step.detail = _deploy_mode_off(report, f"deploy_safe {report.deploy_id} done")
     record.finish("succeeded", EXIT_DEPLOYED, DEPLOYED.format(deploy_id=report.deploy_id))
 
 
@@ -152,6 +155,7 @@ def _deploy_mode_on(
     """Deploy mode on (state.switch_on(), with the migrate subprocess started between the switch
     and the wait); returns the subprocess, starting up frozen."""
     with report.steps.step("deploy mode on") as step:
+        report.frozen()
         status = state.enable(
             reason=f"deploy_safe {report.deploy_id}", changed_by=state.os_actor(), deploy_id=report.deploy_id,
             expected_minutes=options.expected_minutes,
@@ -168,7 +172,7 @@ def _deploy_mode_on(
             drained = state.drain_in_flight_writes()
         except DrainTimeout as error:
             step.status, step.detail = FAILED, str(error)
-            _deploy_mode_off(f"deploy_safe {report.deploy_id} aborted")
+            _deploy_mode_off(report, f"deploy_safe {report.deploy_id} aborted")
             record.finish("rolled_back", EXIT_PRECHECK, DRAIN_FAILED.format(error=error))
             raise Stop(EXIT_PRECHECK, report.message) from None
         step.detail = {"expected_end": status.expected_end, "waited": waited, "drain": drained}
@@ -192,7 +196,7 @@ def _back_up(options: Options, report: Report, record: Record, *, earlier: Finge
             record.store(status="running")
     except (backup.BackupError, DatabaseError, OSError) as error:
         # Nothing was migrated: the data is as it was. Unfreeze and stop.
-        _deploy_mode_off(f"deploy_safe {report.deploy_id} aborted")
+        _deploy_mode_off(report, f"deploy_safe {report.deploy_id} aborted")
         record.finish("rolled_back", EXIT_RESTORED, BACKUP_FAILED.format(error=error))
         raise Stop(EXIT_RESTORED, report.message) from None
     return BackedUp(copy.path, copy.manifest, frozen)
@@ -269,7 +273,7 @@ def _roll_back(report: Report, record: Record, backed_up: BackedUp, *, why: str)
             raise Stop(EXIT_HUMAN, message) from None
     record.survive_restore()
     with report.steps.step("deploy mode off") as off:
-        off.detail = _deploy_mode_off(f"deploy_safe {deploy_id} rolled back")
+        off.detail = _deploy_mode_off(report, f"deploy_safe {deploy_id} rolled back")
     how = step.detail if isinstance(step.detail, str) else f"restored from {backed_up.path}"
     message = ROLLED_BACK.format(deploy_id=deploy_id, how=how, why=why)
     record.finish("rolled_back", EXIT_RESTORED, message)
@@ -277,7 +281,7 @@ def _roll_back(report: Report, record: Record, backed_up: BackedUp, *, why: str)
     raise Stop(EXIT_RESTORED, message)
 
 
-def _deploy_mode_off(reason: str) -> dict[str, Any]:
+def _deploy_mode_off(report: Report, reason: str) -> dict[str, Any]:
     """Deploy mode off, without waiting for other processes' cached state to expire.
 
     Going on must wait: the fingerprints are only true once nobody can write. Going off
@@ -285,6 +289,7 @@ def _deploy_mode_off(reason: str) -> dict[str, Any]:
     again, and each of them sees "off" within DEPLOYGUARD_STATE_CACHE_SECONDS anyway.
     """
     state.disable(changed_by=state.os_actor(), reason=reason)
+    report.thawed()
     return {"waited_for_other_processes": False, "they_write_again_within": conf.propagation_delay()}
 
 
@@ -333,5 +338,5 @@ def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
             raise Stop(EXIT_HUMAN, message) from None
     record.survive_restore()
     with steps.step("deploy mode off") as off:
-        off.detail = _deploy_mode_off(f"deploy_safe --recover {report.deploy_id}")
+        off.detail = _deploy_mode_off(report, f"deploy_safe --recover {report.deploy_id}")
     record.finish("recovered", EXIT_DEPLOYED, RECOVERED.format(deploy_id=report.deploy_id, how=step.detail))

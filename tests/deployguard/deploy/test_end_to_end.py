@@ -47,6 +47,11 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     assert all(isinstance(step["seconds"], float) for step in report["steps"])
     steps = {step["name"]: step for step in report["steps"]}
     assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
+    # The freeze window holds every step from deploy mode on to off, and no step outside it.
+    inside = sum(steps[name]["seconds"] for name in ("fingerprint", "migrate", "deploy mode off"))
+    assert report["migrate_s"] == steps["migrate"]["seconds"]
+    assert inside <= report["freeze_window_s"] <= sum(step["seconds"] for step in report["steps"])
+    assert f"freeze window: {report['freeze_window_s']:.2f}s with writes refused" in result.stdout
     # Counted one model at a time (threads or connections of their own), reported in the registry's order.
     assert list(steps["pre-check: integrity"]["detail"]) == [rule.id for rule in default_registry.select()]
     assert steps["fingerprint"]["detail"]["while"] == "the backup copies the same data"

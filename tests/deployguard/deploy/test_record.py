@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from django.utils import timezone
@@ -14,7 +15,8 @@ from deployguard.models import DeployRecord
 
 REPORT_KEYS = [
     "deploy_id", "status", "exit_status", "message", "started_at", "finished_at", "database", "engine",
-    "backup", "steps", "blocked_writes", "data_migration_changes", "schema_changes",
+    "backup", "steps", "blocked_writes", "data_migration_changes", "schema_changes", "freeze_window_s",
+    "migrate_s",
 ]  # fmt: skip
 
 
@@ -33,6 +35,22 @@ def test_the_report_keeps_its_keys_in_order():
     assert list(written) == REPORT_KEYS
     assert (written["deploy_id"], written["status"], written["exit_status"]) == ("d-1", "running", 0)
     assert [step["name"] for step in written["steps"]] == ["pre-check: one deploy at a time"]
+    assert (written["freeze_window_s"], written["migrate_s"]) == (None, None)  # deploy mode never went on
+
+
+def test_the_freeze_window_runs_from_deploy_mode_on_to_off_and_holds_the_migrate_step(monkeypatch):
+    clock = iter([100.0, 101.0, 103.5, 107.25])  # frozen, migrate starts, migrate ends, thawed
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))  # record's and steps' clock
+    report = _report()
+
+    report.frozen()
+    with report.steps.step("migrate"):
+        pass
+    report.thawed()
+
+    written = report.as_dict()
+
+    assert (written["freeze_window_s"], written["migrate_s"]) == (7.25, 2.5)
 
 
 def test_the_record_is_saved_as_the_deploy_goes_and_finished_once_with_a_log_line(db, settings, tmp_path):
