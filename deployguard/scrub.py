@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from deployguard.integrity import IntegrityRegistry, Rule, default_registry, flag_rows
 from deployguard.models_integrity import ScrubRow, ScrubRun
+from deployguard.natural_keys import natural_key_field
 from deployguard.origin import current_origin
 
 DEFAULT_MAX_SHARE = 0.2
@@ -63,7 +64,7 @@ def _labels(
     model: type[models.Model], queryset: models.QuerySet[Any], registry: IntegrityRegistry
 ) -> list[str]:
     quarantine = registry.quarantines.get(model)
-    display = (quarantine.display_field if quarantine else None) or "pk"
+    display = (quarantine.display_field if quarantine else None) or natural_key_field(model) or "pk"
     return [str(value) for value in queryset.order_by("pk").values_list(display, flat=True)[:LISTED_ROWS]]
 
 

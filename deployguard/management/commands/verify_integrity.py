@@ -21,12 +21,13 @@ from deployguard.integrity import (
     fails_at,
 )
 from deployguard.management.commands._integrity import EXIT_VIOLATIONS, IntegrityCommand, misuse
+from deployguard.natural_keys import natural_keys
 
 HELP = """Check that the database holds only legitimate data: run every integrity rule the apps
 register (one pass per table), print each rule's count of offending rows with a sample of
-their primary keys and where they came from. --save-baseline writes counts, fingerprints
-and row hashes; --baseline compares the database with such a file and lists added, removed
-and changed rows by primary key.
+their primary keys (and natural keys, such as ML numbers) and where they came from.
+--save-baseline writes counts, fingerprints and row hashes; --baseline compares the
+database with such a file and lists added, removed and changed rows by primary key.
 
 Exit status: 0 clean; 1 a rule at or above --fail-level has offending rows, or the data
 differs from --baseline; 2 misuse (bad arguments, unknown rule id, unreadable baseline)."""
@@ -36,6 +37,19 @@ TABLE_ORIGINS = 5
 VIOLATIONS_FOUND = (
     "Integrity violations found (see above); `manage.py scrub_fake_data` shows what it would quarantine."
 )
+
+
+def sample_keys(results: list[RuleResult]) -> dict[str, dict[Any, str]]:
+    """{model label: {pk: natural key}} for every sampled row: one query per model sampled."""
+    sampled: dict[Any, set[Any]] = {}
+    for result in results:
+        sampled.setdefault(result.rule.model, set()).update(result.sample_pks)
+    return {model._meta.label_lower: natural_keys(model, pks) for model, pks in sampled.items()}
+
+
+def row_name(pk: Any, keys: dict[Any, str]) -> str:
+    """ "3 (ML-003)", or "3" when the model declares no natural key."""
+    return f"{pk} ({keys[pk]})" if pk in keys else str(pk)
 
 
 class Command(IntegrityCommand):
@@ -82,6 +96,7 @@ class Command(IntegrityCommand):
             except baseline.BaselineError as error:
                 raise misuse(str(error)) from None
         results = evaluate(rules, sample_size=options["sample"], with_origins=True)
+        keys = sample_keys(results)
         if options["save_baseline"]:
             try:
                 baseline.save(options["save_baseline"], default_registry.models())
@@ -93,9 +108,9 @@ class Command(IntegrityCommand):
         chosen = options["rule"] or list(default_registry.rules)
         silenced = sorted(set(chosen) - {rule.id for rule in rules})
         if options["format"] == "json":
-            self._json(results, comparison, options, duration, silenced, ok=not failed)
+            self._json(results, keys, comparison, options, duration, silenced, ok=not failed)
         else:
-            self._table(results, comparison, options, duration, silenced, ok=not failed)
+            self._table(results, keys, comparison, options, duration, silenced, ok=not failed)
         if options["save_baseline"] and options["verbosity"] >= 1 and options["format"] == "table":
             self.stdout.write(f"Baseline saved to {options['save_baseline']}.")
         if failed:
@@ -111,6 +126,7 @@ class Command(IntegrityCommand):
     def _json(
         self,
         results: list[RuleResult],
+        keys: dict[str, dict[Any, str]],
         comparison: baseline.Comparison | None,
         options: dict[str, Any],
         duration: float,
@@ -132,7 +148,10 @@ class Command(IntegrityCommand):
                     "description": result.rule.description,
                     "count": result.count,
                     "sample_pks": result.sample_pks,
-                    "samples": [{"pk": pk, **result.origins[pk]} for pk in result.sample_pks],
+                    "samples": [
+                        {"pk": pk, "natural_key": keys[result.rule.model_label].get(pk), **result.origins[pk]}
+                        for pk in result.sample_pks
+                    ],
                     "duration_s": round(result.duration, 4),
                 }
                 for result in results
@@ -144,6 +163,7 @@ class Command(IntegrityCommand):
     def _table(
         self,
         results: list[RuleResult],
+        keys: dict[str, dict[Any, str]],
         comparison: baseline.Comparison | None,
         options: dict[str, Any],
         duration: float,
@@ -155,9 +175,10 @@ class Command(IntegrityCommand):
         out = self.stdout
         shown = results if verbosity >= 2 else [r for r in results if r.failed] or []
         if shown:
-            out.write(f"{'RULE':<16}{'SEVERITY':<10}{'COUNT':>8}  {'SAMPLE PKS':<24} DESCRIPTION")
+            out.write(f"{'RULE':<16}{'SEVERITY':<10}{'COUNT':>8}  {'SAMPLE PK (KEY)':<24} DESCRIPTION")
             for result in shown:
-                sample = ", ".join(str(pk) for pk in result.sample_pks[:5])
+                named = keys[result.rule.model_label]
+                sample = ", ".join(row_name(pk, named) for pk in result.sample_pks[:5])
                 if result.count > len(result.sample_pks[:5]):
                     sample += ", …" if sample else "…"
                 line = (
@@ -172,8 +193,9 @@ class Command(IntegrityCommand):
                     continue
                 out.write(f"\n{result.rule.id} ({result.rule.model_label}), where the rows came from:")
                 listed = result.sample_pks if verbosity >= 2 else result.sample_pks[:TABLE_ORIGINS]
+                named = keys[result.rule.model_label]
                 for pk in listed:
-                    out.write(f"  {pk}: {describe_origin(result.origins[pk])}")
+                    out.write(f"  {row_name(pk, named)}: {describe_origin(result.origins[pk])}")
                 if len(listed) < result.count:
                     out.write(f"  … {result.count - len(listed)} more (--format json or -v 2 lists more)")
         if comparison is not None:
