@@ -30,7 +30,8 @@ their primary keys (and natural keys, such as ML numbers) and where they came fr
 database with such a file and lists added, removed and changed rows by primary key.
 
 Exit status: 0 clean; 1 a rule at or above --fail-level has offending rows, or the data
-differs from --baseline; 2 misuse (bad arguments, unknown rule id, unreadable baseline)."""
+differs from --baseline; 2 misuse (bad arguments, unknown or ambiguous rule id, unreadable
+baseline). Rule ids may be short (E007) when only one app registers them."""
 
 
 TABLE_ORIGINS = 5
@@ -63,7 +64,13 @@ class Command(IntegrityCommand):
             default="error",
             help="Lowest severity that makes the exit status 1 (default: error).",
         )
-        parser.add_argument("--rule", action="append", default=[], metavar="ID", help="Run only this rule.")
+        parser.add_argument(
+            "--rule",
+            action="append",
+            default=[],
+            metavar="ID",
+            help="Run only this rule (documents.E007, or E007 when one app uses it).",
+        )
         parser.add_argument(
             "--silence", action="append", default=[], metavar="ID", help="Skip this rule (also by settings)."
         )
@@ -105,8 +112,9 @@ class Command(IntegrityCommand):
         duration = time.perf_counter() - started
         failed = any(fails_at(result, options["fail_level"]) for result in results)
         failed = failed or (comparison is not None and not comparison.ok)
-        chosen = options["rule"] or list(default_registry.rules)
-        silenced = sorted(set(chosen) - {rule.id for rule in rules})
+        chosen = {default_registry.rule_id(written) for written in options["rule"]}
+        chosen = chosen or set(default_registry.rules)
+        silenced = sorted(chosen - {rule.id for rule in rules})
         if options["format"] == "json":
             self._json(results, keys, comparison, options, duration, silenced, ok=not failed)
         else:
