@@ -14,6 +14,7 @@ the fingerprints of the protected tables, the size and the SHA-256 of the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -85,13 +86,6 @@ class Manifest:
             ) from None
         except (ValueError, TypeError) as error:
             raise RestoreRefused(f"The manifest {path} is unreadable ({error}).") from None
-
-    def write(self, backup: Path) -> Path:
-        path = manifest_path(backup)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-        os.replace(temporary, path)
-        return path
 
 
 def manifest_path(backup: Path) -> Path:
@@ -360,17 +354,20 @@ class Copy:
 
 
 @contextlib.contextmanager
-def copying(output: Path | None = None, *, using: str = "default") -> Iterator[Copy]:
+def copying(output: Path | None = None, *, using: str = "default", overwrite: bool = False) -> Iterator[Copy]:
     """Make a verified backup of the database while the block runs, with the data held still
     for both: SQLite's write lock, or on PostgreSQL the dump's snapshot, in which the block's
     queries run. The block reads what the manifest records and hands it to `copy.describe()`.
 
     After the block the copy is checked and in place with its manifest (`copy.path`,
     `copy.manifest`); BackupError when it could not be made or proved readable, and then
-    nothing is left at the path.
+    nothing is left at the path. A backup already at the path is refused (BackupError)
+    before any work, unless `overwrite`.
     """
     connection = connections[using]
     target = Path(output) if output else default_backup_path(using)
+    if not overwrite:
+        refuse_existing(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -402,8 +399,7 @@ def copying(output: Path | None = None, *, using: str = "default") -> Iterator[C
             size=copy.temporary.stat().st_size,
             sha256=copy.sha256,
         )
-        os.replace(copy.temporary, target)
-        copy.manifest.write(target)
+        place(copy.temporary, copy.manifest, target, overwrite=overwrite)
     except OSError as error:
         raise BackupError(f"Writing {target} failed: {error.strerror or error}.") from None
     except (sqlite3.Error, DatabaseError) as error:
@@ -412,10 +408,67 @@ def copying(output: Path | None = None, *, using: str = "default") -> Iterator[C
         copy.temporary.unlink(missing_ok=True)
 
 
-def backup_database(output: Path | None = None, *, using: str = "default") -> tuple[Path, Manifest]:
+def refuse_existing(target: Path) -> None:
+    """BackupError when a backup (or its manifest) is already at `target`."""
+    for path in (target, manifest_path(target)):
+        if path.exists() or path.is_symlink():
+            raise BackupError(
+                f"{path} already exists: choose another --output, or pass --overwrite to replace it."
+            )
+
+
+def _link(source: Path, destination: Path) -> None:
+    """Give `source` the name `destination` too, failing if that name is taken (never clobbers)."""
+    try:
+        os.link(source, destination)
+    except FileExistsError:
+        raise
+    except OSError as error:  # a file system without hard links
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if destination.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(destination)) from None
+        shutil.copy2(source, destination)
+
+
+def place(temporary: Path, manifest: Manifest, target: Path, *, overwrite: bool = False) -> None:
+    """Put a finished backup at `target` with its manifest: both, or neither.
+
+    The manifest goes first, so that a backup file at a path always has its manifest; the
+    file's arrival completes the pair. When putting the file in place fails, the manifest is
+    taken away again. (If the process is killed between the two, what is left is a manifest
+    whose file is missing: restore_db refuses it and `backup_db --list` shows it incomplete.)
+    The names are taken with link(), which fails rather than replace a backup another process
+    put there meanwhile; `overwrite` removes the old pair first, once the new one is ready.
+    """
+    written = manifest_path(temporary)
+    written.write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
+    try:
+        if overwrite:
+            manifest_path(target).unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
+        try:
+            _link(written, manifest_path(target))
+        except FileExistsError:
+            refuse_existing(target)
+            raise
+        try:
+            _link(temporary, target)
+        except BaseException as error:
+            manifest_path(target).unlink(missing_ok=True)
+            if isinstance(error, FileExistsError):
+                refuse_existing(target)
+            raise
+    finally:
+        written.unlink(missing_ok=True)
+
+
+def backup_database(
+    output: Path | None = None, *, using: str = "default", overwrite: bool = False
+) -> tuple[Path, Manifest]:
     """Write a verified backup and its manifest (the protected tables' fingerprints and the
     applied migrations, read while the copy is made); return the backup's path and manifest."""
-    with copying(output, using=using) as copy:
+    with copying(output, using=using, overwrite=overwrite) as copy:
         copy.describe(current_digests(using=using), applied_migrations(using))
     assert copy.manifest is not None
     return copy.path, copy.manifest

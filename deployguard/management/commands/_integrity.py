@@ -6,13 +6,15 @@ from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from deployguard.terminal import printable
+
 EXIT_CLEAN = 0
 EXIT_VIOLATIONS = 1
 EXIT_MISUSE = 2
 
 
 def misuse(message: str) -> CommandError:
-    return CommandError(message, returncode=EXIT_MISUSE)
+    return CommandError(printable(message), returncode=EXIT_MISUSE)
 
 
 class IntegrityCommand(BaseCommand):

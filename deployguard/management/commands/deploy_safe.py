@@ -12,6 +12,7 @@ from django.db import connections
 from deployguard import state
 from deployguard.deploy import run
 from deployguard.deploy.steps import EXIT_MISUSE
+from deployguard.terminal import printable
 
 HELP = """Deploy safely: run the pre-checks, freeze the data, back it up, migrate, and prove the data
 after the deploy equals the data before it; put it back when it does not.
@@ -122,13 +123,15 @@ class Command(BaseCommand):
                 options["report"].write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
             except OSError as error:
                 self.stderr.write(
-                    f"Could not write the report {options['report']}: {error.strerror or error}"
+                    printable(f"Could not write the report {options['report']}: {error.strerror or error}")
                 )
         if report.exit_status:
-            raise CommandError(report.message, returncode=report.exit_status)
+            raise CommandError(printable(report.message, keep_newlines=True), returncode=report.exit_status)
         if options["verbosity"] >= 1:
-            self.stdout.write(self.style.SUCCESS(report.message))
+            self.stdout.write(self.style.SUCCESS(printable(report.message, keep_newlines=True)))
 
     def _write(self, style: str, text: str) -> None:
+        # The steps' lines quote data (reasons, paths, migration output): shown, never obeyed.
+        text = printable(text, keep_newlines=True)
         styler = getattr(self.style, style, None) if style else None
         self.stdout.write(styler(text) if styler else text)

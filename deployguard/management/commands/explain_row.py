@@ -11,6 +11,7 @@ from deployguard.integrity import broken_by_row, default_registry, history_model
 from deployguard.management.commands._integrity import IntegrityCommand, misuse
 from deployguard.natural_keys import AmbiguousRow, RowNotFound, natural_key_field, resolve
 from deployguard.scrub import quarantine_record
+from deployguard.terminal import printable
 
 HELP = """Show where one row came from and what is wrong with it now: every history record
 (date, type, user, reason, origin, deploy id), the integrity rules it breaks, and whether it
@@ -65,7 +66,7 @@ class Command(IntegrityCommand):
             shown = f"{getattr(records[-1], key_field)} (deleted)"
         else:
             shown = "(deleted)"
-        out.write(self.style.MIGRATE_HEADING(f"{label} {pk}: {shown}"))
+        out.write(self.style.MIGRATE_HEADING(f"{label} {printable(pk)}: {printable(shown)}"))
 
         record = quarantine_record(model, pk)
         quarantine = default_registry.quarantines.get(model)
@@ -76,8 +77,9 @@ class Command(IntegrityCommand):
         )
         if is_quarantined:
             by = (
-                f" by run {record.run_id} ({record.run.kind}, {record.run.created_at:%Y-%m-%d %H:%M})"
-                f" for {', '.join(record.rule_ids)}"
+                f" by run {record.run_id} ({printable(record.run.kind)}, "
+                f"{record.run.created_at:%Y-%m-%d %H:%M})"
+                f" for {printable(', '.join(record.rule_ids))}"
                 if record
                 else ""
             )
@@ -100,11 +102,11 @@ class Command(IntegrityCommand):
                 user = f"user #{rec.history_user_id} (deleted)"
             fields = [
                 f"{rec.history_date:%Y-%m-%d %H:%M:%S}",
-                HISTORY_TYPES.get(rec.history_type, rec.history_type),
-                f"user={user or 'NONE'}",
-                f"reason={rec.history_change_reason or 'NONE'!s}",
-                f"origin={getattr(rec, 'history_origin', '') or '-'}",
-                f"deploy={getattr(rec, 'history_deploy_id', '') or '-'}",
+                printable(HISTORY_TYPES.get(rec.history_type, rec.history_type)),
+                f"user={printable(user or 'NONE')}",
+                f"reason={printable(rec.history_change_reason or 'NONE')}",
+                f"origin={printable(getattr(rec, 'history_origin', '') or '-')}",
+                f"deploy={printable(getattr(rec, 'history_deploy_id', '') or '-')}",
             ]
             out.write("  " + "  ".join(fields))
 

@@ -16,6 +16,7 @@ from deployguard.backup import (
     database_name,
     restore_database,
 )
+from deployguard.terminal import printable
 
 
 class Command(BaseCommand):
@@ -50,26 +51,27 @@ class Command(BaseCommand):
         try:
             manifest = check_backup(path, using=database, other_database=into_other_database)
         except RestoreRefused as error:
-            raise CommandError(str(error), returncode=1) from None
+            raise CommandError(printable(error), returncode=1) from None
         if not yes:
             if not sys.stdin.isatty():
                 raise CommandError(
                     "restore_db replaces every table's data; run it with --yes to confirm.", returncode=2
                 )
             answer = input(
-                f"Replace the data of {manifest.database} with {path} ({manifest.created_at})? [y/N] "
+                f"Replace the data of {printable(manifest.database)} with {printable(path)} "
+                f"({printable(manifest.created_at)})? [y/N] "
             )
             if answer.strip().lower() not in {"y", "yes"}:
                 raise CommandError("Not confirmed: nothing was restored.", returncode=1)
         try:
             restore_database(path, using=database, other_database=into_other_database)
         except RestoreUnverified as error:
-            raise CommandError(f"{error} The backup is still at {path}.", returncode=4) from None
+            raise CommandError(printable(f"{error} The backup is still at {path}."), returncode=4) from None
         except RestoreRefused as error:
-            raise CommandError(str(error), returncode=1) from None
+            raise CommandError(printable(error), returncode=1) from None
         self.stdout.write(
             self.style.SUCCESS(
-                f"Restored {target} from {path}; fingerprints of {len(manifest.fingerprints)} "
-                "protected tables match the manifest."
+                f"Restored {printable(target)} from {printable(path)}; fingerprints of "
+                f"{len(manifest.fingerprints)} protected tables match the manifest."
             )
         )

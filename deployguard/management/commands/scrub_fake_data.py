@@ -12,6 +12,7 @@ from deployguard import scrub
 from deployguard.integrity import default_registry
 from deployguard.management.commands._integrity import EXIT_VIOLATIONS, IntegrityCommand, misuse
 from deployguard.models_integrity import ScrubRun
+from deployguard.terminal import printable
 
 HELP = """Quarantine fake data: every row breaking an error-level integrity rule (and the rows
 that depend on it) gets data_source=quarantine, is_legitimate=false and a history record
@@ -39,7 +40,7 @@ def _plural(model: type[models.Model], count: int) -> str:
 
 def _listing(labels: list[str], count: int) -> str:
     more = f", … ({count - len(labels)} more)" if count > len(labels) else ""
-    return ", ".join(labels) + more
+    return printable(", ".join(labels)) + more
 
 
 class Command(IntegrityCommand):
@@ -130,7 +131,7 @@ class Command(IntegrityCommand):
         done = " and ".join(
             _plural(default_registry.get_model(label), count) for label, count in restored.items()
         )
-        self.stdout.write(self.style.SUCCESS(f"Restored {done or 'no rows'} from run {run_id}."))
+        self.stdout.write(self.style.SUCCESS(f"Restored {done or 'no rows'} from run {printable(run_id)}."))
 
     def _purge(self, days: int, *, apply: bool) -> None:
         try:
@@ -161,8 +162,8 @@ class Command(IntegrityCommand):
             self.stdout.write("No quarantine runs.")
         for run in runs:
             state = f"restored {run.restored_at:%Y-%m-%d %H:%M}" if run.restored_at else "in force"
-            counts = ", ".join(f"{n} {label}" for label, n in run.counts.items())
+            counts = printable(", ".join(f"{n} {label}" for label, n in run.counts.items()))
             self.stdout.write(
                 f"{run.id}  {run.kind:<7}  {run.created_at:%Y-%m-%d %H:%M}  {state:<24}  {counts}  "
-                f"{', '.join(run.rule_ids)}"
+                f"{printable(', '.join(run.rule_ids))}"
             )

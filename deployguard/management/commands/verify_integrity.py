@@ -22,6 +22,7 @@ from deployguard.integrity import (
 )
 from deployguard.management.commands._integrity import EXIT_VIOLATIONS, IntegrityCommand, misuse
 from deployguard.natural_keys import natural_keys
+from deployguard.terminal import printable
 
 HELP = """Check that the database holds only legitimate data: run every integrity rule the apps
 register (one pass per table), print each rule's count of offending rows with a sample of
@@ -50,7 +51,7 @@ def sample_keys(results: list[RuleResult]) -> dict[str, dict[Any, str]]:
 
 def row_name(pk: Any, keys: dict[Any, str]) -> str:
     """ "3 (ML-003)", or "3" when the model declares no natural key."""
-    return f"{pk} ({keys[pk]})" if pk in keys else str(pk)
+    return printable(f"{pk} ({keys[pk]})" if pk in keys else pk)
 
 
 class Command(IntegrityCommand):
@@ -203,26 +204,36 @@ class Command(IntegrityCommand):
                 listed = result.sample_pks if verbosity >= 2 else result.sample_pks[:TABLE_ORIGINS]
                 named = keys[result.rule.model_label]
                 for pk in listed:
-                    out.write(f"  {row_name(pk, named)}: {describe_origin(result.origins[pk])}")
+                    out.write(f"  {row_name(pk, named)}: {printable(describe_origin(result.origins[pk]))}")
                 if len(listed) < result.count:
                     out.write(f"  … {result.count - len(listed)} more (--format json or -v 2 lists more)")
         if comparison is not None:
-            out.write(f"\nBaseline {comparison.path} (saved {comparison.created_at}):")
+            out.write(f"\nBaseline {printable(comparison.path)} (saved {printable(comparison.created_at)}):")
             for table in comparison.tables:
                 if table.equal:
-                    out.write(f"  {table.label}: unchanged ({table.count_now} rows, {table.fingerprint_now})")
+                    out.write(
+                        f"  {printable(table.label)}: unchanged ({table.count_now} rows, "
+                        f"{printable(table.fingerprint_now)})"
+                    )
                     continue
                 out.write(
-                    self.style.ERROR(f"  {table.label}: {table.count_then} rows then, {table.count_now} now")
+                    self.style.ERROR(
+                        f"  {printable(table.label)}: {printable(table.count_then)} rows then, "
+                        f"{table.count_now} now"
+                    )
                 )
                 for kind in ("added", "removed", "changed"):
                     listed: baseline.PkList = getattr(table, kind)
                     if listed.count:
-                        pks = ", ".join(str(pk) for pk in listed.pks[: max(options["sample"], 1)])
+                        pks = printable(", ".join(str(pk) for pk in listed.pks[: max(options["sample"], 1)]))
                         more = ", …" if listed.count > max(options["sample"], 1) else ""
                         out.write(f"    {kind} {listed.count}: {pks}{more}")
             for label in comparison.untracked:
-                out.write(self.style.WARNING(f"  {label}: in only one of baseline and rules; not compared"))
+                out.write(
+                    self.style.WARNING(
+                        f"  {printable(label)}: in only one of baseline and rules; not compared"
+                    )
+                )
         if silenced and verbosity >= 1:
             out.write(f"\nSilenced: {', '.join(silenced)}")
         broken = [r for r in results if r.failed]
