@@ -13,7 +13,6 @@ from deployguard.backup import MANIFEST_SUFFIX, sha256_of
 from tests.deployguard.test_terminal import HOSTILE, RAW, SHOWN
 from tests.utils import run_command
 
-
 ALREADY_THERE = "already exists: choose another --output, or pass --overwrite to replace it."
 
 
