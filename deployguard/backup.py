@@ -23,7 +23,7 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,10 +104,12 @@ def default_backup_dir() -> Path:
     return Path(getattr(settings, "DEPLOYGUARD_BACKUP_DIR", Path(settings.BASE_DIR) / "var" / "backups"))
 
 
-def default_backup_path(using: str = "default", directory: Path | None = None) -> Path:
+def default_backup_path(using: str = "default", directory: Path | None = None, *, label: str = "") -> Path:
+    """<dir>/<database>[-<label>]-<UTC time>.<ext>: `label` says why (before-restore)."""
     connection = connections[using]
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S%fZ")
     name = Path(str(connection.settings_dict["NAME"])).stem or "database"
+    name = f"{name}-{label}" if label else name
     return (directory or default_backup_dir()) / f"{name}-{stamp}{SUFFIXES.get(connection.vendor, '.bak')}"
 
 
@@ -464,12 +466,17 @@ def place(temporary: Path, manifest: Manifest, target: Path, *, overwrite: bool 
 
 
 def backup_database(
-    output: Path | None = None, *, using: str = "default", overwrite: bool = False
+    output: Path | None = None,
+    *,
+    using: str = "default",
+    overwrite: bool = False,
+    on_table: Callable[[int, int, int], None] | None = None,
 ) -> tuple[Path, Manifest]:
     """Write a verified backup and its manifest (the protected tables' fingerprints and the
-    applied migrations, read while the copy is made); return the backup's path and manifest."""
+    applied migrations, read while the copy is made); return the backup's path and manifest.
+    `on_table(done, total, rows)` is called as each table is fingerprinted."""
     with copying(output, using=using, overwrite=overwrite) as copy:
-        copy.describe(current_digests(using=using), applied_migrations(using))
+        copy.describe(current_digests(using=using, on_table=on_table), applied_migrations(using))
     assert copy.manifest is not None
     return copy.path, copy.manifest
 
@@ -547,9 +554,15 @@ def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
 
 
 def restore_database(
-    backup: Path, *, using: str = "default", reason: str = "restore_db", other_database: bool = False
+    backup: Path,
+    *,
+    using: str = "default",
+    reason: str = "restore_db",
+    other_database: bool = False,
+    on_table: Callable[[int, int, int], None] | None = None,
 ) -> Manifest:
-    """Put the database back as `backup` holds it, then prove it by fingerprints."""
+    """Put the database back as `backup` holds it, then prove it by fingerprints (`on_table`:
+    called as each table is fingerprinted)."""
     manifest = check_backup(backup, using=using, other_database=other_database)
     vendor = connections[using].vendor
     with allow_writes(reason):
@@ -562,7 +575,9 @@ def restore_database(
             state.match_freeze(using)
         except (BackupError, sqlite3.Error, DatabaseError) as error:
             raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
-    differences = fingerprint_differences(manifest.fingerprints, current_digests(using=using))
+    differences = fingerprint_differences(
+        manifest.fingerprints, current_digests(using=using, on_table=on_table)
+    )
     if differences:
         raise RestoreUnverified(
             f"After restoring {backup} the data does not match its manifest: {'; '.join(differences)}."

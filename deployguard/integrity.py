@@ -370,11 +370,13 @@ def evaluate(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     pks: Sequence[Any] | None = None,
     with_origins: bool = False,
+    on_table: Callable[[type[models.Model]], None] | None = None,
 ) -> list[RuleResult]:
     """Run `rules`: per table, one pass of conditional aggregates, then samples for failures.
 
     `pks` restricts every rule to those rows (the monitor checks the rows a write touched):
     then the rules probe per row, since a join would read the whole other table for them.
+    `on_table(model)` is called as each table is done (progress on a terminal).
     """
     registry = registry or default_registry
     results: list[RuleResult] = []
@@ -405,6 +407,8 @@ def evaluate(
             for result in model_results:
                 result.origins = {pk: origins[pk] for pk in result.sample_pks}
         results.extend(model_results)
+        if on_table is not None:
+            on_table(model)
     order = {rule.id: i for i, rule in enumerate(rules)}
     return sorted(results, key=lambda result: order[result.rule.id])
 

@@ -1,4 +1,4 @@
-"""Shared by the integrity commands: misuse exits 2, from a shell and from call_command alike."""
+"""Shared by the operator commands: misuse exits 2, from a shell and from call_command alike."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 from django.db import connection
 
 from deployguard import baseline
@@ -22,7 +22,7 @@ from deployguard.integrity import (
 )
 from deployguard.management.commands._integrity import EXIT_VIOLATIONS, IntegrityCommand, misuse
 from deployguard.natural_keys import natural_keys
-from deployguard.terminal import printable
+from deployguard.terminal import Progress, printable
 
 HELP = """Check that the database holds only legitimate data: run every integrity rule the apps
 register (one pass per table), print each rule's count of offending rows with a sample of
@@ -98,18 +98,30 @@ class Command(IntegrityCommand):
             raise misuse(str(error)) from None
         started = time.perf_counter()
         comparison = None
-        if options["baseline"]:
-            try:
-                comparison = baseline.compare(options["baseline"], default_registry.models())
-            except baseline.BaselineError as error:
-                raise misuse(str(error)) from None
-        results = evaluate(rules, sample_size=options["sample"], with_origins=True)
-        keys = sample_keys(results)
-        if options["save_baseline"]:
-            try:
-                baseline.save(options["save_baseline"], default_registry.models())
-            except baseline.BaselineError as error:
-                raise misuse(str(error)) from None
+        tables = len({rule.model for rule in rules})
+        with Progress.for_command(
+            self, options["verbosity"], what="verify_integrity", total=tables
+        ) as progress:
+            if options["baseline"]:
+                progress.set_phase("comparing with the baseline")
+                try:
+                    comparison = baseline.compare(options["baseline"], default_registry.models())
+                except baseline.BaselineError as error:
+                    raise misuse(str(error)) from None
+            progress.set_phase("checking rules")
+            results = evaluate(
+                rules,
+                sample_size=options["sample"],
+                with_origins=True,
+                on_table=lambda _model: progress.advance(),
+            )
+            keys = sample_keys(results)
+            if options["save_baseline"]:
+                progress.set_phase("saving the baseline")
+                try:
+                    baseline.save(options["save_baseline"], default_registry.models())
+                except baseline.BaselineError as error:
+                    raise misuse(str(error)) from None
         duration = time.perf_counter() - started
         failed = any(fails_at(result, options["fail_level"]) for result in results)
         failed = failed or (comparison is not None and not comparison.ok)
@@ -121,12 +133,12 @@ class Command(IntegrityCommand):
         else:
             self._table(results, keys, comparison, options, duration, silenced, ok=not failed)
         if options["save_baseline"] and options["verbosity"] >= 1 and options["format"] == "table":
-            self.stdout.write(f"Baseline saved to {options['save_baseline']}.")
+            self.stdout.write(f"Baseline saved to {printable(options['save_baseline'])}.")
         if failed:
-            raise CommandError(
-                VIOLATIONS_FOUND,
-                returncode=EXIT_VIOLATIONS,
-            )
+            if options["format"] == "table" and options["verbosity"] >= 1:
+                self.stdout.write(VIOLATIONS_FOUND)
+            # A finding, not a failure of the command: said on stdout, told by the exit status.
+            raise SystemExit(EXIT_VIOLATIONS)
 
     def _list_rules(self) -> None:
         for rule in default_registry.rules.values():
