@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from deployguard.management.commands.verify_integrity import VIOLATIONS_FOUND
 from documents.models import Submission
 from tests.documents.fakes import raw_insert_submission, raw_update_submission
 from tests.factories import SubmissionFactory, published_draft
@@ -196,3 +197,13 @@ def test_samples_show_the_natural_key_beside_the_pk_in_the_table_and_in_json(cle
     [rule] = json.loads(stdout)["rules"]
     assert rule["sample_pks"] == [fake.pk]
     assert [(s["pk"], s["natural_key"]) for s in rule["samples"]] == [(fake.pk, fake.ml_number)]
+
+
+def test_violations_are_reported_on_stdout_with_exit_one_not_as_an_error(clean):
+    SubmissionFactory(submitted_by="Test User")
+    stdout, stderr, status = run_command("verify_integrity")
+    assert (stderr, status) == ("", 1)
+    assert stdout.endswith(f"1 errors, 0 warnings broken (fail level error).\n{VIOLATIONS_FOUND}\n")
+    stdout, stderr, status = run_command("verify_integrity", "--format", "json")
+    assert (stderr, status) == ("", 1)
+    assert json.loads(stdout)["ok"] is False

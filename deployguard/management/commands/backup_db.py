@@ -21,7 +21,7 @@ tables, size, SHA-256), both or neither; an existing PATH is refused without --o
 --list shows every backup in the directory (time, engine, size, rows, whether the file
 still matches its manifest's SHA-256). --prune --keep N removes the oldest verified backups
 beyond the newest N, never one a deploy record names as its restore point: a dry run unless
---apply.
+--apply. Shows progress on a terminal (stderr); nothing when piped or with --verbosity 0.
 
 Exit status: 0 backed up and verified (or listed, or pruned); 1 the backup failed and nothing
 was left at PATH, or --list found a backup that does not match its manifest or is

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
 from deployguard import state
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
+from deployguard.management.commands._integrity import OperatorCommand
 from deployguard.origin import current_deploy_id
 from deployguard.terminal import printable
 
@@ -26,7 +27,7 @@ FORCED_STILL = (
 )
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Deploy mode freezes every write to protected tables, in every process and host that shares "
         "the database, while reads keep working. "

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from deployguard import state
 from deployguard.deploy import run
 from deployguard.deploy.steps import EXIT_MISUSE
+from deployguard.management.commands._integrity import OperatorCommand
 from deployguard.terminal import printable
 
 HELP = """Deploy safely: run the pre-checks, freeze the data, back it up, migrate, and prove the data
@@ -40,7 +41,7 @@ person must act (the message names the backup and the command to run). --recover
 deploy whose process was killed: 0 recovered, 4 could not."""
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = HELP
     # deploy_safe runs the system checks itself, at --check-level.
     requires_system_checks: list[str] = []

@@ -22,6 +22,17 @@ from deployguard.backup import (
 from deployguard.management.commands._integrity import IntegrityCommand, misuse
 from deployguard.terminal import Progress, printable, table_progress
 
+HELP = """Restore the database from a file made by backup_db. The file must match its manifest
+(SHA-256 and engine); after restoring, the protected tables' fingerprints must equal the
+manifest's. Asks for confirmation unless --yes (without a terminal to ask on, --yes is
+required). Before restoring, takes a verified safety backup of the current data into
+DEPLOYGUARD_BACKUP_DIR and names it, so that a wrong restore can be undone
+(--no-safety-backup skips it). Shows progress on a terminal (stderr).
+
+Exit status: 0 restored and verified; 1 refused (damaged file, wrong engine, not confirmed,
+or the safety backup failed): nothing was touched; 2 misuse; 4 the restore ran but could not
+be verified: the database may differ, a person must act."""
+
 NOT_CONFIRMED_NO_TERMINAL = (
     "restore_db replaces every table's data and there is no terminal to confirm on: "
     "nothing was restored; rerun with --yes to confirm."
@@ -36,17 +47,7 @@ SAFETY_BACKUP_FAILED = (
 
 
 class Command(IntegrityCommand):
-    help = (
-        "Restore the database from a file made by backup_db. The file must match its manifest "
-        "(SHA-256 and engine); after restoring, the protected tables' fingerprints must equal the "
-        "manifest's. Asks for confirmation unless --yes (without a terminal to ask on, --yes is "
-        "required). Before restoring, takes a verified safety backup of the current data into "
-        "DEPLOYGUARD_BACKUP_DIR and names it, so that a wrong restore can be undone "
-        "(--no-safety-backup skips it). Exit status: 0 restored and verified; 1 refused (damaged "
-        "file, wrong engine, not confirmed, or the safety backup failed): nothing was touched; "
-        "2 misuse; 4 the restore ran but could not be verified: the database may differ, a person "
-        "must act."
-    )
+    help = HELP
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(

@@ -29,6 +29,7 @@ register (one pass per table), print each rule's count of offending rows with a 
 their primary keys (and natural keys, such as ML numbers) and where they came from.
 --save-baseline writes counts, fingerprints and row hashes; --baseline compares the
 database with such a file and lists added, removed and changed rows by primary key.
+Shows progress on a terminal (stderr); nothing when piped or with --verbosity 0.
 
 Exit status: 0 clean; 1 a rule at or above --fail-level has offending rows, or the data
 differs from --baseline; 2 misuse (bad arguments, unknown or ambiguous rule id, unreadable
