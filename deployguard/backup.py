@@ -1,9 +1,9 @@
 """Verified backups of the whole database, each with a manifest, and verified restores.
 
 SQLite: the online backup API into a temporary file beside the target, PRAGMA
-integrity_check (split so that it uses both cores: integrity_problems), then an atomic
-rename; restore through the backup API into the live database, never by replacing the
-file under open connections.
+integrity_check (split so that it uses both cores: integrity_problems), then the file
+and its manifest are put in place together (place()); restore through the backup API
+into the live database, never by replacing the file under open connections.
 PostgreSQL: `pg_dump -Fc`, then `pg_restore --list` to prove the file reads; restore
 with `pg_restore --single-transaction --clean --if-exists`, so a failed restore
 changes nothing.
