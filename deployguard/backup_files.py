@@ -62,13 +62,15 @@ def _backup_of(manifest: Path) -> Path:
     return manifest.with_name(manifest.name[: -len(MANIFEST_SUFFIX)])
 
 
-def restore_points() -> dict[Path, list[str]]:
-    """{backup path: ids of the deploys whose record names it}, paths resolved."""
-    named: dict[Path, list[str]] = {}
-    for deploy_id, path in DeployRecord.objects.exclude(backup_path="").values_list(
-        "deploy_id", "backup_path"
-    ):
-        named.setdefault(Path(path).resolve(), []).append(deploy_id)
+def restore_points() -> dict[Path | str, list[str]]:
+    """{backup path, resolved, and its file name: ids of the deploys whose record names it}.
+    The file name too, since a record may hold a path relative to another directory: a
+    backup of the same name is kept rather than a restore point lost."""
+    named: dict[Path | str, list[str]] = {}
+    records = DeployRecord.objects.exclude(backup_path="").values_list("deploy_id", "backup_path")
+    for deploy_id, path in records:
+        for key in (Path(path).resolve(), Path(path).name):
+            named.setdefault(key, []).append(deploy_id)
     return named
 
 
@@ -97,18 +99,30 @@ def list_backups(directory: Path, *, progress: Callable[[int, int], None] | None
     return sorted(found, key=lambda b: (b.created_at is not None, b.created_at or datetime.min, b.path.name))
 
 
-def _check(path: Path, points: dict[Path, list[str]]) -> BackupFile:
+def _check(path: Path, points: dict[Path | str, list[str]]) -> BackupFile:
     try:
         manifest = Manifest.read(path)
     except RestoreRefused:
         return BackupFile(path=path, state=UNREADABLE)
+    if not _well_formed(manifest):
+        return BackupFile(path=path, state=UNREADABLE)
     found = BackupFile(path=path, state=VERIFIED, manifest=manifest)
-    found.restore_point_of = points.get(path.resolve(), [])
+    found.restore_point_of = sorted(set(points.get(path.resolve(), []) + points.get(path.name, [])))
     if not path.is_file():
         found.state = NO_FILE
     elif sha256_of(path) != manifest.sha256:
         found.state = CHANGED
     return found
+
+
+def _well_formed(manifest: Manifest) -> bool:
+    """The fields listing reads have the types backup_db writes (a manifest is a file anyone may edit)."""
+    fingerprints = manifest.fingerprints
+    return (
+        isinstance(fingerprints, dict)
+        and all(isinstance(fp, dict) and isinstance(fp.get("count", 0), int) for fp in fingerprints.values())
+        and all(isinstance(value, str) for value in (manifest.sha256, manifest.engine, manifest.created_at))
+    )
 
 
 @dataclass

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from django.apps import apps
+from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
 from django.db import models
 
@@ -43,6 +45,24 @@ def natural_key_field(model: type[models.Model]) -> str | None:
             "a natural key must name one row."
         )
     return name
+
+
+def check_natural_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """deployguard.E030: every declared natural key names one unique field."""
+    problems = []
+    for model in apps.get_models():
+        try:
+            natural_key_field(model)
+        except ImproperlyConfigured as error:
+            problems.append(
+                checks.Error(
+                    str(error),
+                    hint=f"Name a field declared unique=True, or remove {NATURAL_KEY_ATTRIBUTE}.",
+                    obj=model,
+                    id="deployguard.E030",
+                )
+            )
+    return problems
 
 
 def natural_keys(model: type[models.Model], pks: Iterable[Any]) -> dict[Any, str]:

@@ -191,3 +191,42 @@ def test_restore_db_without_a_terminal_or_yes_exits_one_as_its_help_says(scratch
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f"CommandError: {NOT_CONFIRMED_NO_TERMINAL}\n"
     assert not scratch.backup_dir.exists() or list(scratch.backup_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    ["[]", "not json", '{"engine": 1}', None],
+    ids=["a-list", "not-json", "wrong-fields", "wrong-types"],
+)
+def test_list_shows_a_hand_edited_manifest_as_unreadable_and_prune_leaves_it(backups, manifest):
+    path = _backup(backups, "a.bin")
+    manifest_file = path.with_name(path.name + MANIFEST_SUFFIX)
+    if manifest is None:
+        written = json.loads(manifest_file.read_text())
+        manifest = json.dumps({**written, "fingerprints": ["x"], "created_at": 3})
+    manifest_file.write_text(manifest)
+    _backup(backups, "b.bin")
+
+    stdout, stderr, status = run_command("backup_db", "--list", "--dir", str(backups))
+    assert (stderr, status) == ("", 1)
+    assert "unreadable manifest" in stdout.splitlines()[1] and stdout.splitlines()[1].endswith("a.bin")
+
+    stdout, _stderr, status = run_command(
+        "backup_db", "--prune", "--keep", "1", "--dir", str(backups), "--apply"
+    )
+    assert status == 0
+    assert stdout == "Nothing to prune: 1 verified backups, keeping 1.\n"
+    assert path.exists() and manifest_file.exists()
+
+
+def test_prune_keeps_a_backup_a_deploy_names_by_a_relative_path(backups):
+    named, _newer, _newest = (_backup(backups, f"{n}.bin") for n in ("1", "2", "3"))
+    DeployRecord.objects.create(
+        deploy_id="d-rel", started_at=timezone.now(), backup_path=f"elsewhere/{named.name}"
+    )
+    stdout, _stderr, status = run_command(
+        "backup_db", "--prune", "--keep", "1", "--dir", str(backups), "--apply"
+    )
+    assert status == 0
+    assert stdout.splitlines()[0].endswith("1.bin  restore point of deploy d-rel")
+    assert named.exists()

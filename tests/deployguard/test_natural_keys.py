@@ -6,7 +6,14 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from deployguard.models_integrity import ScrubRun
-from deployguard.natural_keys import AmbiguousRow, RowNotFound, natural_key_field, natural_keys, resolve
+from deployguard.natural_keys import (
+    AmbiguousRow,
+    RowNotFound,
+    check_natural_keys,
+    natural_key_field,
+    natural_keys,
+    resolve,
+)
 from documents.models import PublishedDraft, Submission
 from tests.factories import SubmissionFactory
 
@@ -45,3 +52,14 @@ def test_resolve_reads_a_key_the_row_had_from_its_history(db):
     with pytest.raises(RowNotFound):
         resolve(Submission, row.ml_number, by="pk")
     assert issubclass(AmbiguousRow, LookupError)
+
+
+def test_a_declaration_that_cannot_name_one_row_fails_the_system_check(monkeypatch):
+    assert check_natural_keys() == []
+    monkeypatch.setattr(Submission, "natural_key_field", "title")
+    [error] = check_natural_keys()
+    assert (error.id, error.obj) == ("deployguard.E030", Submission)
+    assert error.msg == (
+        "documents.Submission.natural_key_field names 'title', which is not unique: "
+        "a natural key must name one row."
+    )
