@@ -1,9 +1,9 @@
 """Verified backups of the whole database, each with a manifest, and verified restores.
 
 SQLite: the online backup API into a temporary file beside the target, PRAGMA
-integrity_check (split so that it uses both cores: integrity_problems), then an atomic
-rename; restore through the backup API into the live database, never by replacing the
-file under open connections.
+integrity_check (split so that it uses both cores: integrity_problems), then the file
+and its manifest are put in place together (place()); restore through the backup API
+into the live database, never by replacing the file under open connections.
 PostgreSQL: `pg_dump -Fc`, then `pg_restore --list` to prove the file reads; restore
 with `pg_restore --single-transaction --clean --if-exists`, so a failed restore
 changes nothing.
@@ -14,6 +14,7 @@ the fingerprints of the protected tables, the size and the SHA-256 of the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,13 +87,6 @@ class Manifest:
         except (ValueError, TypeError) as error:
             raise RestoreRefused(f"The manifest {path} is unreadable ({error}).") from None
 
-    def write(self, backup: Path) -> Path:
-        path = manifest_path(backup)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-        os.replace(temporary, path)
-        return path
-
 
 def manifest_path(backup: Path) -> Path:
     return backup.with_name(backup.name + MANIFEST_SUFFIX)
@@ -110,10 +104,12 @@ def default_backup_dir() -> Path:
     return Path(getattr(settings, "DEPLOYGUARD_BACKUP_DIR", Path(settings.BASE_DIR) / "var" / "backups"))
 
 
-def default_backup_path(using: str = "default", directory: Path | None = None) -> Path:
+def default_backup_path(using: str = "default", directory: Path | None = None, *, label: str = "") -> Path:
+    """<dir>/<database>[-<label>]-<UTC time>.<ext>: `label` says why (before-restore)."""
     connection = connections[using]
     stamp = timezone.now().strftime("%Y%m%dT%H%M%S%fZ")
     name = Path(str(connection.settings_dict["NAME"])).stem or "database"
+    name = f"{name}-{label}" if label else name
     return (directory or default_backup_dir()) / f"{name}-{stamp}{SUFFIXES.get(connection.vendor, '.bak')}"
 
 
@@ -360,17 +356,20 @@ class Copy:
 
 
 @contextlib.contextmanager
-def copying(output: Path | None = None, *, using: str = "default") -> Iterator[Copy]:
+def copying(output: Path | None = None, *, using: str = "default", overwrite: bool = False) -> Iterator[Copy]:
     """Make a verified backup of the database while the block runs, with the data held still
     for both: SQLite's write lock, or on PostgreSQL the dump's snapshot, in which the block's
     queries run. The block reads what the manifest records and hands it to `copy.describe()`.
 
     After the block the copy is checked and in place with its manifest (`copy.path`,
     `copy.manifest`); BackupError when it could not be made or proved readable, and then
-    nothing is left at the path.
+    nothing is left at the path. A backup already at the path is refused (BackupError)
+    before any work, unless `overwrite`.
     """
     connection = connections[using]
     target = Path(output) if output else default_backup_path(using)
+    if not overwrite:
+        refuse_existing(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -402,8 +401,7 @@ def copying(output: Path | None = None, *, using: str = "default") -> Iterator[C
             size=copy.temporary.stat().st_size,
             sha256=copy.sha256,
         )
-        os.replace(copy.temporary, target)
-        copy.manifest.write(target)
+        place(copy.temporary, copy.manifest, target, overwrite=overwrite)
     except OSError as error:
         raise BackupError(f"Writing {target} failed: {error.strerror or error}.") from None
     except (sqlite3.Error, DatabaseError) as error:
@@ -412,11 +410,73 @@ def copying(output: Path | None = None, *, using: str = "default") -> Iterator[C
         copy.temporary.unlink(missing_ok=True)
 
 
-def backup_database(output: Path | None = None, *, using: str = "default") -> tuple[Path, Manifest]:
+def refuse_existing(target: Path) -> None:
+    """BackupError when a backup (or its manifest) is already at `target`."""
+    for path in (target, manifest_path(target)):
+        if path.exists() or path.is_symlink():
+            raise BackupError(
+                f"{path} already exists: choose another --output, or pass --overwrite to replace it."
+            )
+
+
+def _link(source: Path, destination: Path) -> None:
+    """Give `source` the name `destination` too, failing if that name is taken (never clobbers)."""
+    try:
+        os.link(source, destination)
+    except FileExistsError:
+        raise
+    except OSError as error:  # a file system without hard links
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if destination.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(destination)) from None
+        shutil.copy2(source, destination)
+
+
+def place(temporary: Path, manifest: Manifest, target: Path, *, overwrite: bool = False) -> None:
+    """Put a finished backup at `target` with its manifest: both, or neither.
+
+    The manifest goes first, so that a backup file at a path always has its manifest; the
+    file's arrival completes the pair. When putting the file in place fails, the manifest is
+    taken away again. (If the process is killed between the two, what is left is a manifest
+    whose file is missing: restore_db refuses it and `backup_db --list` shows it incomplete.)
+    The names are taken with link(), which fails rather than replace a backup another process
+    put there meanwhile; `overwrite` removes the old pair first, once the new one is ready.
+    """
+    written = manifest_path(temporary)
+    written.write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
+    try:
+        if overwrite:
+            manifest_path(target).unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
+        try:
+            _link(written, manifest_path(target))
+        except FileExistsError:
+            refuse_existing(target)
+            raise
+        try:
+            _link(temporary, target)
+        except BaseException as error:
+            manifest_path(target).unlink(missing_ok=True)
+            if isinstance(error, FileExistsError):
+                refuse_existing(target)
+            raise
+    finally:
+        written.unlink(missing_ok=True)
+
+
+def backup_database(
+    output: Path | None = None,
+    *,
+    using: str = "default",
+    overwrite: bool = False,
+    on_table: Callable[[int, int, int], None] | None = None,
+) -> tuple[Path, Manifest]:
     """Write a verified backup and its manifest (the protected tables' fingerprints and the
-    applied migrations, read while the copy is made); return the backup's path and manifest."""
-    with copying(output, using=using) as copy:
-        copy.describe(current_digests(using=using), applied_migrations(using))
+    applied migrations, read while the copy is made); return the backup's path and manifest.
+    `on_table(done, total, rows)` is called as each table is fingerprinted."""
+    with copying(output, using=using, overwrite=overwrite) as copy:
+        copy.describe(current_digests(using=using, on_table=on_table), applied_migrations(using))
     assert copy.manifest is not None
     return copy.path, copy.manifest
 
@@ -494,9 +554,15 @@ def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
 
 
 def restore_database(
-    backup: Path, *, using: str = "default", reason: str = "restore_db", other_database: bool = False
+    backup: Path,
+    *,
+    using: str = "default",
+    reason: str = "restore_db",
+    other_database: bool = False,
+    on_table: Callable[[int, int, int], None] | None = None,
 ) -> Manifest:
-    """Put the database back as `backup` holds it, then prove it by fingerprints."""
+    """Put the database back as `backup` holds it, then prove it by fingerprints (`on_table`:
+    called as each table is fingerprinted)."""
     manifest = check_backup(backup, using=using, other_database=other_database)
     vendor = connections[using].vendor
     with allow_writes(reason):
@@ -509,7 +575,9 @@ def restore_database(
             state.match_freeze(using)
         except (BackupError, sqlite3.Error, DatabaseError) as error:
             raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
-    differences = fingerprint_differences(manifest.fingerprints, current_digests(using=using))
+    differences = fingerprint_differences(
+        manifest.fingerprints, current_digests(using=using, on_table=on_table)
+    )
     if differences:
         raise RestoreUnverified(
             f"After restoring {backup} the data does not match its manifest: {'; '.join(differences)}."

@@ -12,6 +12,7 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 
 from deployguard import conf, guard
+from deployguard.natural_keys import check_natural_keys
 
 MIDDLEWARE_PATH = "deployguard.middleware.DeployModeMiddleware"
 MIN_TOKEN_LENGTH = 32
@@ -21,6 +22,7 @@ def register() -> None:
     checks.register(check_middleware, "deployguard")
     checks.register(check_guard_installed, "deployguard")
     checks.register(check_settings, "deployguard")
+    checks.register(check_natural_keys, "deployguard")
 
 
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -9,7 +9,7 @@ hashed again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,8 +64,14 @@ def protected_tables_now(*, using: str = "default") -> list[str]:
         return sorted(protected_tables(connection.introspection.table_names(cursor)))
 
 
-def take(*, using: str = "default", earlier: FingerprintsAt | None = None) -> dict[str, TableFingerprint]:
-    """Every protected table's fingerprint, bookkeeping tables included.
+def take(
+    *,
+    using: str = "default",
+    earlier: FingerprintsAt | None = None,
+    on_table: Callable[[int, int, int], None] | None = None,
+) -> dict[str, TableFingerprint]:
+    """Every protected table's fingerprint, bookkeeping tables included. `on_table(done, total,
+    rows)` is called as each table is done (progress on a terminal).
 
     With `earlier` (PostgreSQL, with a horizon), a table with the same columns
     (fingerprint.column_types: names, types, numbers, the table's oid), all provable, that is
@@ -93,6 +99,8 @@ def take(*, using: str = "default", earlier: FingerprintsAt | None = None) -> di
         columns, types = described[table]
         fp = fingerprint_table(table, using=using, columns=columns)
         taken[table] = TableFingerprint(columns=columns, count=fp.count, digest=fp.digest, types=types)
+        if on_table is not None:
+            on_table(len(taken), len(tables), fp.count)
     return taken
 
 
@@ -119,9 +127,11 @@ def digests(tables: Mapping[str, TableFingerprint]) -> Digests:
     return {table: fp.as_digest() for table, fp in tables.items()}
 
 
-def current_digests(*, using: str = "default") -> Digests:
-    """Every protected table's count and digest now."""
-    return digests(take(using=using))
+def current_digests(
+    *, using: str = "default", on_table: Callable[[int, int, int], None] | None = None
+) -> Digests:
+    """Every protected table's count and digest now (`on_table`: as take())."""
+    return digests(take(using=using, on_table=on_table))
 
 
 def difference(table: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:

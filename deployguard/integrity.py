@@ -16,6 +16,7 @@ deployguard knows nothing of the apps it checks.
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +48,7 @@ from django.utils.module_loading import autodiscover_modules
 Severity = Literal["error", "warning"]
 SEVERITIES: tuple[Severity, ...] = ("warning", "error")
 DEFAULT_SAMPLE_SIZE = 20
+LIST_RULES = "`manage.py verify_integrity --list-rules` shows the known ones."
 _RULE_ID = re.compile(r"^[a-z_][a-z0-9_]*\.[EW][0-9]{3}$")
 
 
@@ -260,17 +262,55 @@ class IntegrityRegistry:
         known = ", ".join(m._meta.label_lower for m in self.models()) or "none"
         raise IntegrityError(f"No integrity rules are registered for {label!r} (known: {known}).")
 
+    def rule_id(self, written: str) -> str:
+        """The registered id that `written` means: the full id in any case ("Documents.e007"),
+        or the short id ("E007") when exactly one app registers it. IntegrityError otherwise,
+        naming the nearest registered ids."""
+        wanted = written.strip().lower()
+        names = self._names()
+        if wanted in names:
+            return names[wanted]
+        short = sorted(rule_id for rule_id in self.rules if rule_id.split(".", 1)[1].lower() == wanted)
+        if short:
+            raise IntegrityError(f"Rule id {written} is ambiguous ({', '.join(short)}): give the full id.")
+        close = difflib.get_close_matches(wanted, names, n=6, cutoff=0.6)
+        suggestions = list(dict.fromkeys(names[match] for match in close))[:3]
+        hint = f" Did you mean {' or '.join(suggestions)}?" if suggestions else ""
+        raise IntegrityError(f"Unknown rule id {written}.{hint} {LIST_RULES}")
+
+    def _names(self) -> dict[str, str]:
+        """{how a rule may be written, lower-cased: its id}: full ids, and short ids that one app uses."""
+        shorts: dict[str, list[str]] = {}
+        for rule_id in self.rules:
+            shorts.setdefault(rule_id.split(".", 1)[1].lower(), []).append(rule_id)
+        names = {short: ids[0] for short, ids in shorts.items() if len(ids) == 1}
+        names.update({rule_id.lower(): rule_id for rule_id in self.rules})
+        return names
+
     def select(self, only: Sequence[str] = (), silence: Sequence[str] = ()) -> list[Rule]:
-        """The rules to run: `only` if given, minus the silenced ones (settings and `silence`)."""
-        unknown = sorted({*only, *silence} - self.rules.keys())
-        if unknown:
-            raise IntegrityError(
-                f"Unknown rule id {', '.join(unknown)}; "
-                "`manage.py verify_integrity --list-rules` shows the known ones."
-            )
-        silenced = set(silence) | set(getattr(settings, "DEPLOYGUARD_SILENCED_RULES", ()))
-        chosen = [self.rules[rule_id] for rule_id in only] if only else list(self.rules.values())
+        """The rules to run: `only` if given, minus the silenced ones (settings and `silence`).
+        Ids may be written as people write them (`rule_id`); an unknown one is IntegrityError."""
+        problems, only_ids, silence_ids = [], [], []
+        for written, ids in [*((w, only_ids) for w in only), *((w, silence_ids) for w in silence)]:
+            try:
+                ids.append(self.rule_id(written))
+            except IntegrityError as error:
+                problems.append(str(error))
+        if problems:
+            raise IntegrityError(" ".join(dict.fromkeys(problems)))
+        silenced = set(silence_ids) | self.silenced_by_settings()
+        chosen = [self.rules[i] for i in dict.fromkeys(only_ids)] if only else list(self.rules.values())
         return [rule for rule in chosen if rule.id not in silenced]
+
+    def silenced_by_settings(self) -> set[str]:
+        """DEPLOYGUARD_SILENCED_RULES as registered ids (short ids too); ids of no rule are ignored."""
+        silenced = set()
+        for written in getattr(settings, "DEPLOYGUARD_SILENCED_RULES", ()):
+            try:
+                silenced.add(self.rule_id(written))
+            except IntegrityError:
+                continue
+        return silenced
 
 
 default_registry = IntegrityRegistry()
@@ -330,11 +370,13 @@ def evaluate(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     pks: Sequence[Any] | None = None,
     with_origins: bool = False,
+    on_table: Callable[[type[models.Model]], None] | None = None,
 ) -> list[RuleResult]:
     """Run `rules`: per table, one pass of conditional aggregates, then samples for failures.
 
     `pks` restricts every rule to those rows (the monitor checks the rows a write touched):
     then the rules probe per row, since a join would read the whole other table for them.
+    `on_table(model)` is called as each table is done (progress on a terminal).
     """
     registry = registry or default_registry
     results: list[RuleResult] = []
@@ -365,6 +407,8 @@ def evaluate(
             for result in model_results:
                 result.origins = {pk: origins[pk] for pk in result.sample_pks}
         results.extend(model_results)
+        if on_table is not None:
+            on_table(model)
     order = {rule.id: i for i, rule in enumerate(rules)}
     return sorted(results, key=lambda result: order[result.rule.id])
 

@@ -7,7 +7,7 @@ state, so `restore` puts back exactly what a run changed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,9 +19,11 @@ from django.utils import timezone
 
 from deployguard.integrity import IntegrityRegistry, Rule, default_registry, flag_rows
 from deployguard.models_integrity import ScrubRow, ScrubRun
+from deployguard.natural_keys import natural_key_field
 from deployguard.origin import current_origin
 
 DEFAULT_MAX_SHARE = 0.2
+DEFAULT_MIN_ROWS = 10
 LISTED_ROWS = 20
 CASCADE_PREFIX = "cascade:"
 
@@ -34,6 +36,17 @@ class ScrubRefused(Exception):
 
 def max_share() -> float:
     return float(getattr(settings, "DEPLOYGUARD_SCRUB_MAX_SHARE", DEFAULT_MAX_SHARE))
+
+
+def min_rows() -> int:
+    return int(getattr(settings, "DEPLOYGUARD_SCRUB_MIN_ROWS", DEFAULT_MIN_ROWS))
+
+
+def implausible(count: int, total: int) -> bool:
+    """Whether quarantining `count` of `total` rows is more than a scrub should do unforced: over
+    DEPLOYGUARD_SCRUB_MAX_SHARE of the table, and more than DEPLOYGUARD_SCRUB_MIN_ROWS rows (a
+    handful of fakes on a small site is no sign of a broken rule)."""
+    return count > min_rows() and total > 0 and count / total > max_share()
 
 
 def error_rules(rules: Sequence[Rule]) -> list[Rule]:
@@ -63,7 +76,7 @@ def _labels(
     model: type[models.Model], queryset: models.QuerySet[Any], registry: IntegrityRegistry
 ) -> list[str]:
     quarantine = registry.quarantines.get(model)
-    display = (quarantine.display_field if quarantine else None) or "pk"
+    display = (quarantine.display_field if quarantine else None) or natural_key_field(model) or "pk"
     return [str(value) for value in queryset.order_by("pk").values_list(display, flat=True)[:LISTED_ROWS]]
 
 
@@ -82,8 +95,14 @@ def _cascade_conditions(rules: Sequence[Rule], registry: IntegrityRegistry) -> d
     return extra
 
 
-def preview(rules: Sequence[Rule], *, registry: IntegrityRegistry | None = None) -> list[ModelPreview]:
-    """What an apply would quarantine, counted in the database: one pass per table plus a label sample."""
+def preview(
+    rules: Sequence[Rule],
+    *,
+    registry: IntegrityRegistry | None = None,
+    on_table: Callable[[type[models.Model]], None] | None = None,
+) -> list[ModelPreview]:
+    """What an apply would quarantine, counted in the database: one pass per table plus a label sample.
+    `on_table(model)` is called as each table is done."""
     registry = registry or default_registry
     rules = error_rules(rules)
     cascades = _cascade_conditions(rules, registry)
@@ -102,16 +121,26 @@ def preview(rules: Sequence[Rule], *, registry: IntegrityRegistry | None = None)
             if len(result.labels) < min(result.count, LISTED_ROWS):
                 result.labels = _labels(model, model._base_manager.filter(chosen), registry)
         previews.append(result)
+        if on_table is not None:
+            on_table(model)
     return previews
 
 
-def select_rows(rules: Sequence[Rule], *, registry: IntegrityRegistry | None = None) -> Selection:
-    """{model: {pk: rule ids}} for every row breaking an error rule, plus the rows that follow them."""
+def select_rows(
+    rules: Sequence[Rule],
+    *,
+    registry: IntegrityRegistry | None = None,
+    on_table: Callable[[type[models.Model]], None] | None = None,
+) -> Selection:
+    """{model: {pk: rule ids}} for every row breaking an error rule, plus the rows that follow them.
+    `on_table(model)` is called as each table is done."""
     registry = registry or default_registry
     rules = error_rules(rules)
-    selection: Selection = {
-        model: flag_rows(rules, model, registry=registry) for model in registry.quarantines
-    }
+    selection: Selection = {}
+    for model in registry.quarantines:
+        selection[model] = flag_rows(rules, model, registry=registry)
+        if on_table is not None:
+            on_table(model)
     return add_cascades(selection, registry=registry)
 
 
@@ -139,11 +168,12 @@ def refuse_implausible_share(
         if not rows:
             continue
         total = model._base_manager.count()
-        if total and len(rows) / total > limit and not force:
+        if implausible(len(rows), total) and not force:
             raise ScrubRefused(
                 f"Refusing to quarantine {len(rows)} of {total} {model._meta.verbose_name_plural} "
-                f"({len(rows) / total:.0%} > DEPLOYGUARD_SCRUB_MAX_SHARE={limit:.0%}): a broken rule "
-                "must not empty production. Check the rules with verify_integrity, then rerun with --force."
+                f"({len(rows) / total:.0%} > DEPLOYGUARD_SCRUB_MAX_SHARE={limit:.0%}, and more than "
+                f"DEPLOYGUARD_SCRUB_MIN_ROWS={min_rows()} rows): a broken rule must not empty production. "
+                "Check the rules with verify_integrity, then rerun with --force."
             )
 
 

@@ -110,6 +110,8 @@ class DraftStatus(models.TextChoices):
 
 class Submission(ServiceOnlyModel):
     Status = SubmissionStatus
+    # How operators name a submission (deployguard's commands accept and show it).
+    natural_key_field: ClassVar[str] = "ml_number"
 
     ml_number = models.CharField("ML number", max_length=32, unique=True, validators=[ml_number_validator])
     title = models.CharField(max_length=300)
@@ -164,6 +166,7 @@ class Submission(ServiceOnlyModel):
 
 class PublishedDraft(ServiceOnlyModel):
     Status = DraftStatus
+    natural_key_field: ClassVar[str] = "name"
 
     name = models.CharField(max_length=32, unique=True, validators=[draft_name_validator])
     submission = models.OneToOneField(Submission, on_delete=models.PROTECT, related_name="draft")

@@ -197,6 +197,10 @@ DEPLOYGUARD_DRAIN_TIMEOUT = env.float("DEPLOYGUARD_DRAIN_TIMEOUT", default=30.0)
 # quarantines a row that breaks an error-level rule (it always logs and mails ADMINS).
 DEPLOYGUARD_SILENCED_RULES = env.list("DEPLOYGUARD_SILENCED_RULES", default=[])
 DEPLOYGUARD_SCRUB_MAX_SHARE = env.float("DEPLOYGUARD_SCRUB_MAX_SHARE", default=0.2)
+# Where backup_db, restore_db's safety backups and deploy_safe put backups by default.
+DEPLOYGUARD_BACKUP_DIR = Path(env.str("DEPLOYGUARD_BACKUP_DIR", default=str(BASE_DIR / "var" / "backups")))
+# A quarantine of at most this many rows of a table is never "an implausible share".
+DEPLOYGUARD_SCRUB_MIN_ROWS = env.int("DEPLOYGUARD_SCRUB_MIN_ROWS", default=10)
 DEPLOYGUARD_MONITOR_WRITES = env.bool("DEPLOYGUARD_MONITOR_WRITES", default=True)
 DEPLOYGUARD_QUARANTINE_ON_VIOLATION = env.bool("DEPLOYGUARD_QUARANTINE_ON_VIOLATION", default=False)
 # Documents' test-data rules: submitter names (exact, case-insensitive) and words (whole

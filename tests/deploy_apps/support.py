@@ -128,7 +128,8 @@ class Scratch:
         )  # fmt: skip
 
     def manage(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return run_manage(self.url, *args, **env)
+        # Backups made without a path (restore_db's safety backup) go here, not into the checkout.
+        return run_manage(self.url, *args, **{"DEPLOYGUARD_BACKUP_DIR": str(self.backup_dir), **env})
 
     def inspect(self) -> dict[str, Any]:
         result = run_manage(self.url, "shell", "-c", INSPECT)

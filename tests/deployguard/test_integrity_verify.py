@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from deployguard.management.commands.verify_integrity import VIOLATIONS_FOUND
 from documents.models import Submission
 from tests.documents.fakes import raw_insert_submission, raw_update_submission
 from tests.factories import SubmissionFactory, published_draft
@@ -182,3 +183,27 @@ def test_scrub_dry_run_query_count_does_not_grow_with_rows(clean, django_assert_
     with django_assert_max_num_queries(4):
         _stdout, _stderr, status = run_command("scrub_fake_data")
     assert status == 0
+
+
+def test_samples_show_the_natural_key_beside_the_pk_in_the_table_and_in_json(clean):
+    fake = SubmissionFactory(submitted_by="Test User")
+    stdout, _stderr, status = run_command("verify_integrity", "--rule", "documents.E007")
+    assert status == 1
+    row = next(line for line in stdout.splitlines() if line.startswith("documents.E007 "))
+    assert row.split()[:5] == ["documents.E007", "error", "1", str(fake.pk), f"({fake.ml_number})"]
+    assert f"\n  {fake.pk} ({fake.ml_number}): created by " in stdout
+
+    stdout, _stderr, status = run_command("verify_integrity", "--rule", "documents.E007", "--format", "json")
+    [rule] = json.loads(stdout)["rules"]
+    assert rule["sample_pks"] == [fake.pk]
+    assert [(s["pk"], s["natural_key"]) for s in rule["samples"]] == [(fake.pk, fake.ml_number)]
+
+
+def test_violations_are_reported_on_stdout_with_exit_one_not_as_an_error(clean):
+    SubmissionFactory(submitted_by="Test User")
+    stdout, stderr, status = run_command("verify_integrity")
+    assert (stderr, status) == ("", 1)
+    assert stdout.endswith(f"1 errors, 0 warnings broken (fail level error).\n{VIOLATIONS_FOUND}\n")
+    stdout, stderr, status = run_command("verify_integrity", "--format", "json")
+    assert (stderr, status) == ("", 1)
+    assert json.loads(stdout)["ok"] is False

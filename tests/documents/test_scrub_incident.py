@@ -93,7 +93,8 @@ def test_verify_integrity_shows_where_each_fake_came_from(incident):
     assert script and all(s["user"] is None and s["origin"].startswith("process:") for s in script)
 
 
-def test_scrub_dry_run_changes_nothing(incident):
+def test_scrub_dry_run_changes_nothing(incident, settings):
+    settings.DEPLOYGUARD_SCRUB_MIN_ROWS = 5
     before = fingerprints()
     stdout, stderr, status = run_command("scrub_fake_data")
     assert status == 0, stderr
@@ -104,7 +105,8 @@ def test_scrub_dry_run_changes_nothing(incident):
     assert not ScrubRun.objects.exists()
 
 
-def test_scrub_refuses_to_quarantine_most_of_a_table_without_force(incident):
+def test_scrub_refuses_to_quarantine_most_of_a_table_without_force(incident, settings):
+    settings.DEPLOYGUARD_SCRUB_MIN_ROWS = 5
     before = fingerprints()
     _stdout, stderr, status = run_command("scrub_fake_data", "--apply")
     assert status == 1

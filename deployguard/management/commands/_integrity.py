@@ -1,10 +1,13 @@
-"""Shared by the integrity commands: misuse exits 2, from a shell and from call_command alike."""
+"""Shared by the operator commands: misuse exits 2, from a shell and from call_command alike."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+import argparse
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from deployguard.terminal import printable
 
 EXIT_CLEAN = 0
 EXIT_VIOLATIONS = 1
@@ -12,18 +15,31 @@ EXIT_MISUSE = 2
 
 
 def misuse(message: str) -> CommandError:
-    return CommandError(message, returncode=EXIT_MISUSE)
+    return CommandError(printable(message), returncode=EXIT_MISUSE)
+
+
+class MisuseParser(CommandParser):
+    """Argument errors are misuse, exit status 2, in subcommands too: Django's own CommandParser
+    makes them exit 1 under call_command (and 2 from a shell)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if self.called_from_command_line:
+            super().error(message)  # argparse prints the usage and exits with status 2
+        raise misuse(f"Error: {message}")
 
 
 class IntegrityCommand(BaseCommand):
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
-        shell_error = parser.error
-
-        def error(message: str) -> NoReturn:
-            if parser.called_from_command_line:
-                shell_error(message)  # argparse prints the usage and exits 2
-            raise misuse(f"Error: {message}")
-
-        parser.error = error  # type: ignore[method-assign]
+        parsers = [parser]
+        while parsers:  # the parser, and its subcommands' (deploy_mode on|off|status)
+            current = parsers.pop()
+            current.__class__ = MisuseParser
+            for action in current._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    parsers.extend(action.choices.values())
         return parser
+
+
+# The base of every operator command (the name is older than the commands it serves).
+OperatorCommand = IntegrityCommand

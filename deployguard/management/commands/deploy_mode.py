@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
 from deployguard import state
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
+from deployguard.management.commands._integrity import OperatorCommand
 from deployguard.origin import current_deploy_id
+from deployguard.terminal import printable
 
 EXIT_UNREADABLE = 1
 EXIT_ALREADY_ON = 3
@@ -25,7 +27,7 @@ FORCED_STILL = (
 )
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Deploy mode freezes every write to protected tables, in every process and host that shares "
         "the database, while reads keep working. "
@@ -70,7 +72,8 @@ class Command(BaseCommand):
         except DatabaseError as error:
             verb = "read" if action == "status" else "written"
             raise CommandError(
-                STATE_UNAVAILABLE.format(verb=verb, error=str(error).strip()), returncode=EXIT_UNREADABLE
+                STATE_UNAVAILABLE.format(verb=verb, error=printable(str(error).strip())),
+                returncode=EXIT_UNREADABLE,
             ) from error
 
     def turn_on(
@@ -90,13 +93,13 @@ class Command(BaseCommand):
                 expected_minutes=expected_minutes,
             )
         except DeployModeAlreadyOn as error:
-            raise CommandError(str(error), returncode=EXIT_ALREADY_ON) from error
+            raise CommandError(printable(error), returncode=EXIT_ALREADY_ON) from error
         except DrainTimeout as error:
             raise CommandError(
-                f"Deploy mode is ON, but: {error}",
+                f"Deploy mode is ON, but: {printable(error)}",
                 returncode=EXIT_DRAIN_TIMEOUT,
             ) from error
-        self.stdout.write(self.style.SUCCESS(f"Deploy mode is ON. {status.describe()}"))
+        self.stdout.write(self.style.SUCCESS(f"Deploy mode is ON. {printable(status.describe())}"))
         if options["verbosity"] > 1:
             self.stdout.write(f"In-flight writes: {drained}.")
 
@@ -113,12 +116,13 @@ class Command(BaseCommand):
         status = state.current()
         if status.source == "unreadable":
             raise CommandError(
-                STATE_UNAVAILABLE.format(verb="read", error=status.error), returncode=EXIT_UNREADABLE
+                STATE_UNAVAILABLE.format(verb="read", error=printable(status.error)),
+                returncode=EXIT_UNREADABLE,
             )
         if format == "json":
             self.stdout.write(json.dumps(status.as_dict()))
             return
         if status.enabled:
-            self.stdout.write(self.style.WARNING(f"Deploy mode is ON. {status.describe()}"))
+            self.stdout.write(self.style.WARNING(f"Deploy mode is ON. {printable(status.describe())}"))
         else:
-            self.stdout.write(status.describe())
+            self.stdout.write(printable(status.describe()))

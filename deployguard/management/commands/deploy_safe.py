@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from deployguard import state
 from deployguard.deploy import run
 from deployguard.deploy.steps import EXIT_MISUSE
+from deployguard.management.commands._integrity import OperatorCommand
+from deployguard.terminal import printable
 
 HELP = """Deploy safely: run the pre-checks, freeze the data, back it up, migrate, and prove the data
 after the deploy equals the data before it; put it back when it does not.
@@ -39,7 +41,7 @@ person must act (the message names the backup and the command to run). --recover
 deploy whose process was killed: 0 recovered, 4 could not."""
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = HELP
     # deploy_safe runs the system checks itself, at --check-level.
     requires_system_checks: list[str] = []
@@ -122,13 +124,15 @@ class Command(BaseCommand):
                 options["report"].write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
             except OSError as error:
                 self.stderr.write(
-                    f"Could not write the report {options['report']}: {error.strerror or error}"
+                    printable(f"Could not write the report {options['report']}: {error.strerror or error}")
                 )
         if report.exit_status:
-            raise CommandError(report.message, returncode=report.exit_status)
+            raise CommandError(printable(report.message, keep_newlines=True), returncode=report.exit_status)
         if options["verbosity"] >= 1:
-            self.stdout.write(self.style.SUCCESS(report.message))
+            self.stdout.write(self.style.SUCCESS(printable(report.message, keep_newlines=True)))
 
     def _write(self, style: str, text: str) -> None:
+        # The steps' lines quote data (reasons, paths, migration output): shown, never obeyed.
+        text = printable(text, keep_newlines=True)
         styler = getattr(self.style, style, None) if style else None
         self.stdout.write(styler(text) if styler else text)

@@ -5,18 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
-from django.core.exceptions import ValidationError
 from django.core.management.base import CommandParser
 
 from deployguard.integrity import broken_by_row, default_registry, history_model
 from deployguard.management.commands._integrity import IntegrityCommand, misuse
+from deployguard.natural_keys import AmbiguousRow, RowNotFound, natural_key_field, resolve
 from deployguard.scrub import quarantine_record
+from deployguard.terminal import printable
 
 HELP = """Show where one row came from and what is wrong with it now: every history record
 (date, type, user, reason, origin, deploy id), the integrity rules it breaks, and whether it
-is quarantined (by which run, for which rules).
+is quarantined (by which run, for which rules). Name the row by its primary key or by the
+natural key its model declares (an ML number such as ML-003, a draft name such as rfc3);
+a deleted row is found through its history.
 
-Exit status: 0 explained; 2 misuse (unknown model, no such row)."""
+Exit status: 0 explained; 2 misuse (unknown model, no such row, a key that names two rows)."""
 
 HISTORY_TYPES = {"+": "created", "~": "changed", "-": "deleted"}
 
@@ -26,7 +29,13 @@ class Command(IntegrityCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("model", metavar="APP.MODEL", help="For example documents.submission.")
-        parser.add_argument("pk", help="The row's primary key.")
+        parser.add_argument("key", metavar="KEY", help="The row's primary key or natural key (ML-003, rfc3).")
+        parser.add_argument(
+            "--by",
+            choices=("auto", "pk", "key"),
+            default="auto",
+            help="Read KEY as a primary key, a natural key, or whichever names a row (default).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -36,9 +45,9 @@ class Command(IntegrityCommand):
                 f"Unknown model {options['model']!r}: give APP.MODEL, such as documents.submission."
             ) from None
         try:
-            pk = model._meta.pk.to_python(options["pk"])
-        except ValidationError:
-            raise misuse(f"{options['pk']!r} is not a primary key of {model._meta.label_lower}.") from None
+            pk = resolve(model, options["key"], by=options["by"])
+        except (RowNotFound, AmbiguousRow) as error:
+            raise misuse(str(error)) from None
         label = model._meta.label_lower
         row = model._base_manager.filter(pk=pk).first()
         history = history_model(model)
@@ -50,7 +59,14 @@ class Command(IntegrityCommand):
         if row is None and not records:
             raise misuse(f"No {label} with primary key {pk}, and no history of one.")
         out = self.stdout
-        out.write(self.style.MIGRATE_HEADING(f"{label} {pk}: {row if row is not None else '(deleted)'}"))
+        key_field = natural_key_field(model)
+        if row is not None:
+            shown = str(row)
+        elif key_field and records:  # the name it had when it was deleted
+            shown = f"{getattr(records[-1], key_field)} (deleted)"
+        else:
+            shown = "(deleted)"
+        out.write(self.style.MIGRATE_HEADING(f"{label} {printable(pk)}: {printable(shown)}"))
 
         record = quarantine_record(model, pk)
         quarantine = default_registry.quarantines.get(model)
@@ -61,8 +77,9 @@ class Command(IntegrityCommand):
         )
         if is_quarantined:
             by = (
-                f" by run {record.run_id} ({record.run.kind}, {record.run.created_at:%Y-%m-%d %H:%M})"
-                f" for {', '.join(record.rule_ids)}"
+                f" by run {record.run_id} ({printable(record.run.kind)}, "
+                f"{record.run.created_at:%Y-%m-%d %H:%M})"
+                f" for {printable(', '.join(record.rule_ids))}"
                 if record
                 else ""
             )
@@ -85,11 +102,11 @@ class Command(IntegrityCommand):
                 user = f"user #{rec.history_user_id} (deleted)"
             fields = [
                 f"{rec.history_date:%Y-%m-%d %H:%M:%S}",
-                HISTORY_TYPES.get(rec.history_type, rec.history_type),
-                f"user={user or 'NONE'}",
-                f"reason={rec.history_change_reason or 'NONE'!s}",
-                f"origin={getattr(rec, 'history_origin', '') or '-'}",
-                f"deploy={getattr(rec, 'history_deploy_id', '') or '-'}",
+                printable(HISTORY_TYPES.get(rec.history_type, rec.history_type)),
+                f"user={printable(user or 'NONE')}",
+                f"reason={printable(rec.history_change_reason or 'NONE')}",
+                f"origin={printable(getattr(rec, 'history_origin', '') or '-')}",
+                f"deploy={printable(getattr(rec, 'history_deploy_id', '') or '-')}",
             ]
             out.write("  " + "  ".join(fields))
 

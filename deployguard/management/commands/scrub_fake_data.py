@@ -12,13 +12,15 @@ from deployguard import scrub
 from deployguard.integrity import default_registry
 from deployguard.management.commands._integrity import EXIT_VIOLATIONS, IntegrityCommand, misuse
 from deployguard.models_integrity import ScrubRun
+from deployguard.terminal import Progress, printable
 
 HELP = """Quarantine fake data: every row breaking an error-level integrity rule (and the rows
 that depend on it) gets data_source=quarantine, is_legitimate=false and a history record
 naming the run and the rules, in one transaction. A dry run unless --apply. Rows that pass
 every rule are never touched. Refuses to quarantine more than DEPLOYGUARD_SCRUB_MAX_SHARE
-(default 20%) of a table without --force. --restore RUN_ID undoes a run exactly;
---purge --older-than DAYS --apply deletes rows quarantined more than DAYS ago.
+(default 20%) of a table without --force, unless that is at most DEPLOYGUARD_SCRUB_MIN_ROWS
+rows (default 10). --restore RUN_ID undoes a run exactly; --purge --older-than DAYS --apply
+deletes rows quarantined more than DAYS ago. Shows progress on a terminal (stderr).
 
 Exit status: 0 done (or nothing to do, or a dry run); 1 refused (deploy mode is on, share
 over the limit, a purge that would take unquarantined rows, a run already restored);
@@ -39,7 +41,7 @@ def _plural(model: type[models.Model], count: int) -> str:
 
 def _listing(labels: list[str], count: int) -> str:
     more = f", … ({count - len(labels)} more)" if count > len(labels) else ""
-    return ", ".join(labels) + more
+    return printable(", ".join(labels)) + more
 
 
 class Command(IntegrityCommand):
@@ -59,6 +61,7 @@ class Command(IntegrityCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self._verbosity = options["verbosity"]
         if options["older_than"] is not None and not options["purge"]:
             raise misuse("--older-than goes with --purge.")
         writes = options["restore"] or (options["apply"] and not options["list_runs"])
@@ -79,10 +82,17 @@ class Command(IntegrityCommand):
         elif options["apply"]:
             self._apply(force=options["force"])
         else:
-            self._dry_run()
+            self._dry_run(force=options["force"])
 
-    def _dry_run(self) -> None:
-        previews = scrub.preview(default_registry.select())
+    def _progress(self, phase: str) -> Progress:
+        tables = len(default_registry.quarantines)
+        progress = Progress.for_command(self, self._verbosity, what="scrub_fake_data", total=tables)
+        progress.phase = phase
+        return progress
+
+    def _dry_run(self, *, force: bool) -> None:
+        with self._progress("finding rows") as progress:
+            previews = scrub.preview(default_registry.select(), on_table=lambda _model: progress.advance())
         if not any(p.count for p in previews):
             self.stdout.write(self.style.SUCCESS(NOTHING_TO_DO))
             return
@@ -91,22 +101,33 @@ class Command(IntegrityCommand):
             if not p.count:
                 continue
             self.stdout.write(f"Would quarantine {_plural(p.model, p.count)}: {_listing(p.labels, p.count)}")
-            if p.share > limit:
+            if scrub.implausible(p.count, p.total):
+                consequence = (
+                    "--force lets --apply quarantine them anyway."
+                    if force
+                    else "--apply will refuse without --force."
+                )
                 self.stdout.write(
                     self.style.WARNING(
                         f"  That is {p.share:.0%} of {p.total} rows, over "
-                        f"DEPLOYGUARD_SCRUB_MAX_SHARE={limit:.0%}: --apply will refuse without --force."
+                        f"DEPLOYGUARD_SCRUB_MAX_SHARE={limit:.0%}: {consequence}"
                     )
                 )
         self.stdout.write(DRY_RUN_DONE)
 
     def _apply(self, *, force: bool) -> None:
-        selection = scrub.select_rows(default_registry.select())
+        with self._progress("finding rows") as progress:
+            selection = scrub.select_rows(
+                default_registry.select(), on_table=lambda _model: progress.advance()
+            )
         try:
             scrub.refuse_implausible_share(selection, force=force)
         except scrub.ScrubRefused as refusal:
             raise CommandError(str(refusal), returncode=EXIT_VIOLATIONS) from None
-        run = scrub.quarantine(selection)
+        rows = sum(len(pks) for pks in selection.values())
+        with Progress.for_command(self, self._verbosity, what="scrub_fake_data", unit="") as progress:
+            progress.set_phase(f"quarantining {rows} rows in one transaction")
+            run = scrub.quarantine(selection)
         if run is None:
             self.stdout.write(self.style.SUCCESS(NOTHING_TO_DO))
             return
@@ -130,7 +151,7 @@ class Command(IntegrityCommand):
         done = " and ".join(
             _plural(default_registry.get_model(label), count) for label, count in restored.items()
         )
-        self.stdout.write(self.style.SUCCESS(f"Restored {done or 'no rows'} from run {run_id}."))
+        self.stdout.write(self.style.SUCCESS(f"Restored {done or 'no rows'} from run {printable(run_id)}."))
 
     def _purge(self, days: int, *, apply: bool) -> None:
         try:
@@ -161,8 +182,8 @@ class Command(IntegrityCommand):
             self.stdout.write("No quarantine runs.")
         for run in runs:
             state = f"restored {run.restored_at:%Y-%m-%d %H:%M}" if run.restored_at else "in force"
-            counts = ", ".join(f"{n} {label}" for label, n in run.counts.items())
+            counts = printable(", ".join(f"{n} {label}" for label, n in run.counts.items()))
             self.stdout.write(
                 f"{run.id}  {run.kind:<7}  {run.created_at:%Y-%m-%d %H:%M}  {state:<24}  {counts}  "
-                f"{', '.join(run.rule_ids)}"
+                f"{printable(', '.join(run.rule_ids))}"
             )

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandParser
 from django.db import connection
 
 from deployguard import baseline
@@ -21,21 +21,38 @@ from deployguard.integrity import (
     fails_at,
 )
 from deployguard.management.commands._integrity import EXIT_VIOLATIONS, IntegrityCommand, misuse
+from deployguard.natural_keys import natural_keys
+from deployguard.terminal import Progress, printable
 
 HELP = """Check that the database holds only legitimate data: run every integrity rule the apps
 register (one pass per table), print each rule's count of offending rows with a sample of
-their primary keys and where they came from. --save-baseline writes counts, fingerprints
-and row hashes; --baseline compares the database with such a file and lists added, removed
-and changed rows by primary key.
+their primary keys (and natural keys, such as ML numbers) and where they came from.
+--save-baseline writes counts, fingerprints and row hashes; --baseline compares the
+database with such a file and lists added, removed and changed rows by primary key.
+Shows progress on a terminal (stderr); nothing when piped or with --verbosity 0.
 
 Exit status: 0 clean; 1 a rule at or above --fail-level has offending rows, or the data
-differs from --baseline; 2 misuse (bad arguments, unknown rule id, unreadable baseline)."""
+differs from --baseline; 2 misuse (bad arguments, unknown or ambiguous rule id, unreadable
+baseline). Rule ids may be short (E007) when only one app registers them."""
 
 
 TABLE_ORIGINS = 5
 VIOLATIONS_FOUND = (
     "Integrity violations found (see above); `manage.py scrub_fake_data` shows what it would quarantine."
 )
+
+
+def sample_keys(results: list[RuleResult]) -> dict[str, dict[Any, str]]:
+    """{model label: {pk: natural key}} for every sampled row: one query per model sampled."""
+    sampled: dict[Any, set[Any]] = {}
+    for result in results:
+        sampled.setdefault(result.rule.model, set()).update(result.sample_pks)
+    return {model._meta.label_lower: natural_keys(model, pks) for model, pks in sampled.items()}
+
+
+def row_name(pk: Any, keys: dict[Any, str]) -> str:
+    """ "3 (ML-003)", or "3" when the model declares no natural key."""
+    return printable(f"{pk} ({keys[pk]})" if pk in keys else pk)
 
 
 class Command(IntegrityCommand):
@@ -49,7 +66,13 @@ class Command(IntegrityCommand):
             default="error",
             help="Lowest severity that makes the exit status 1 (default: error).",
         )
-        parser.add_argument("--rule", action="append", default=[], metavar="ID", help="Run only this rule.")
+        parser.add_argument(
+            "--rule",
+            action="append",
+            default=[],
+            metavar="ID",
+            help="Run only this rule (documents.E007, or E007 when one app uses it).",
+        )
         parser.add_argument(
             "--silence", action="append", default=[], metavar="ID", help="Skip this rule (also by settings)."
         )
@@ -76,33 +99,47 @@ class Command(IntegrityCommand):
             raise misuse(str(error)) from None
         started = time.perf_counter()
         comparison = None
-        if options["baseline"]:
-            try:
-                comparison = baseline.compare(options["baseline"], default_registry.models())
-            except baseline.BaselineError as error:
-                raise misuse(str(error)) from None
-        results = evaluate(rules, sample_size=options["sample"], with_origins=True)
-        if options["save_baseline"]:
-            try:
-                baseline.save(options["save_baseline"], default_registry.models())
-            except baseline.BaselineError as error:
-                raise misuse(str(error)) from None
+        tables = len({rule.model for rule in rules})
+        with Progress.for_command(
+            self, options["verbosity"], what="verify_integrity", total=tables
+        ) as progress:
+            if options["baseline"]:
+                progress.set_phase("comparing with the baseline")
+                try:
+                    comparison = baseline.compare(options["baseline"], default_registry.models())
+                except baseline.BaselineError as error:
+                    raise misuse(str(error)) from None
+            progress.set_phase("checking rules")
+            results = evaluate(
+                rules,
+                sample_size=options["sample"],
+                with_origins=True,
+                on_table=lambda _model: progress.advance(),
+            )
+            keys = sample_keys(results)
+            if options["save_baseline"]:
+                progress.set_phase("saving the baseline")
+                try:
+                    baseline.save(options["save_baseline"], default_registry.models())
+                except baseline.BaselineError as error:
+                    raise misuse(str(error)) from None
         duration = time.perf_counter() - started
         failed = any(fails_at(result, options["fail_level"]) for result in results)
         failed = failed or (comparison is not None and not comparison.ok)
-        chosen = options["rule"] or list(default_registry.rules)
-        silenced = sorted(set(chosen) - {rule.id for rule in rules})
+        chosen = {default_registry.rule_id(written) for written in options["rule"]}
+        chosen = chosen or set(default_registry.rules)
+        silenced = sorted(chosen - {rule.id for rule in rules})
         if options["format"] == "json":
-            self._json(results, comparison, options, duration, silenced, ok=not failed)
+            self._json(results, keys, comparison, options, duration, silenced, ok=not failed)
         else:
-            self._table(results, comparison, options, duration, silenced, ok=not failed)
+            self._table(results, keys, comparison, options, duration, silenced, ok=not failed)
         if options["save_baseline"] and options["verbosity"] >= 1 and options["format"] == "table":
-            self.stdout.write(f"Baseline saved to {options['save_baseline']}.")
+            self.stdout.write(f"Baseline saved to {printable(options['save_baseline'])}.")
         if failed:
-            raise CommandError(
-                VIOLATIONS_FOUND,
-                returncode=EXIT_VIOLATIONS,
-            )
+            if options["format"] == "table" and options["verbosity"] >= 1:
+                self.stdout.write(VIOLATIONS_FOUND)
+            # A finding, not a failure of the command: said on stdout, told by the exit status.
+            raise SystemExit(EXIT_VIOLATIONS)
 
     def _list_rules(self) -> None:
         for rule in default_registry.rules.values():
@@ -111,6 +148,7 @@ class Command(IntegrityCommand):
     def _json(
         self,
         results: list[RuleResult],
+        keys: dict[str, dict[Any, str]],
         comparison: baseline.Comparison | None,
         options: dict[str, Any],
         duration: float,
@@ -132,7 +170,10 @@ class Command(IntegrityCommand):
                     "description": result.rule.description,
                     "count": result.count,
                     "sample_pks": result.sample_pks,
-                    "samples": [{"pk": pk, **result.origins[pk]} for pk in result.sample_pks],
+                    "samples": [
+                        {"pk": pk, "natural_key": keys[result.rule.model_label].get(pk), **result.origins[pk]}
+                        for pk in result.sample_pks
+                    ],
                     "duration_s": round(result.duration, 4),
                 }
                 for result in results
@@ -144,6 +185,7 @@ class Command(IntegrityCommand):
     def _table(
         self,
         results: list[RuleResult],
+        keys: dict[str, dict[Any, str]],
         comparison: baseline.Comparison | None,
         options: dict[str, Any],
         duration: float,
@@ -155,9 +197,10 @@ class Command(IntegrityCommand):
         out = self.stdout
         shown = results if verbosity >= 2 else [r for r in results if r.failed] or []
         if shown:
-            out.write(f"{'RULE':<16}{'SEVERITY':<10}{'COUNT':>8}  {'SAMPLE PKS':<24} DESCRIPTION")
+            out.write(f"{'RULE':<16}{'SEVERITY':<10}{'COUNT':>8}  {'SAMPLE PK (KEY)':<24} DESCRIPTION")
             for result in shown:
-                sample = ", ".join(str(pk) for pk in result.sample_pks[:5])
+                named = keys[result.rule.model_label]
+                sample = ", ".join(row_name(pk, named) for pk in result.sample_pks[:5])
                 if result.count > len(result.sample_pks[:5]):
                     sample += ", …" if sample else "…"
                 line = (
@@ -172,27 +215,38 @@ class Command(IntegrityCommand):
                     continue
                 out.write(f"\n{result.rule.id} ({result.rule.model_label}), where the rows came from:")
                 listed = result.sample_pks if verbosity >= 2 else result.sample_pks[:TABLE_ORIGINS]
+                named = keys[result.rule.model_label]
                 for pk in listed:
-                    out.write(f"  {pk}: {describe_origin(result.origins[pk])}")
+                    out.write(f"  {row_name(pk, named)}: {printable(describe_origin(result.origins[pk]))}")
                 if len(listed) < result.count:
                     out.write(f"  … {result.count - len(listed)} more (--format json or -v 2 lists more)")
         if comparison is not None:
-            out.write(f"\nBaseline {comparison.path} (saved {comparison.created_at}):")
+            out.write(f"\nBaseline {printable(comparison.path)} (saved {printable(comparison.created_at)}):")
             for table in comparison.tables:
                 if table.equal:
-                    out.write(f"  {table.label}: unchanged ({table.count_now} rows, {table.fingerprint_now})")
+                    out.write(
+                        f"  {printable(table.label)}: unchanged ({table.count_now} rows, "
+                        f"{printable(table.fingerprint_now)})"
+                    )
                     continue
                 out.write(
-                    self.style.ERROR(f"  {table.label}: {table.count_then} rows then, {table.count_now} now")
+                    self.style.ERROR(
+                        f"  {printable(table.label)}: {printable(table.count_then)} rows then, "
+                        f"{table.count_now} now"
+                    )
                 )
                 for kind in ("added", "removed", "changed"):
                     listed: baseline.PkList = getattr(table, kind)
                     if listed.count:
-                        pks = ", ".join(str(pk) for pk in listed.pks[: max(options["sample"], 1)])
+                        pks = printable(", ".join(str(pk) for pk in listed.pks[: max(options["sample"], 1)]))
                         more = ", …" if listed.count > max(options["sample"], 1) else ""
                         out.write(f"    {kind} {listed.count}: {pks}{more}")
             for label in comparison.untracked:
-                out.write(self.style.WARNING(f"  {label}: in only one of baseline and rules; not compared"))
+                out.write(
+                    self.style.WARNING(
+                        f"  {printable(label)}: in only one of baseline and rules; not compared"
+                    )
+                )
         if silenced and verbosity >= 1:
             out.write(f"\nSilenced: {', '.join(silenced)}")
         broken = [r for r in results if r.failed]
