@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse
 
 from deployguard import scrub
 from deployguard.integrity import default_registry, evaluate
+from deployguard.logs import logfmt
 from deployguard.middleware import SAFE_METHODS
 from deployguard.models_integrity import ScrubRun
 from deployguard.origin import current_deploy_id, current_origin
@@ -73,9 +74,7 @@ class AuditLogMiddleware:
             "duration_ms": round(duration_ms, 1),
             "deploy_mode": deploy_mode_label(),
         }
-        audit_logger.info(
-            " ".join(f"{key}={value}" for key, value in fields.items()), extra={"audit": fields}
-        )
+        audit_logger.info(logfmt(fields), extra={"audit": fields})
         return response
 
 
@@ -108,7 +107,7 @@ def _alert(model: type[models.Model], pk: Any, rule_ids: list[str]) -> None:
         f"Origin: {current_origin()}  deploy: {current_deploy_id() or '-'}\n"
         f"Explain it with: manage.py explain_row {label} {pk}"
     )
-    logger.error(message)
+    logger.error("%s", message)  # escaped into one line by deployguard.logs
     mail_admins(
         VIOLATION_SUBJECT.format(label=label, pk=pk, rule_ids=", ".join(rule_ids)),
         message,
