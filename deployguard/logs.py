@@ -1,5 +1,5 @@
 """What deployguard logs from outside (paths, headers, names, reasons) cannot start a line of its own,
-fake a field or move a terminal's cursor: every such value is escaped on the way into a log record.
+fake a field or move a terminal's cursor; a request refused in deploy mode is logged once, as a warning.
 
 A log line is trusted by whoever reads it ("Deploy mode turned OFF by ci" is believed), so a value a
 client chose must never be able to end the line it is in. `escape()` writes every character that is
@@ -8,6 +8,10 @@ ANSI escape sequences' ESC, bidirectional overrides, non-breaking spaces) and th
 a Python-style escape, so the result is one line of printable characters and the escaping is
 unambiguous. `EscapeArguments` applies it to the arguments of every record logged through
 deployguard's loggers; messages built by hand must pass their values through `escape()` first.
+
+A refusal in deploy mode is expected, not an error: `log_refusal()` writes it to the audit logger at
+WARNING and marks the request, and `SkipDeployModeRefusals` keeps Django's ERROR for the same 503 out
+of the logs and of ADMINS' mailboxes (a busy deploy would otherwise send one mail per refused write).
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ from __future__ import annotations
 import logging
 import numbers
 from collections.abc import Mapping
+from logging.handlers import SMTPHandler
 from typing import Any
+
+from django.db import DatabaseError
+from django.http import HttpRequest
+from django.utils.log import AdminEmailHandler
 
 # Every logger deployguard's modules log through; tests/deployguard/test_logs.py checks the list
 # against the package's getLogger() calls.
@@ -79,3 +88,70 @@ def install() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(existing, EscapeArguments) for existing in logger.filters):
             logger.addFilter(EscapeArguments())
+
+
+# --- refusals in deploy mode: expected, logged once as a warning, never mailed as errors ---------
+
+AUDIT_LOGGER = "deployguard.audit"
+REFUSED_MARK = "deployguard_refused_in_deploy_mode"
+REFUSED_LINE = "Refused in deploy mode: "
+MAILING_HANDLERS: tuple[type[logging.Handler], ...] = (AdminEmailHandler, SMTPHandler)
+
+
+def log_refusal(request: HttpRequest, status_code: int) -> None:
+    """Mark the request as refused by deploy mode and log it once, at WARNING, to the audit logger.
+
+    The mark is what `SkipDeployModeRefusals` reads, so that Django's own log of the 503 (an
+    ERROR on django.request, mailed to ADMINS by default) is dropped: the refusal is expected."""
+    if getattr(request, REFUSED_MARK, False):
+        return
+    setattr(request, REFUSED_MARK, True)
+    # Refused before the session loads (the middleware comes first), the user is unknown: "-".
+    user = getattr(request, "user", None)
+    try:
+        authenticated = user is not None and user.is_authenticated
+        username = "-" if user is None else user.get_username() if authenticated else "anonymous"
+    except DatabaseError:  # the session could not be read: the refusal is logged all the same
+        username = "?"
+    fields = {"user": username, "method": request.method, "path": request.path, "status": status_code}
+    logging.getLogger(AUDIT_LOGGER).warning(REFUSED_LINE + logfmt(fields), extra={"audit": fields})
+
+
+def was_refused(request: object) -> bool:
+    return bool(getattr(request, REFUSED_MARK, False))
+
+
+class SkipDeployModeRefusals(logging.Filter):
+    """Drop the records Django logs for a request deploy mode refused (django.request's "Service
+    Unavailable" ERROR): deployguard's audit logger has logged it already, as a warning. Put it on
+    the django.request logger (or on each mailing handler) in LOGGING; check deployguard.E011 insists."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not was_refused(getattr(record, "request", None))
+
+
+def _skips_refusals(filters: list[Any]) -> bool:
+    return any(isinstance(candidate, SkipDeployModeRefusals) for candidate in filters)
+
+
+def handlers_mailing_refusals(logger_name: str = "django.request") -> list[logging.Handler]:
+    """The handlers that would mail a refused request's ERROR, as logging is configured now.
+
+    A record logged on `logger_name` passes that logger's own filters (only its own: a parent's
+    filters never see it), then goes to the handlers of the logger and of its parents while
+    `propagate` holds; each handler applies its level and its filters."""
+    logger = logging.getLogger(logger_name)
+    if logger.disabled or not logger.isEnabledFor(logging.ERROR) or _skips_refusals(logger.filters):
+        return []
+    mailing: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if (
+                isinstance(handler, MAILING_HANDLERS)
+                and handler.level <= logging.ERROR
+                and not _skips_refusals(handler.filters)
+            ):
+                mailing.append(handler)
+        current = current.parent if current.propagate else None
+    return mailing

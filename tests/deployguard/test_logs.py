@@ -125,3 +125,116 @@ def test_every_logger_deployguard_logs_through_escapes_its_arguments():
     assert used <= set(logs.LOGGER_NAMES), f"add {sorted(used - set(logs.LOGGER_NAMES))} to LOGGER_NAMES"
     for name in logs.LOGGER_NAMES:
         assert any(isinstance(f, logs.EscapeArguments) for f in logging.getLogger(name).filters), name
+
+
+# --- refusals in deploy mode are expected: one audit WARNING, no ERROR, no mail ------------------
+
+ADMINS = [("Ops", "ops@example.com")]
+
+
+@pytest.fixture
+def request_logger() -> logging.Logger:
+    return logging.getLogger("django.request")
+
+
+def refusal_records(caplog) -> tuple[list[logging.LogRecord], list[logging.LogRecord]]:
+    audit = [r for r in caplog.records if r.name == "deployguard.audit"]
+    django_request = [r for r in caplog.records if r.name == "django.request"]
+    return audit, django_request
+
+
+def test_a_refused_request_is_logged_once_as_a_warning_and_never_mailed(
+    client, deploy_mode_on, caplog, settings, mailoutbox
+):
+    settings.ADMINS = ADMINS
+    with caplog.at_level(logging.INFO):
+        response = client.post("/admin/auth/group/add/%0aDeploy%20mode%20turned%20OFF", {"name": "x"})
+
+    assert response.status_code == 503
+    audit, django_request = refusal_records(caplog)
+    assert [(r.levelname, r.getMessage()) for r in audit] == [
+        (
+            "WARNING",
+            "Refused in deploy mode: user=- method=POST "
+            'path="/admin/auth/group/add/\\nDeploy mode turned OFF" status=503',
+        )
+    ]
+    assert django_request == []
+    assert mailoutbox == []
+
+
+def test_without_the_filter_django_would_mail_every_refusal_and_the_check_says_so(
+    client, deploy_mode_on, caplog, settings, mailoutbox, request_logger, monkeypatch
+):
+    """The hazard the filter and check deployguard.E011 exist for: Django's default logging."""
+    from deployguard.checks import check_refusals_not_mailed
+
+    settings.ADMINS = ADMINS
+    monkeypatch.setattr(request_logger, "filters", [])
+
+    [error] = check_refusals_not_mailed()
+    assert error.id == "deployguard.E011"
+    assert "django.utils.log.AdminEmailHandler" in error.msg
+    with caplog.at_level(logging.INFO):
+        assert client.post("/admin/auth/group/add/", {"name": "x"}).status_code == 503
+    assert [r.levelname for r in refusal_records(caplog)[1]] == ["ERROR"]
+    assert len(mailoutbox) == 1
+
+
+def test_the_project_logging_passes_the_refusal_check():
+    from deployguard.checks import check_refusals_not_mailed
+
+    assert check_refusals_not_mailed() == []
+
+
+@pytest.mark.parametrize(
+    "arrangement",
+    ["filter-on-the-handler", "not-propagated", "handler-above-error", "no-mail-handler"],
+)
+def test_the_refusal_check_passes_when_no_mail_handler_would_see_a_refusal(
+    arrangement, request_logger, monkeypatch
+):
+    from deployguard.checks import check_refusals_not_mailed
+
+    monkeypatch.setattr(request_logger, "filters", [])
+    mailer = next(h for h in logging.getLogger("django").handlers if isinstance(h, logs.MAILING_HANDLERS))
+    if arrangement == "filter-on-the-handler":
+        monkeypatch.setattr(mailer, "filters", [*mailer.filters, logs.SkipDeployModeRefusals()])
+    elif arrangement == "not-propagated":
+        monkeypatch.setattr(request_logger, "propagate", False)
+    elif arrangement == "handler-above-error":
+        monkeypatch.setattr(mailer, "level", logging.CRITICAL)
+    else:
+        monkeypatch.setattr(logging.getLogger("django"), "handlers", [logging.StreamHandler()])
+
+    assert check_refusals_not_mailed() == []
+
+
+def test_the_refusal_check_fails_for_a_mail_handler_on_django_request_itself(request_logger, monkeypatch):
+    """A filter on the parent "django" logger would not help: a logger's filters see its own records only."""
+    from logging.handlers import SMTPHandler
+
+    from deployguard.checks import check_refusals_not_mailed
+
+    monkeypatch.setattr(request_logger, "filters", [])
+    monkeypatch.setattr(logging.getLogger("django"), "filters", [logs.SkipDeployModeRefusals()])
+    monkeypatch.setattr(request_logger, "handlers", [SMTPHandler("localhost", "a@b.c", ["d@e.f"], "x")])
+
+    assert [e.id for e in check_refusals_not_mailed()] == ["deployguard.E011"]
+
+
+def test_the_filter_keeps_every_record_but_those_of_refused_requests(rf):
+    refused, served = rf.post("/a"), rf.post("/b")
+    logs.log_refusal(refused, 503)
+
+    def record(request):
+        made = logging.LogRecord(
+            "django.request", logging.ERROR, __file__, 1, "Service Unavailable", (), None
+        )
+        made.request = request
+        return made
+
+    skip = logs.SkipDeployModeRefusals()
+    assert skip.filter(record(refused)) is False
+    assert skip.filter(record(served)) is True
+    assert skip.filter(logging.LogRecord("django.request", logging.ERROR, __file__, 1, "x", (), None)) is True
