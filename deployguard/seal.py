@@ -64,6 +64,7 @@ class _Block:
 _block: ContextVar[_Block | None] = ContextVar("deployguard_seal_block", default=None)
 _schema_editing: ContextVar[bool] = ContextVar("deployguard_seal_schema_editing", default=False)
 _by_table: dict[str, Seal] = {}
+_seals: list[Seal] = []
 listeners: list[Callable[[], None]] = []
 """Called whenever the set of sealed tables changes (the guard forgets its cached verdicts)."""
 
@@ -80,11 +81,13 @@ class Seal:
         refusal: type[Exception] = PermissionError,
     ) -> None:
         self.name = name
+        self.module = sys._getframe(1).f_globals.get("__name__", "")
         self.writers = frozenset(writers)
         self.hint = hint
         self.refusal = refusal
         self.tables: dict[str, frozenset[str]] = {}  # model label -> its table and its history's
         self.history: dict[str, str] = {}  # history table -> the table it records
+        _seals.append(self)
 
     def __repr__(self) -> str:
         return f"<Seal {self.name}>"
@@ -160,6 +163,20 @@ class _Opening:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         _block.reset(self._token)
+
+
+def openers() -> dict[str, frozenset[str]]:
+    """Every dotted path in a seal's module that opens it (`documents.models.service_write`,
+    `documents.models.SEAL.writing`) to the modules allowed to call it: for the write-path audit."""
+    found: dict[str, frozenset[str]] = {}
+    for seal in _seals:
+        module = sys.modules.get(seal.module)
+        for name, value in vars(module).items() if module else ():
+            if value is seal:
+                found[f"{seal.module}.{name}.writing"] = seal.writers
+            elif getattr(value, "__self__", None) is seal and getattr(value, "__name__", "") == "writing":
+                found[f"{seal.module}.{name}"] = seal.writers
+    return found
 
 
 def sealed_writes(targets: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
