@@ -1,8 +1,7 @@
 """The incident's ways of making fake rows: a script without a user, raw SQL, a flipped status.
 
-Django's own connection refuses every one of them (documents' seal, deployguard.seal), so they go
-where the seal cannot see: the database driver's connection under Django's (`connection.connection`,
-the same transaction), as another client would; the script lifts every guard with allow_writes().
+Django's own connection refuses every one of them (documents' seal, deployguard.seal), so they run
+with every guard lifted (tests.utils.behind_the_services), as a stray client's would.
 """
 
 from __future__ import annotations
@@ -12,20 +11,8 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-import deployguard
 from documents.models import PublishedDraft, Submission
-
-
-def outside_django(sql: str, params: list[Any]) -> None:
-    """Run one statement on the driver's connection, around Django's execute wrappers."""
-    connection.ensure_connection()
-    if connection.vendor == "sqlite":
-        sql = sql.replace("%s", "?")
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, params)
-    finally:
-        cursor.close()
+from tests.utils import behind_the_services
 
 
 def raw_insert_submission(
@@ -38,23 +25,23 @@ def raw_insert_submission(
     data_source: str = "production",
 ) -> int:
     now = timezone.now()
-    outside_django(
-        "INSERT INTO documents_submission (ml_number, title, submitted_by, status, approved_by_id, "
-        "data_source, is_legitimate, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        [ml_number, title, submitted_by, status, approved_by_id, data_source, True, now, now],
-    )
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO documents_submission (ml_number, title, submitted_by, status, approved_by_id, "
+            "data_source, is_legitimate, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [ml_number, title, submitted_by, status, approved_by_id, data_source, True, now, now],
+        )
         cursor.execute("SELECT id FROM documents_submission WHERE ml_number = %s", [ml_number])
         return cursor.fetchone()[0]
 
 
 def raw_insert_draft(name: str, *, submission_id: int, published_by_id: int) -> int:
-    outside_django(
-        "INSERT INTO documents_publisheddraft (name, submission_id, status, published_by_id, "
-        "published_at, data_source, is_legitimate) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        [name, submission_id, "published", published_by_id, timezone.now(), "production", True],
-    )
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO documents_publisheddraft (name, submission_id, status, published_by_id, "
+            "published_at, data_source, is_legitimate) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [name, submission_id, "published", published_by_id, timezone.now(), "production", True],
+        )
         cursor.execute("SELECT id FROM documents_publisheddraft WHERE name = %s", [name])
         return cursor.fetchone()[0]
 
@@ -63,12 +50,13 @@ def raw_update_submission(pk: int, **values: Any) -> None:
     # Column names come from the test's keyword arguments, quoted; values are parameters.
     assignments = ", ".join(f"{connection.ops.quote_name(column)} = %s" for column in values)
     sql = f"UPDATE documents_submission SET {assignments} WHERE id = %s"  # noqa: S608
-    outside_django(sql, [*values.values(), pk])
+    with behind_the_services(), connection.cursor() as cursor:
+        cursor.execute(sql, [*values.values(), pk])
 
 
 def script_publishes_without_user(ml_number: str, *, published_by: Any, name: str) -> PublishedDraft:
     """Start-up code that lifts every guard and saves with no acting user: history names nobody."""
-    with deployguard.allow_writes("the incident's start-up script"):
+    with behind_the_services():
         submission = Submission(ml_number=ml_number, title="Interop notes", submitted_by="Ada Lovelace")
         submission.save()
         submission.status = Submission.Status.APPROVED

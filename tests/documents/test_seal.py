@@ -17,7 +17,6 @@ from documents import services
 from documents.exceptions import DirectWriteRefused
 from documents.models import SEAL, PublishedDraft, Submission, service_write
 from tests.factories import published_draft
-from tests.utils import behind_the_services
 
 pytestmark = pytest.mark.django_db
 
@@ -259,7 +258,7 @@ def test_migrations_may_fill_a_column_of_a_sealed_table_through_the_schema_edito
 
 
 def test_allow_writes_the_deploy_pipelines_way_through_passes_the_seal(draft):
-    with behind_the_services(), connection.cursor() as cursor:
+    with deployguard.allow_writes("a restore"), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE documents_submission SET title = %s WHERE id = %s", ["Restored", draft.submission_id]
         )
