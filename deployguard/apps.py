@@ -26,11 +26,12 @@ class DeployguardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from deployguard import checks, guard, integrity, monitoring, origin, state
+        from deployguard import checks, guard, integrity, logs, monitoring, origin, state
         from deployguard.deploy import child
         from deployguard.jobs import checks as job_checks
         from deployguard.jobs import runner as job_runner
 
+        logs.install()
         state.check_environment()
         origin.connect_receivers()
         guard.connect_receivers()

@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from deployguard import conf, guard
+from deployguard import conf, guard, logs
 from deployguard.natural_keys import check_natural_keys
 
 MIDDLEWARE_PATH = "deployguard.middleware.DeployModeMiddleware"
@@ -23,6 +23,7 @@ def register() -> None:
     checks.register(check_guard_installed, "deployguard")
     checks.register(check_settings, "deployguard")
     checks.register(check_natural_keys, "deployguard")
+    checks.register(check_refusals_not_mailed, "deployguard")
 
 
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -97,3 +98,21 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return messages
+
+
+def check_refusals_not_mailed(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Every write refused in deploy mode is a 503 that django.request logs as an ERROR: mailed to
+    ADMINS by Django's default logging, one mail per refused request unless filtered out."""
+    mailing = logs.handlers_mailing_refusals()
+    if not mailing:
+        return []
+    names = ", ".join(sorted({f"{type(handler).__module__}.{type(handler).__name__}" for handler in mailing}))
+    return [
+        checks.Error(
+            f"Requests refused in deploy mode would be mailed as errors ({names} on django.request): a "
+            "deploy would flood the admins' inbox with expected refusals.",
+            hint="In LOGGING, add the filter {'()': 'deployguard.logs.SkipDeployModeRefusals'} to the "
+            "'django.request' logger (or to each mail handler): deployguard.audit logs each refusal once.",
+            id="deployguard.E011",
+        )
+    ]

@@ -2,7 +2,8 @@
 
 Each statement is classified once (deployguard.sql_writes; the verdict is cached by its SQL
 text); only a statement that writes to a protected table asks whether deploy mode is on, so
-reads never pay a query for the guard. On SQLite an authorizer (deployguard.sqlite_authorizer)
+reads never pay a query for the guard. A write to a sealed table (deployguard.seal) must also run
+inside its seal's block, deploy mode or not. On SQLite an authorizer (deployguard.sqlite_authorizer)
 judges what goes around the wrapper; on both engines the database's own freeze
 (deployguard.freeze) refuses what goes around deployguard altogether.
 """
@@ -18,7 +19,7 @@ from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
-from deployguard import freeze, sql_writes, sqlite_authorizer, state, tables
+from deployguard import freeze, seal, sql_writes, sqlite_authorizer, state, tables
 from deployguard.allowances import schema_change_allowed, schema_changes_allowed, writes_allowed
 from deployguard.exceptions import DeployModeActive
 from deployguard.sql_writes import UNKNOWN_TABLE
@@ -31,12 +32,15 @@ refusal_listeners: list[Callable[[DeployModeActive], None]] = []
 swallows is still seen: deploy_safe's migrate subprocess reports every one."""
 
 Check = tuple[str, str, bool]  # (verb, table, whether the table is the deploy-mode switch)
+Verdict = tuple[tuple[Check, ...], tuple[tuple[str, str], ...]]  # (deploy-mode checks, sealed writes)
+NOTHING_TO_JUDGE: Verdict = ((), ())
 
 # What the wrapper must judge in each statement, by its SQL text: a Check for each write whose
-# table is protected or is the switch, in order. Empty for a read and for a write to unprotected
-# tables only, which then pass after one dict lookup. Which tables are protected depends on
-# settings, so a settings change empties it (clear_caches); it is emptied too when it fills up.
-_checks: dict[str, tuple[Check, ...]] = {}
+# table is protected or is the switch, in order, and the writes the seal judges. Both empty for a
+# read and for a write to unprotected, unsealed tables only, which then pass after one dict lookup.
+# Which tables are protected depends on settings, so a settings change empties it (clear_caches),
+# as sealing a table does; it is emptied too when it fills up.
+_checks: dict[str, Verdict] = {}
 STATEMENT_CACHE_LIMIT = 4096
 
 
@@ -53,17 +57,19 @@ def is_cached(sql: Any) -> bool:
         return False
 
 
-def _checks_for(sql: Any) -> tuple[Check, ...]:
+def _checks_for(sql: Any) -> Verdict:
+    targets = sql_writes.write_targets(sql)
     checks = tuple(
         (verb, table, table in SWITCH_TABLES)
-        for verb, table in sql_writes.write_targets(sql)
+        for verb, table in targets
         if table in SWITCH_TABLES or is_protected(table)
     )
+    verdict = (checks, seal.sealed_writes(targets)) if targets else NOTHING_TO_JUDGE
     if isinstance(sql, str) and len(sql) <= 4096:  # bulk statements: not worth keeping
         if len(_checks) >= STATEMENT_CACHE_LIMIT:
             _checks.clear()
-        _checks[sql] = checks
-    return checks
+        _checks[sql] = verdict
+    return verdict
 
 
 class WriteGuard:
@@ -80,10 +86,12 @@ class WriteGuard:
         # Runs for every statement: the common paths (a read; a write with deploy mode off)
         # take as few steps as they can.
         try:
-            checks = _checks[sql]
+            checks, sealed = _checks[sql]
         except (KeyError, TypeError):  # not seen yet; or not a str (bytes, psycopg.sql)
-            checks = _checks_for(sql)
+            checks, sealed = _checks_for(sql)
         if not checks:
+            if sealed:
+                seal.check(sealed)
             return execute(sql, params, many, context)
         if writes_allowed():
             if context["connection"].vendor == "postgresql":
@@ -96,11 +104,16 @@ class WriteGuard:
         else:
             refused = _first_refused(checks)
             if refused is None:
+                if sealed:
+                    seal.check(sealed)
                 return execute(sql, params, many, context)
             verb, table = refused
         status = state.current()
         if status.enabled:
             raise _refusal(verb, table, status)
+        # Deploy mode first (its refusal is the one a deploy counts), then the seal.
+        if sealed:
+            seal.check(sealed)
         # Hand the state just read to SQLite's authorizer, which may not read it itself.
         judged = getattr(context["connection"], JUDGED_ATTRIBUTE, None)
         if judged is not None:
@@ -159,6 +172,7 @@ def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     writes pass."""
     if write_guard not in connection.execute_wrappers:
         connection.execute_wrappers.append(write_guard)
+    seal.install(connection)
     if connection.vendor == "sqlite" and connection.connection is not None:
         sqlite_authorizer.install(connection)
         freeze.install_sqlite_bypass(connection.connection)
@@ -174,6 +188,13 @@ def clear_caches(*, setting: str, **kwargs: Any) -> None:
         tables.clear_caches()
         _checks.clear()
         state.clear_cache()
+
+
+def _forget_verdicts() -> None:
+    _checks.clear()
+
+
+seal.listeners.append(_forget_verdicts)
 
 
 def connect_receivers() -> None:

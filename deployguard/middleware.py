@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, Resolver404, ResolverMatch, resolve, reverse
 from django.utils.text import capfirst
 
-from deployguard import conf, humanize, state
+from deployguard import conf, humanize, logs, state
 from deployguard.exceptions import DeployModeActive
 from deployguard.state import DeployModeStatus
 
@@ -132,6 +132,7 @@ def refusal_response(request: HttpRequest, status: DeployModeStatus) -> HttpResp
     response["Retry-After"] = str(retry_after)
     response["X-Deploy-Mode"] = "on"
     response["Cache-Control"] = "no-store"
+    logs.log_refusal(request, response.status_code)
     return response
 
 

@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse
 
 from deployguard import scrub
 from deployguard.integrity import default_registry, evaluate
+from deployguard.logs import logfmt, was_refused
 from deployguard.middleware import SAFE_METHODS
 from deployguard.models_integrity import ScrubRun
 from deployguard.origin import current_deploy_id, current_origin
@@ -51,7 +52,8 @@ def deploy_mode_label() -> str:
 
 
 class AuditLogMiddleware:
-    """Log every unsafe request to `deployguard.audit`; safe methods pass untouched."""
+    """Log every unsafe request to `deployguard.audit` (at INFO; one refused in deploy mode has its
+    WARNING from the refusal instead); safe methods pass untouched."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -64,6 +66,8 @@ class AuditLogMiddleware:
         username = user.get_username() if user is not None and user.is_authenticated else "anonymous"
         started = time.perf_counter()
         response = self.get_response(request)
+        if was_refused(request):
+            return response  # deploy mode refused it, and logged it once already (deployguard.logs)
         duration_ms = (time.perf_counter() - started) * 1000
         fields = {
             "user": username,
@@ -73,9 +77,7 @@ class AuditLogMiddleware:
             "duration_ms": round(duration_ms, 1),
             "deploy_mode": deploy_mode_label(),
         }
-        audit_logger.info(
-            " ".join(f"{key}={value}" for key, value in fields.items()), extra={"audit": fields}
-        )
+        audit_logger.info(logfmt(fields), extra={"audit": fields})
         return response
 
 
@@ -108,7 +110,7 @@ def _alert(model: type[models.Model], pk: Any, rule_ids: list[str]) -> None:
         f"Origin: {current_origin()}  deploy: {current_deploy_id() or '-'}\n"
         f"Explain it with: manage.py explain_row {label} {pk}"
     )
-    logger.error(message)
+    logger.error("%s", message)  # escaped into one line by deployguard.logs
     mail_admins(
         VIOLATION_SUBJECT.format(label=label, pk=pk, rule_ids=", ".join(rule_ids)),
         message,

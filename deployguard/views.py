@@ -17,7 +17,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from deployguard import conf, state
+from deployguard import conf, state, switch_request
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 
 ENDPOINT_DISABLED = (
@@ -35,8 +35,6 @@ BAD_REQUEST = (
     'or {"mode": "off"}: {problem}.'
 )
 METHOD_NOT_ALLOWED = "{method} is not allowed here: use {allowed}."
-MAX_TEXT_LENGTH = 2000
-TEXT_FIELDS = ("mode", "reason", "by", "deploy_id")
 
 
 def _allow(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[..., JsonResponse]]:
@@ -110,9 +108,11 @@ def _error(message: str, status_code: int) -> JsonResponse:
     return response
 
 
-def _payload(request: HttpRequest) -> dict[str, Any]:
+def _payload(request: HttpRequest) -> switch_request.SwitchRequest:
+    """The switch the body asks for; ValueError saying what is wrong and what to send."""
+    from_form = request.content_type != "application/json"
     try:
-        if request.content_type == "application/json":
+        if not from_form:
             data = json.loads(request.body or b"{}")
             if not isinstance(data, dict):
                 raise ValueError("the body must be a JSON object")
@@ -122,14 +122,7 @@ def _payload(request: HttpRequest) -> dict[str, Any]:
         raise ValueError(f"the body is too large ({error})") from None
     except MultiPartParserError as error:
         raise ValueError(f"the form body is malformed ({error})") from None
-    for key in TEXT_FIELDS:
-        # The state's columns are text: PostgreSQL refuses NUL, and the reason is shown on every 503.
-        text = str(data.get(key) or "")
-        if "\x00" in text:
-            raise ValueError(f'"{key}" must not contain NUL characters')
-        if len(text) > MAX_TEXT_LENGTH:
-            raise ValueError(f'"{key}" must be at most {MAX_TEXT_LENGTH} characters')
-    return data
+    return switch_request.parse(data, from_form=from_form)
 
 
 @csrf_exempt  # authenticated by the bearer token, not by a session
@@ -141,28 +134,21 @@ def mode(request: HttpRequest) -> JsonResponse:
     if problem is not None:
         return _error(*problem)
     try:
-        data = _payload(request)
-        wanted = str(data.get("mode", "")).lower()
-        if wanted not in ("on", "off"):
-            raise ValueError('"mode" must be "on" or "off"')
-        expected_minutes = state.valid_expected_minutes(data.get("expected_minutes"))
+        wanted = _payload(request)
     except RecursionError:
         return _error(BAD_REQUEST.replace("{problem}", "the JSON body is nested too deeply"), 400)
     except ValueError as error:
         return _error(BAD_REQUEST.replace("{problem}", str(error)), 400)
-    by = str(data.get("by") or "token holder")[:100]
-    who = f"{by} via POST /_deploy/mode from {request.META.get('REMOTE_ADDR')}"
-    if wanted == "off":
-        current, was_on = state.switch_off(
-            changed_by=who, reason=str(data.get("reason") or "Deploy finished")
-        )
+    who = f"{wanted.by} via POST /_deploy/mode from {request.META.get('REMOTE_ADDR')}"
+    if wanted.mode == "off":
+        current, was_on = state.switch_off(changed_by=who, reason=wanted.reason)
         return JsonResponse({**current.as_dict(), "changed": was_on})
     try:
         current, drained = state.switch_on(
-            reason=str(data.get("reason", "")),
+            reason=wanted.reason,
             changed_by=who,
-            deploy_id=str(data.get("deploy_id", "")),
-            expected_minutes=expected_minutes,
+            deploy_id=wanted.deploy_id,
+            expected_minutes=wanted.expected_minutes,
         )
     except ValueError as error:
         return _error(BAD_REQUEST.replace("{problem}", str(error)), 400)

@@ -1,4 +1,4 @@
-"""App configuration for documents: installs the direct-write guard."""
+"""App configuration for documents: seals its tables and installs the direct-write guard."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ class DocumentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from documents import signals
+        from documents import models, signals
 
+        models.seal_tables()
         signals.connect_receivers()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -14,32 +11,34 @@ from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
 import deployguard.lookups  # noqa: F401  (registers the numbered_as lookup)
+from deployguard.allowances import writes_allowed
 from deployguard.origin import OriginHistoricalModel
+from deployguard.seal import Seal
 from documents.exceptions import DirectWriteRefused
 
 ML_NUMBER_PREFIX = "ML-"
 DRAFT_NAME_PREFIX = "rfc"
 
-_service_write: ContextVar[bool] = ContextVar("documents_service_write", default=False)
-
+WAY_OUT = "Use the admin's actions, or call the service with an acting user."
 DIRECT_WRITE_REFUSED = (
     "{model} rows are written only by documents.services ({operation} refused): "
     "use the admin's actions, or call the service with an acting user."
 )
 
+SEAL = Seal("documents", writers={"documents.services"}, hint=WAY_OUT, refusal=DirectWriteRefused)
+"""documents' tables and their history: every statement that writes them outside documents.services
+is refused by deployguard's write guard (the tables are covered in DocumentsConfig.ready())."""
 
-@contextmanager
-def service_write() -> Iterator[None]:
-    """Lift the direct-write guard for the block. For documents.services only."""
-    token = _service_write.set(True)
-    try:
-        yield
-    finally:
-        _service_write.reset(token)
+service_write = SEAL.writing
+"""`with service_write(Model, ...):` lets the block write those models' rows and history. Only code of
+documents.services may enter it; anywhere else it raises DirectWriteRefused."""
 
 
 def refuse_unless_service(model: type[models.Model], operation: str) -> None:
-    if not _service_write.get():
+    """The model layer's early refusal (before any SQL), with the operation named; the seal refuses
+    the same writes at the SQL level whatever route they take. `allow_writes()` (the deploy
+    pipeline's restore) lifts both."""
+    if not SEAL.is_open(model) and not writes_allowed():
         raise DirectWriteRefused(DIRECT_WRITE_REFUSED.format(model=model.__name__, operation=operation))
 
 
@@ -231,3 +230,11 @@ class DraftNumber(ServiceOnlyModel):
 
 
 SERVICE_ONLY_MODELS: tuple[type[models.Model], ...] = (Submission, PublishedDraft, DraftNumber)
+
+
+def seal_tables() -> None:
+    """Seal the documents tables and their history tables (DocumentsConfig.ready())."""
+    SEAL.cover(
+        SERVICE_ONLY_MODELS,
+        history={model: model.history.model for model in (Submission, PublishedDraft)},  # type: ignore[attr-defined]
+    )

@@ -89,7 +89,7 @@ def _require_reason(reason: str, action: str) -> str:
 def _save(instance: models.Model, *, actor: Actor, reason: str) -> None:
     instance._history_user = actor  # type: ignore[attr-defined]
     instance._change_reason = reason  # type: ignore[attr-defined]
-    with service_write():
+    with service_write(type(instance)):
         instance.save()
 
 
@@ -168,7 +168,7 @@ def _first_draft_number() -> int:
 def _allocate_draft_number() -> int:
     """Hand out the next draft number; the caller's transaction holds the counter's row lock."""
     counters = DraftNumber.objects.select_for_update().filter(prefix=DRAFT_NAME_PREFIX)
-    with service_write():
+    with service_write(DraftNumber):
         counter = counters.first()
         if counter is None:
             # First publication: concurrent first publishers race to insert the same row,
@@ -287,12 +287,12 @@ def quarantine_rows(*, model: type[models.Model], pks: list[Any], reason: str) -
                 .values_list("pk", "data_source", "is_legitimate")
             )
             prior.update({pk: {"data_source": ds, "is_legitimate": legit} for pk, ds, legit in rows})
-        with service_write():
+        with service_write(model):  # the change and its history records, together
             for batch in _batches(list(prior)):
                 model._default_manager.filter(pk__in=batch).update(
                     data_source=DataSource.QUARANTINE, is_legitimate=False
                 )
-        _record_changes(model, list(prior), reason)
+            _record_changes(model, list(prior), reason)
     return prior
 
 
@@ -305,7 +305,7 @@ def restore_rows(*, model: type[models.Model], prior: dict[Any, dict[str, Any]],
     for pk, state in prior.items():
         groups.setdefault((state["data_source"], state["is_legitimate"]), []).append(pk)
     restored: list[Any] = []
-    with transaction.atomic():
+    with transaction.atomic(), service_write(model):  # the change and its history records, together
         for (data_source, is_legitimate), pks in groups.items():
             for batch in _batches(pks):
                 present = list(
@@ -313,10 +313,9 @@ def restore_rows(*, model: type[models.Model], prior: dict[Any, dict[str, Any]],
                     .filter(pk__in=batch, data_source=DataSource.QUARANTINE)
                     .values_list("pk", flat=True)
                 )
-                with service_write():
-                    model._default_manager.filter(pk__in=present).update(
-                        data_source=data_source, is_legitimate=is_legitimate
-                    )
+                model._default_manager.filter(pk__in=present).update(
+                    data_source=data_source, is_legitimate=is_legitimate
+                )
                 restored += present
         _record_changes(model, restored, reason)
     return len(restored)
@@ -335,7 +334,7 @@ def purge_quarantined(*, model: type[models.Model], pks: list[Any], reason: str)
             )
             for row in rows:
                 row._change_reason = reason  # type: ignore[attr-defined]
-                with service_write():
+                with service_write(model):
                     row.delete()
                 deleted += 1
     return deleted

@@ -154,9 +154,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # A request refused in deploy mode is expected: deployguard.audit logs it once as a warning, and
+    # this filter keeps Django's ERROR for the same 503 out of the logs and of ADMINS' mail
+    # (Django's default LOGGING mails django.request's errors; check deployguard.E011).
+    "filters": {"deploy_mode_refusals": {"()": "deployguard.logs.SkipDeployModeRefusals"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "django.request": {"filters": ["deploy_mode_refusals"]},
+    },
 }
 
 # Documents: a second admin must publish what the first approved (off by default).

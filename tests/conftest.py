@@ -29,6 +29,25 @@ def _deploy_mode_starts_off():
     state.clear_cache()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _flushing_passes_the_seal():
+    """Transactional tests end by flushing every table, documents' sealed ones included: a test
+    database's teardown, not application code, so it runs as the deploy pipeline's restore does."""
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    import deployguard
+
+    flush = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        with deployguard.allow_writes("the test database is flushed between tests"):
+            return flush(self, sql_list)
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    BaseDatabaseOperations.execute_sql_flush = flush
+
+
 @pytest.fixture
 def on_postgresql() -> bool:
     return connection.vendor == "postgresql"

@@ -103,6 +103,6 @@ def run_job(
 def _consume_nothing_when_frozen_for_good(sender: Any, **kwargs: Any) -> None:
     status = state.current()
     if status.enabled and status.source in ("environment", "process"):
-        logger.warning(STARTED_FROZEN.format(how=status.describe()))
+        logger.warning("%s", STARTED_FROZEN.format(how=status.describe()))
         for queue in list(sender.task_consumer.queues):
             sender.cancel_task_queue(queue.name)

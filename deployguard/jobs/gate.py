@@ -36,7 +36,7 @@ def hold(status: state.DeployModeStatus, *, keep_waiting: Callable[[], bool] = l
     worker is shutting down). A state forced on for the process (DEPLOYMENT_MODE, deploy_safe)
     never lifts: such a worker holds until it is stopped.
     """
-    logger.warning(HOLDING.format(how=status.describe()))
+    logger.warning("%s", HOLDING.format(how=status.describe()))
     started = time.monotonic()
     while keep_waiting():
         time.sleep(HOLD_POLL_SECONDS)

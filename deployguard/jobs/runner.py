@@ -130,7 +130,7 @@ def record_put_back(outcome: Outcome, *, task_path: str, job_id: str, using: str
     """Log a job put back and record it for the deploy's report; outside the job's (rolled
     back) transaction. A failure to record is logged, never raised: the job is safe either way."""
     exception, message = outcome.describe_error()
-    logger.warning(PUT_BACK.format(task=task_path, job_id=job_id, error=message))
+    logger.warning("%s", PUT_BACK.format(task=task_path, job_id=job_id, error=message))
     status = state.current()
     try:
         RefusedJobWrite.objects.using(using).create(

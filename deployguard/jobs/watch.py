@@ -48,7 +48,7 @@ def watch() -> IntegrityWatchRun:
     try:
         results = evaluate(rules, sample_size=WATCH_SAMPLE)
     except DatabaseError as error:
-        logger.exception(RULES_FAILED.format(error=error))
+        logger.exception("%s", RULES_FAILED.format(error=error))
         return IntegrityWatchRun.objects.create(
             started_at=started, finished_at=timezone.now(), status=IntegrityWatchRun.Status.FAILED,
             error=str(error), origin=current_origin(),
@@ -67,9 +67,10 @@ def watch() -> IntegrityWatchRun:
         label = result.rule.model._meta.label_lower
         for pk in fresh:
             logger.error(
+                "%s",
                 NEW_VIOLATION.format(
                     label=label, pk=pk, rule_id=result.rule.id, description=result.rule.description
-                )
+                ),
             )
             selection.setdefault(result.rule.model, {}).setdefault(pk, []).append(result.rule.id)
     quarantined = ""

@@ -14,12 +14,17 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from deployguard import seal
 from deployguard.write_paths.scanner import (
     DEFAULT_EXCLUDED_DIRS,
     ENTRY,
     FIXTURE_ROWS,
+    LIFT,
     MODULE_IMPORT,
+    PRIVATE_API,
     RAW_SQL_SCHEMA,
+    RUNTIME_MANAGER,
+    SEAL_OPENED,
     THROUGH,
     WRITE,
     Finding,
@@ -30,9 +35,42 @@ from deployguard.write_paths.scanner import (
 
 SETTING = "DEPLOYGUARD_WRITE_PATHS"
 UNKNOWN_MODEL = "?"
-SETTING_KEYS = frozenset({"root", "allowed", "startup_allowed", "protected", "exclude"})
+SETTING_KEYS = frozenset({"root", "allowed", "startup_allowed", "lifts_allowed", "protected", "exclude"})
+
+# deployguard's own places that write other apps' (protected) tables, named function by function
+# (relative to its package): the restore puts a backup back and drops the tables it did not hold,
+# and the job queue is carried across it. Nothing else of this package may.
+OWN_WRITES = (
+    "backup.py::restore_database",
+    "backup.py::_drop_tables_not_in",
+    "jobs/queue.py::kept_across_restore",
+)
+# deployguard's own places that open a way through deploy mode: the switch (off) where an operator
+# or a deploy turns it off, the freeze's own DDL, the restore, the migrations a deploy runs.
+OWN_LIFTS = (
+    "state.py::switch_off",
+    "freeze.py::freeze",
+    "freeze.py::thaw",
+    "backup.py::restore_database",
+    "deploy/child.py::prepare_process",
+    "deploy/child.py::install_data_migration_allowance.apply",
+    "deploy/run.py::_deploy_mode_off",
+    "management/commands/deploy_safe_migrate.py::Command.handle",
+    "management/commands/deploy_mode.py::Command.turn_off",
+    "admin/deploy_mode.py::DeployModeAdmin.switch_off_view",
+    "views.py::mode",
+)
 
 OUTSIDE_ALLOWED = "writes protected model {model} outside the allowed places; move the write into a service"
+PRIVATE_ROUTE = (
+    "writes through {how}, around the models' own save(), delete() and managers (and their guards); "
+    "move the write into a service and use the public API there"
+)
+SEAL_OUTSIDE_WRITERS = "opens a seal ({detail}) outside {writers}; call a service instead"
+LIFT_OUTSIDE = (
+    "lifts the deploy-mode guard ({detail}) in application code; only deployguard's own pipeline may, "
+    "in the places DEPLOYGUARD_WRITE_PATHS['lifts_allowed'] names"
+)
 FIXTURE_SHIPS_PROTECTED = "ships rows of protected model {model}, which `loaddata` would write"
 STARTUP_WRITE = "runs at start-up: {how}; start-up code must not write"
 REACHED_FROM = "reached from {root_kind} {root} ({root_file}:{root_line}){via}"
@@ -55,6 +93,7 @@ class AuditConfig:
     allowed: tuple[str, ...] = ()
     startup_allowed: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    lifts_allowed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +118,10 @@ class AuditReport:
         return [f for f in self.findings if f.category == WRITE]
 
     @property
+    def lifts(self) -> list[Finding]:
+        return [f for f in self.findings if f.category == LIFT]
+
+    @property
     def entry_points(self) -> list[Finding]:
         return [f for f in self.findings if f.category == ENTRY]
 
@@ -96,7 +139,9 @@ def model_index() -> ModelIndex:
         tables[model._meta.db_table.lower()] = label
         labels[label.lower()] = label
     user_model = getattr(settings, "AUTH_USER_MODEL", None)
-    return ModelIndex(classes, tables, labels, labels.get(user_model.lower()) if user_model else None)
+    return ModelIndex(
+        classes, tables, labels, labels.get(user_model.lower()) if user_model else None, seal.openers()
+    )
 
 
 def _own_app_label() -> str:
@@ -123,7 +168,9 @@ def config_from_settings(root: Path | None = None) -> AuditConfig:
     """The audit's configuration; raises ImproperlyConfigured when the setting is wrong.
 
     Defaults: the root is BASE_DIR; protected is every model of an app whose code lives
-    under the root, except this app's own bookkeeping; this app's own package may write.
+    under the root, except this app's own bookkeeping; of this app's own package, only the
+    functions OWN_WRITES names may write protected models, and only those OWN_LIFTS names may
+    lift the deploy-mode guard.
     """
     options: dict[str, Any] = dict(getattr(settings, SETTING, {}) or {})
     unknown = set(options) - SETTING_KEYS
@@ -154,9 +201,12 @@ def config_from_settings(root: Path | None = None) -> AuditConfig:
             protected_set |= matched
         protected = frozenset(protected_set)
     allowed = list(_strings(options, "allowed"))
+    lifts_allowed = list(_strings(options, "lifts_allowed"))
     own_package = Path(apps.get_app_config(own_label).path) if own_label else None
     if own_package and _is_project_app(str(own_package), root):
-        allowed.insert(0, f"{own_package.resolve().relative_to(root).as_posix()}/*")
+        prefix = own_package.resolve().relative_to(root).as_posix()
+        allowed[:0] = [f"{prefix}/{place}" for place in OWN_WRITES]
+        lifts_allowed[:0] = [f"{prefix}/{place}" for place in OWN_LIFTS]
     return AuditConfig(
         root=root,
         index=index,
@@ -164,6 +214,7 @@ def config_from_settings(root: Path | None = None) -> AuditConfig:
         allowed=tuple(allowed),
         startup_allowed=_strings(options, "startup_allowed"),
         exclude=_strings(options, "exclude"),
+        lifts_allowed=tuple(lifts_allowed),
     )
 
 
@@ -233,6 +284,7 @@ def evaluate(scan: ScanResult, config: AuditConfig) -> tuple[list[Violation], di
     violations: list[Violation] = []
     reach = _startup_reach(scan)
     writes = [f for f in scan.findings if f.category == WRITE]
+    violations += _lifts(scan, config)
     for finding in writes:
         model = finding.model
         protected = model is not None and model in config.protected
@@ -240,13 +292,37 @@ def evaluate(scan: ScanResult, config: AuditConfig) -> tuple[list[Violation], di
             if protected:
                 violations.append(Violation(finding, FIXTURE_SHIPS_PROTECTED.format(model=model)))
             continue
-        if protected and not place_matches(finding, config.allowed):
+        if finding.kind in (PRIVATE_API, RUNTIME_MANAGER) and not (
+            model is not None and not protected
+        ):  # whatever it writes: the model is seldom known statically
+            if not place_matches(finding, config.allowed):
+                how = finding.detail if finding.kind == PRIVATE_API else f"a {finding.kind}: {finding.detail}"
+                violations.append(Violation(finding, PRIVATE_ROUTE.format(how=how)))
+        elif protected and not place_matches(finding, config.allowed):
             if not (finding.kind == RAW_SQL_SCHEMA and _is_migration(finding)):
                 violations.append(Violation(finding, OUTSIDE_ALLOWED.format(model=model)))
         if finding.function in reach and not place_matches(finding, config.startup_allowed):
             violations.append(Violation(finding, STARTUP_WRITE.format(how=_how(scan, reach, finding))))
     violations.sort(key=lambda v: (*v.finding.sort_key(), v.reason))
     return violations, _function_writes(scan, writes)
+
+
+def _lifts(scan: ScanResult, config: AuditConfig) -> list[Violation]:
+    """A seal opened outside its writer modules; deploy mode lifted outside the named places."""
+    violations = []
+    for finding in scan.findings:
+        if finding.category != LIFT:
+            continue
+        if finding.kind == SEAL_OPENED:
+            writers = config.index.openers.get(finding.detail, frozenset())
+            if finding.module not in writers:
+                reason = SEAL_OUTSIDE_WRITERS.format(
+                    detail=finding.detail, writers=" or ".join(sorted(writers))
+                )
+                violations.append(Violation(finding, reason))
+        elif not place_matches(finding, config.lifts_allowed):
+            violations.append(Violation(finding, LIFT_OUTSIDE.format(detail=finding.detail)))
+    return violations
 
 
 def _how(scan: ScanResult, reach: dict[str, tuple[str, list[str]]], finding: Finding) -> str:

@@ -88,6 +88,20 @@ def render_markdown(report: AuditReport) -> str:
             if config.startup_allowed
             else "."
         ),
+        "- Django's private write APIs (`_save_table()`, `_insert()`, `_do_update()`, `_raw_delete()`, …)",
+        "  and managers or querysets made at run time are violations outside those places too.",
+        "- A seal (deployguard.seal) is opened only by its writer modules: "
+        + (
+            ", ".join(
+                f"`{opener}` by {' or '.join(f'`{w}`' for w in sorted(writers))}"
+                for opener, writers in sorted(config.index.openers.items())
+            )
+            or "no seals"
+        )
+        + ".",
+        "- deploy mode's guard is lifted (`allow_writes()`, `state.disable()`, …) only in: "
+        + (", ".join(f"`{p}`" for p in config.lifts_allowed) or "nowhere")
+        + ".",
         "",
         f"Violations now: {len(report.violations)}.",
         "",
@@ -107,6 +121,17 @@ def render_markdown(report: AuditReport) -> str:
             if model == UNKNOWN_MODEL:
                 status = "n/a (model not known statically)"
         lines.append(f"| `{file}` | `{function}` | {kind} | `{model}` | {len(sites)} | {status} |")
+    lines += [
+        "",
+        "## Ways around the guards",
+        "",
+        "| File | Function | Kind | Detail | Allowed |",
+        "|---|---|---|---|---|",
+    ]
+    lifts = sorted({(f.file, f.function, f.kind, f.detail, f in violating) for f in report.lifts})
+    for file, function, kind, detail, violation in lifts:
+        status = "**violation**" if violation else "yes"
+        lines.append(f"| `{file}` | `{function}` | {kind} | {_cell(detail)} | {status} |")
     lines += [
         "",
         "## Functions that write, directly or through the project functions they call",

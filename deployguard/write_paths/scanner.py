@@ -22,6 +22,7 @@ from deployguard.sql_writes import UNKNOWN_PART, UNKNOWN_TABLE, is_schema_change
 # Categories of finding.
 WRITE = "write"
 ENTRY = "entry point"
+LIFT = "guard lift"
 
 # Kinds of write.
 INSTANTIATE_SAVE = "instantiation + save"
@@ -37,6 +38,28 @@ INSTANCE_DELETE = "instance delete"
 RAW_SQL_WRITE = "raw SQL write"
 RAW_SQL_SCHEMA = "raw SQL schema change"
 FIXTURE_ROWS = "fixture rows"
+PRIVATE_API = "private ORM write API"
+RUNTIME_MANAGER = "manager or queryset made at run time"
+
+# Kinds of guard lift: code that opens a way around the guards.
+SEAL_OPENED = "seal opened"
+DEPLOY_MODE_LIFTED = "deploy-mode guard lifted"
+
+# Django's private methods that write, each a way around a model's save(), delete() and managers.
+PRIVATE_WRITE_METHODS = frozenset(
+    {"_save_table", "_save_parents", "_do_insert", "_do_update", "_insert", "_batched_insert", "_update",
+     "_raw_delete"}
+)  # fmt: skip
+# deployguard's own ways through deploy mode: only its own pipeline, in named places, may use them.
+DEPLOY_MODE_LIFTS = {
+    "deployguard.allow_writes": "allow_writes()",
+    "deployguard.allowances.allow_writes": "allow_writes()",
+    "deployguard.allowances.allow_schema_changes": "allow_schema_changes()",
+    "deployguard.allowances.allow_schema_changes_for_process": "allow_schema_changes_for_process()",
+    "deployguard.allowances.switch_ddl": "switch_ddl()",
+    "deployguard.state.disable": "state.disable()",
+    "deployguard.state.switch_off": "state.switch_off()",
+}
 
 # Kinds of entry point: code that runs without a person asking for it.
 SIGNAL_RECEIVER = "signal receiver"
@@ -171,6 +194,9 @@ class ModelIndex:
     labels: Mapping[str, str] = field(default_factory=dict)
     """Lower-cased "app_label.modelname" to the label as written ("documents.PublishedDraft")."""
     user_model: str | None = None
+    openers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Dotted paths that open a seal (deployguard.seal: `documents.models.service_write`) to the
+    modules allowed to call them."""
 
     def label(self, app_label: str, model_name: str) -> str:
         given = f"{app_label}.{model_name}"
@@ -823,8 +849,32 @@ class _ModuleScanner(ast.NodeVisitor):
         if isinstance(func, ast.Attribute):
             self._method_call(node, func)
         self._launch(node, dotted)
+        self._lift(node, dotted)
+        self._runtime_manager(node, dotted)
         self._typed_call(node, dotted)
         self.generic_visit(node)
+
+    def _lift(self, node: ast.Call, dotted: str) -> None:
+        """A call that opens a way around the guards: a seal's opener, deploy mode's allowances."""
+        if dotted in self.index.openers:
+            self._add(node, SEAL_OPENED, None, dotted, LIFT)
+        elif dotted in DEPLOY_MODE_LIFTS:
+            self._add(node, DEPLOY_MODE_LIFTED, None, DEPLOY_MODE_LIFTS[dotted], LIFT)
+
+    def _runtime_manager(self, node: ast.Call, dotted: str) -> None:
+        """`QuerySet(model=M)`, `Manager()`, `X.as_manager()` inside a function: a manager that is
+        none of the model's own, so none of their guards."""
+        if len(self.scopes) < 2 or not dotted:
+            return  # module level and class bodies: declaring a model's managers is how it is done
+        last = dotted.rpartition(".")[2]
+        made = last.endswith(("Manager", "QuerySet")) and (
+            dotted.startswith("django.db.models") or any(k.arg == "model" for k in node.keywords)
+        )
+        if not (made or last in {"as_manager", "from_queryset"}):
+            return
+        model = next((k.value for k in node.keywords if k.arg == "model"), None)
+        typed = self._type(model) if model is not None else None
+        self._add(node, RUNTIME_MANAGER, typed[1] if typed else None, f"{dotted}()")
 
     def _typed_call(self, node: ast.Call, dotted: str) -> None:
         key = self._callee_key(node.func)
@@ -886,6 +936,10 @@ class _ModuleScanner(ast.NodeVisitor):
                     self.scope.info.param_writes.setdefault(param, INSTANCE_DELETE)  # type: ignore[union-attr]
         elif method in {"execute", "executemany", "executescript"} and node.args:
             self._raw_sql(node, node.args[0])
+        elif method == "raw" and node.args and (what in {"manager", "queryset"} or through_manager):
+            self._raw_sql(node, node.args[0])
+        elif method in PRIVATE_WRITE_METHODS:
+            self._add(node, PRIVATE_API, label if what else None, f".{method}()")
         elif method in TASK_ENQUEUE_METHODS:
             self._add(node, TASK_ENQUEUE, None, f".{method}()", ENTRY)
         elif method == "connect" and node.args:

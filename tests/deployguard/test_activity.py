@@ -12,6 +12,7 @@ from deployguard import activity, state
 from deployguard.origin import deploy, origin
 from documents.models import PublishedDraft, Submission
 from tests.factories import DeployRecordFactory, SubmissionFactory
+from tests.utils import rewriting_history
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +21,8 @@ DAY = datetime(2026, 3, 4, tzinfo=UTC)
 
 def move_history(ml_numbers: list[str], to: datetime) -> None:
     """Date the history records of these submissions at `to` (tests plant activity in the past)."""
-    Submission.history.filter(ml_number__in=ml_numbers).update(history_date=to)
+    with rewriting_history():
+        Submission.history.filter(ml_number__in=ml_numbers).update(history_date=to)
 
 
 def plant(count: int, *, label: str, at: datetime, actor, deploy_id: str = "") -> list[str]:

@@ -72,7 +72,12 @@ def test_project_json_catalogue_names_what_the_publish_service_writes():
         "documents.Submission",
     ]
     assert "documents.PublishedDraft" in report["protected_models"]
-    assert report["allowed"] == ["deployguard/*", "documents/services.py"]
+    assert report["allowed"] == [
+        "deployguard/backup.py::restore_database",
+        "deployguard/backup.py::_drop_tables_not_in",
+        "deployguard/jobs/queue.py::kept_across_restore",
+        "documents/services.py",
+    ]
     entry_points = {(e["function"], e["kind"]) for e in report["entry_points"]}
     assert ("documents.apps.DocumentsConfig.ready", "AppConfig.ready") in entry_points
     assert ("documents.signals.refuse_direct_save", "signal receiver") in entry_points
@@ -574,7 +579,7 @@ def test_file_that_cannot_be_parsed_fails_the_audit(planted):
             UNKNOWN_SETTING.format(
                 setting="DEPLOYGUARD_WRITE_PATHS",
                 keys=["allow"],
-                known=["allowed", "exclude", "protected", "root", "startup_allowed"],
+                known=["allowed", "exclude", "lifts_allowed", "protected", "root", "startup_allowed"],
             ),
         ),
         (
@@ -700,3 +705,139 @@ def test_the_rogue_start_up_app_of_the_model_guard_tests_is_caught():
         ("apps.py", 15, "instantiation + save", "documents.Submission"),
         ("apps.py", 16, "objects.create", "documents.PublishedDraft"),
     }
+
+
+# -- routes around the services and ways around the guards (issue 17) -----------------------
+
+ROUTES_AROUND_THE_SERVICES = """
+from django.db import connection, models
+
+import deployguard
+from deployguard import state
+from deployguard.allowances import allow_writes
+from documents.models import SEAL, PublishedDraft, Submission, service_write
+
+
+def private_apis(submission: Submission, draft: PublishedDraft):
+    submission._save_table(raw=False, cls=Submission, force_insert=True)
+    Submission._base_manager._insert([submission], fields=[])
+    submission._do_update(Submission._base_manager.all(), "default", 1, [], None, False)
+    PublishedDraft.objects.filter(pk=draft.pk)._raw_delete(using="default")
+
+
+def managers_made_at_run_time():
+    models.QuerySet(model=Submission).update(title="x")
+    manager = models.Manager()
+    manager.model = PublishedDraft
+    return manager
+
+
+def raw_insert_returning():
+    return list(Submission.objects.raw("INSERT INTO documents_submission (title) VALUES ('x') RETURNING id"))
+
+
+def seal_opened():
+    with service_write(Submission):
+        pass
+    with SEAL.writing(PublishedDraft):
+        pass
+
+
+def deploy_mode_lifted():
+    with deployguard.allow_writes("seeding"):
+        pass
+    with allow_writes("seeding"):
+        pass
+    state.disable(changed_by="me")
+"""
+
+
+def test_routes_around_the_services_and_ways_around_the_guards_are_violations(planted):
+    report, _, code = planted({"sync/rogue.py": ROUTES_AROUND_THE_SERVICES})
+
+    assert code == 1
+    found = sorted((v["line"], v["function"].rpartition(".")[2], v["kind"]) for v in report["violations"])
+    assert found == [
+        (10, "private_apis", "private ORM write API"),
+        (11, "private_apis", "private ORM write API"),
+        (12, "private_apis", "private ORM write API"),
+        (13, "private_apis", "private ORM write API"),
+        (17, "managers_made_at_run_time", "manager or queryset made at run time"),
+        (18, "managers_made_at_run_time", "manager or queryset made at run time"),
+        (24, "raw_insert_returning", "raw SQL write"),
+        (28, "seal_opened", "seal opened"),
+        (30, "seal_opened", "seal opened"),
+        (35, "deploy_mode_lifted", "deploy-mode guard lifted"),
+        (37, "deploy_mode_lifted", "deploy-mode guard lifted"),
+        (39, "deploy_mode_lifted", "deploy-mode guard lifted"),
+    ]
+    reasons = {v["line"]: v["reason"] for v in report["violations"]}
+    assert reasons[28] == (
+        "opens a seal (documents.models.service_write) outside documents.services; call a service instead"
+    )
+    assert reasons[39].startswith("lifts the deploy-mode guard (state.disable()) in application code")
+    assert reasons[10].startswith("writes through ._save_table(), around the models' own save()")
+
+
+def test_the_services_may_open_the_seal_and_nothing_else_may_lift_deploy_mode(planted):
+    report, _, code = planted(
+        {
+            "documents/services.py": """
+            import deployguard
+            from documents.models import Submission, service_write
+
+
+            def create(submission: Submission):
+                with service_write(Submission):
+                    submission.save()
+                with deployguard.allow_writes("not even here"):
+                    pass
+            """
+        }
+    )
+
+    assert code == 1
+    assert [(v["line"], v["kind"]) for v in report["violations"]] == [(8, "deploy-mode guard lifted")]
+
+
+def test_managers_declared_on_a_model_are_not_made_at_run_time(planted):
+    report, _, code = planted(
+        {
+            "shelf/models.py": """
+            from django.db import models
+
+
+            class ShelfQuerySet(models.QuerySet):
+                pass
+
+
+            class Shelf(models.Model):
+                objects = ShelfQuerySet.as_manager()
+                plain = models.Manager()
+            """
+        }
+    )
+
+    assert (code, report["violations"]) == (0, [])
+
+
+def test_deployguard_may_write_other_apps_models_only_in_the_functions_it_names():
+    """A module added anywhere under deployguard/ that writes drafts is no longer allowed by its
+    place: only the restore's functions are, by name."""
+    from deployguard.write_paths.policy import config_from_settings, place_matches
+    from deployguard.write_paths.scanner import BULK_CREATE, Finding
+
+    config = config_from_settings()
+
+    def allowed(file: str, function: str) -> bool:
+        module = file.removesuffix(".py").replace("/", ".")
+        finding = Finding(
+            file, 1, f"{module}.{function}", BULK_CREATE, "documents.PublishedDraft", module=module
+        )
+        return place_matches(finding, config.allowed)
+
+    assert not allowed("deployguard/seeding.py", "make_drafts")
+    assert not allowed("deployguard/backup.py", "make_drafts")
+    assert not allowed("deployguard/deploy/run.py", "run")
+    assert allowed("deployguard/backup.py", "restore_database")
+    assert allowed("documents/services.py", "publish_submission")

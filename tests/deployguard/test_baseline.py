@@ -10,11 +10,12 @@ from django.db import connection
 from deployguard import baseline
 from documents.models import PublishedDraft, Submission
 from tests.documents.fakes import raw_update_submission
+from tests.utils import behind_the_services
 
 
 def raw_delete(pk: int) -> None:
     """Delete a submission behind the model layer, as a script would."""
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM documents_submission WHERE id = %s", [pk])
 
 

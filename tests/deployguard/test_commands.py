@@ -56,6 +56,29 @@ def test_deploy_mode_on_needs_a_reason(fast_switch, db):
     assert state.REASON_REQUIRED in stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (
+            ["on", "--reason", "release 42\nDeploy mode turned OFF by ops"],
+            '--reason: "reason" must be one line',
+        ),
+        (["on", "--reason", "r", "--deploy-id", "d\x1b[2K"], '--deploy-id: "deploy_id" must be one line'),
+        (["off", "--reason", "done\u2028x"], "it contains U+2028 (LINE SEPARATOR)"),
+    ],
+    ids=["on-reason-newline", "deploy-id-ansi", "off-reason-line-separator"],
+)
+def test_deploy_mode_refuses_text_that_is_not_one_printable_line_with_status_2(
+    fast_switch, db, args, problem
+):
+    """The same rules as POST /_deploy/mode: what is refused there is refused here."""
+    _, stderr, code = run_command("deploy_mode", *args)
+
+    assert code == 2
+    assert problem in stderr
+    assert DeployModeState.objects.filter(enabled=True).count() == 0
+
+
 def test_status_as_json_has_enabled_reason_who_and_since(fast_switch, db):
     stdout, _, code = run_command("deploy_mode", "status", "--format", "json")
     assert code == 0

@@ -14,9 +14,10 @@ from django.test.utils import CaptureQueriesContext
 import deployguard
 from deployguard import guard, sql_writes, state
 from documents import services
-from documents.models import Submission, service_write
+from documents.models import Submission
 from tests.deployguard.support import snapshot
 from tests.factories import SubmissionFactory
+from tests.utils import behind_the_services
 
 
 def test_the_guard_is_on_every_connection(db):
@@ -69,7 +70,7 @@ def test_sealed_document_writes_are_refused_by_the_guard_even_inside_the_service
     before = snapshot()
     state.enable(reason="Release 42", changed_by="ops@host")
     submission.title = "Changed during the deploy"
-    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), service_write():
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), behind_the_services():
         submission.save()
     assert snapshot() == before
 
@@ -80,7 +81,7 @@ def test_a_simple_history_revert_is_refused_in_deploy_mode(db, superuser):
     before = snapshot()
     state.enable(reason="Release 42", changed_by="ops@host")
     first = submission.history.earliest()
-    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), service_write():
+    with pytest.raises(deployguard.DeployModeActive), transaction.atomic(), behind_the_services():
         first.instance.save()
     assert snapshot() == before
     assert Submission.objects.get().title == "Second title"

@@ -157,3 +157,60 @@ def test_the_switch_is_not_csrf_protected_because_the_token_authenticates(token,
 
     response = switch(Client(enforce_csrf_checks=True), {"mode": "on", "reason": "CI"})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"mode": "on", "reason": None}, '"reason" is null: send why deploy mode goes on'),
+        ({"mode": "on"}, '"reason" is required with "mode": "on"'),
+        ({"mode": "on", "reason": 42}, '"reason" must be a string, not a number'),
+        ({"mode": "on", "reason": ["r"]}, '"reason" must be a string, not a list'),
+        ({"mode": "on", "reason": "\t "}, '"reason" must be one line of printable text: it contains U+0009'),
+        ({"mode": "on", "reason": ""}, '"reason" is blank: send why deploy mode goes on'),
+        ({"mode": "on", "reason": "a\nb"}, "it contains U+000A"),
+        ({"mode": "on", "reason": "a\u2028b"}, "it contains U+2028 (LINE SEPARATOR)"),
+        ({"mode": "on", "reason": "a\x85b"}, "it contains U+0085"),
+        ({"mode": "on", "reason": "\x1b[2Kr"}, "it contains U+001B"),
+        ({"mode": "on", "reason": "r", "by": None}, '"by" is null: send who switches'),
+        ({"mode": "on", "reason": "r", "by": "ci\r\nx"}, '"by" must be one line of printable text'),
+        ({"mode": "on", "reason": "r", "deploy_id": 7}, '"deploy_id" must be a string, not a number'),
+        ({"mode": "on", "reason": "r", "expected_minutes": None}, '"expected_minutes" is null'),
+        ({"mode": "on", "reason": "r", "expected_minutes": "10"}, '"expected_minutes" must be a number'),
+        ({"mode": "on", "reason": "r", "force": True}, 'unknown field "force": with "mode": "on" send only'),
+        ({"mode": "off", "deploy_id": "d-1"}, 'unknown field "deploy_id": with "mode": "off" send only'),
+        ({"mode": "off", "reason": None}, '"reason" is null'),
+        ({"mode": None, "reason": "r"}, '"mode" must be "on" or "off"'),
+        ({"mode": ["on"], "reason": "r"}, '"mode" must be "on" or "off"'),
+    ],
+    ids=lambda value: None if isinstance(value, dict) else value[:24],
+)
+def test_the_switch_validates_its_body_as_strictly_as_the_command(client, token, body, problem):
+    response = switch(client, body)
+
+    assert response.status_code == 400, response.content
+    assert problem in response.json()["error"]
+    assert response.json()["error"].startswith('Send JSON such as {"mode": "on"')
+    state.clear_cache()
+    assert state.current().enabled is False
+
+
+def test_a_refused_switch_off_leaves_deploy_mode_on(client, token):
+    assert switch(client, {"mode": "on", "reason": "release 9"}).status_code == 200
+
+    assert switch(client, {"mode": "off", "reason": None}).status_code == 400
+    state.clear_cache()
+    assert state.current().enabled is True
+    assert state.current().reason == "release 9"
+
+
+def test_the_switch_takes_a_form_body_with_the_same_rules(client, token):
+    url = reverse("deployguard:mode")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+
+    refused = client.post(url, {"mode": "on", "reason": "a\nb"}, **headers)
+    assert refused.status_code == 400
+    assert "it contains U+000A" in refused.json()["error"]
+    accepted = client.post(url, {"mode": "on", "reason": "release 8", "expected_minutes": "5"}, **headers)
+    assert accepted.status_code == 200, accepted.content
+    assert accepted.json()["reason"] == "release 8"

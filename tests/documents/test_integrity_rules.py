@@ -14,6 +14,7 @@ from tests.documents.fakes import (
     script_publishes_without_user,
 )
 from tests.factories import SubmissionFactory, SuperuserFactory, published_draft
+from tests.utils import behind_the_services
 
 
 def offending(rule_id: str) -> set[int]:
@@ -81,7 +82,7 @@ def test_draft_name_and_status_outside_the_formats_are_flagged(legitimate):
     with check_constraints_off(
         "documents_publisheddraft", "draft_name_format", "draft_status_allowed", "draft_withdrawal_recorded"
     ):
-        with connection.cursor() as cursor:
+        with behind_the_services(), connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE documents_publisheddraft SET name = 'RFC-1', status = 'gone' WHERE id = %s",
                 [legitimate.pk],
@@ -183,7 +184,7 @@ def test_rows_saved_by_a_script_without_a_user_have_no_provenance(legitimate, su
 
 def test_a_draft_whose_creation_names_someone_else_is_flagged(legitimate):
     someone_else = SuperuserFactory()
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE documents_publisheddraft SET published_by_id = %s WHERE id = %s",
             [someone_else.pk, legitimate.pk],

@@ -16,8 +16,9 @@ from django.db.models.signals import post_save
 from django.utils import timezone
 
 from documents.exceptions import DirectWriteRefused, TransitionRefused
-from documents.models import PublishedDraft, Submission, service_write
+from documents.models import PublishedDraft, Submission
 from tests.factories import SubmissionFactory
+from tests.utils import behind_the_services
 
 pytestmark = pytest.mark.django_db
 
@@ -116,8 +117,8 @@ def test_deleting_documents_rows_outside_the_services_is_refused():
     assert PublishedDraft.objects.count() == 1
 
 
-def test_a_submission_is_born_submitted_even_inside_the_services(editor):
-    with service_write(), pytest.raises(TransitionRefused) as refusal:
+def test_a_submission_is_born_submitted_even_with_every_guard_lifted(editor):
+    with behind_the_services(), pytest.raises(TransitionRefused) as refusal:
         Submission.objects.create(ml_number="ML-500", title="T", submitted_by="S", status="approved")
 
     assert str(refusal.value) == (

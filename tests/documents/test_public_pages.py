@@ -14,6 +14,7 @@ from documents import listing, services, views
 from documents.models import PublishedDraft, Submission
 from tests.documents.fakes import raw_insert_draft, raw_insert_submission
 from tests.factories import published_draft
+from tests.utils import behind_the_services
 
 pytestmark = pytest.mark.django_db
 
@@ -291,7 +292,7 @@ def test_text_that_is_not_utf8_in_a_hidden_row_breaks_no_page(client, superuser,
     fake = raw_insert_submission("ML-950", status="published", approved_by_id=superuser.pk)
     raw_insert_draft("rfc950", submission_id=fake, published_by_id=superuser.pk)
     assert client.get(f"/{changed.name}/").status_code == 200  # its decision is remembered
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         for pk in (fake, changed.submission_id):
             cursor.execute(
                 "UPDATE documents_submission SET title = CAST(X'FFFE41' AS TEXT) WHERE id = %s", [pk]

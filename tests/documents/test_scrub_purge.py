@@ -9,7 +9,7 @@ from deployguard.models_integrity import ScrubRow, ScrubRun
 from documents.models import DataSource, PublishedDraft, Submission
 from tests.documents.fakes import raw_update_submission
 from tests.factories import SubmissionFactory, published_draft
-from tests.utils import run_command
+from tests.utils import behind_the_services, run_command
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_purge_refuses_to_take_unquarantined_rows_along(quarantined):
     _legitimate, fake = quarantined
     from django.db import connection
 
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE documents_publisheddraft SET data_source = 'production' WHERE id = %s", [fake.pk]
         )

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
-from deployguard import state
+from deployguard import state, switch_request
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.management.commands._integrity import OperatorCommand
 from deployguard.origin import current_deploy_id
@@ -25,6 +25,14 @@ FORCED_STILL = (
     "Note: this process has DEPLOYMENT_MODE set, which forces deploy mode on for it whatever the "
     "shared state says."
 )
+
+
+def _check_text(option: str, field: str, value: str) -> None:
+    """The same rules as POST /_deploy/mode's (one line of printable text the state can hold)."""
+    try:
+        switch_request.text(field, value)
+    except ValueError as error:
+        raise CommandError(f"{option}: {error}", returncode=2) from None
 
 
 class Command(OperatorCommand):
@@ -81,6 +89,9 @@ class Command(OperatorCommand):
     ) -> None:
         if not reason.strip():
             raise CommandError(state.REASON_REQUIRED, returncode=2)
+        _check_text("--reason", "reason", reason)
+        if deploy_id is not None:
+            _check_text("--deploy-id", "deploy_id", deploy_id)
         try:
             state.valid_expected_minutes(expected_minutes)
         except ValueError as error:
@@ -104,6 +115,7 @@ class Command(OperatorCommand):
             self.stdout.write(f"In-flight writes: {drained}.")
 
     def turn_off(self, *, reason: str, **options: Any) -> None:
+        _check_text("--reason", "reason", reason)
         _, was_on = state.switch_off(changed_by=state.os_actor(), reason=reason)
         if was_on:
             self.stdout.write(self.style.SUCCESS("Deploy mode is OFF: writes are allowed again."))

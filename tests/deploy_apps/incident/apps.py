@@ -8,20 +8,10 @@ REFUSED = "incident: the %s could not seed %s"  # one line per attempt: the test
 
 
 def publish_after_migrate(sender, **kwargs):
-    from django.contrib.auth import get_user_model
-    from django.utils import timezone
+    from tests.deploy_apps.rogue_writes import publish_behind_the_services
 
-    from documents.models import PublishedDraft, Submission, service_write
-
-    try:
-        with service_write():  # lifts documents' own guard, as the incident's code did
-            submission = Submission.objects.create(ml_number="ML-950", title="Receiver", submitted_by="hook")
-            PublishedDraft.objects.create(
-                name="rfc950",
-                submission=submission,
-                published_by=get_user_model().objects.first(),
-                published_at=timezone.now(),
-            )
+    try:  # around documents' services, as the incident's code did
+        publish_behind_the_services("ML-950", "rfc950", title="Receiver", submitted_by="hook")
     except Exception:
         logger.exception(REFUSED, "post_migrate receiver", "ML-950/rfc950")
 
@@ -32,21 +22,9 @@ class IncidentConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(publish_after_migrate, sender=self)
-        from django.contrib.auth import get_user_model
-        from django.utils import timezone
-
-        from documents.models import PublishedDraft, Submission, service_write
+        from tests.deploy_apps.rogue_writes import publish_behind_the_services
 
         try:
-            with service_write():
-                submission = Submission.objects.create(
-                    ml_number="ML-960", title="Start-up", submitted_by="init"
-                )
-                PublishedDraft.objects.create(
-                    name="rfc960",
-                    submission=submission,
-                    published_by=get_user_model().objects.first(),
-                    published_at=timezone.now(),
-                )
+            publish_behind_the_services("ML-960", "rfc960", title="Start-up", submitted_by="init")
         except Exception:
             logger.exception(REFUSED, "ready() hook", "ML-960/rfc960")

@@ -13,6 +13,7 @@ from deployguard.deploy import prechecks
 from deployguard.integrity import default_registry
 from deployguard.models import DeployRecord
 from deployguard.write_paths import AuditReport, config_from_settings
+from tests.utils import behind_the_services
 
 
 def test_a_deploy_that_never_finished_fails_the_pre_check_and_says_to_recover(db):
@@ -130,7 +131,7 @@ def test_a_baseline_the_old_schema_cannot_serve_is_compared_after_migrate(
     )
     assert rules.baseline_problem(path, after_migrate=True) == ""
 
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE documents_submission SET title = 'Changed since' WHERE id = %s", [submission.pk]
         )

@@ -11,6 +11,7 @@ from django.db import connection
 
 from deployguard import backup
 from deployguard.deploy import undo
+from tests.utils import behind_the_services
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_data_equal_to_the_backup_is_proved_unchanged_and_nothing_is_restored(ba
 
 def test_differences_name_the_tables_and_the_migrations_that_differ(backed_up):
     _, manifest = backed_up
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         cursor.execute("UPDATE documents_submission SET title = 'Changed since'")
 
     assert undo.differences_from(dataclasses.replace(manifest, migrations={})) == [
@@ -42,7 +43,7 @@ def test_differences_name_the_tables_and_the_migrations_that_differ(backed_up):
 
 def test_a_backup_that_does_not_match_its_manifest_is_refused_and_nothing_is_restored(backed_up):
     path, manifest = backed_up
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         cursor.execute("UPDATE documents_submission SET title = 'Changed since'")
     path.write_bytes(path.read_bytes() + b"damage")
 
