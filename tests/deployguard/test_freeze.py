@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from django.db import connection, connections
 
-from deployguard import freeze, state
+from deployguard import freeze, freeze_sqlite, state
 from deployguard.allowances import allow_writes
 from deployguard.exceptions import DeployModeActive, DrainTimeout
 from tests.deployguard.support import database_url_for, manage
@@ -43,7 +43,7 @@ def refused(client: psycopg.Connection, sql: str) -> psycopg.Error:
     return caught.value
 
 
-def test_the_drain_freezes_every_protected_table_but_migrates_bookkeeping(frozen):
+def test_the_drain_freezes_every_protected_table_and_deployguards_records_but_migrates_bookkeeping(frozen):
     tables = freeze.freezable_tables(connection)
 
     engine = "PostgreSQL" if connection.vendor == "postgresql" else "SQLite"
@@ -53,8 +53,10 @@ def test_the_drain_freezes_every_protected_table_but_migrates_bookkeeping(frozen
     )
     assert "documents_submission" in tables
     assert "documents_historicalsubmission" in tables
-    assert not {"django_migrations", "deployguard_deploymodestate", "django_session"} & set(tables)
+    assert {"deployguard_deploymodestate", "deployguard_deployrecord", "deployguard_scrubrun"} <= set(tables)
+    assert not {"django_migrations", "django_session", "deployguard_refusedjobwrite"} & set(tables)
     assert enforced()
+    assert freeze.verify(connection) == []
 
 
 @pytest.mark.postgresql
@@ -244,9 +246,11 @@ def test_sqlite_refuses_a_client_without_deployguard_until_deploy_mode_is_off(sh
     assert switched.returncode == 0, switched.stderr
 
     with contextlib.closing(sqlite3.connect(path)) as outside:
-        with pytest.raises(sqlite3.OperationalError, match=f"no such function: {freeze.SQLITE_FUNCTION}"):
+        function = freeze_sqlite.current_function(outside)
+        assert function is not None and function.startswith(freeze_sqlite.FUNCTION_PREFIX)
+        with pytest.raises(sqlite3.OperationalError, match=f"no such function: {function}"):
             outside.execute(insert)
-        outside.create_function(freeze.SQLITE_FUNCTION, 0, lambda: 0)  # a client that says "not allowed"
+        outside.create_function(function, 0, lambda: 0)  # a client that says "not allowed"
         with pytest.raises(sqlite3.IntegrityError) as caught:
             outside.execute(insert)
         assert str(caught.value) == 'Deploy mode is on: INSERT on "auth_group" refused by the database.'
