@@ -409,6 +409,13 @@ def _state_was_lost(alias: str) -> bool:
     return freeze.supported(connection) and any(freeze.frozen_tables(connection).values())
 
 
+def agrees(status: DeployModeStatus, freeze_state: str) -> bool:
+    """Whether the database's freeze (agreement()'s first answer) is what `status` says."""
+    if freeze_state in ("unsupported", "unknown") or status.source in ("environment", "process"):
+        return True
+    return freeze_state == ("on" if status.enabled else "off")
+
+
 def agreement(status: DeployModeStatus, alias: str | None = None) -> tuple[str, str]:
     """(what the database's freeze is: "on", "off", "broken" or "unsupported"; a sentence
     saying so, and whether it disagrees with `status`, the state)."""
