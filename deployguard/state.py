@@ -403,9 +403,11 @@ def _state_was_lost(alias: str) -> bool:
     database's freeze is on: the row was deleted. Read as "on, state lost", never "off"."""
     from deployguard.models import DeployModeState
 
-    if DeployModeState.history.using(alias).exists():
-        return True
     connection = connections[alias]
+    with connection.cursor() as cursor:  # its history's table may not be migrated yet
+        migrated = DeployModeState.history.model._meta.db_table in connection.introspection.table_names(cursor)
+    if migrated and DeployModeState.history.using(alias).exists():
+        return True
     return freeze.supported(connection) and any(freeze.frozen_tables(connection).values())
 
 

@@ -77,7 +77,8 @@ def test_status_as_text_says_who_turned_it_on_and_that_the_database_is_not_froze
     assert stdout.startswith("Deploy mode is ON. It was turned on by ops@deploy-host")
     assert stderr.strip() == (
         "CommandError: The state says deploy mode is on but the database is not frozen (a switch in "
-        "progress, or a drain that timed out): run `manage.py deploy_mode off` then `manage.py deploy_mode on`."
+        "progress, or a drain that timed out): run `manage.py deploy_mode off` then "
+        "`manage.py deploy_mode on`."
     )
 
 
