@@ -9,7 +9,7 @@ from django.db import connection
 
 from deployguard import roles
 from deployguard.checks import check_database_role
-from tests.deployguard.roles_support import Roles, two_roles  # noqa: F401 (fixture)
+from tests.deployguard.roles_support import Roles
 from tests.utils import run_command
 
 pytestmark = pytest.mark.postgresql
