@@ -405,7 +405,8 @@ def _state_was_lost(alias: str) -> bool:
 
     connection = connections[alias]
     with connection.cursor() as cursor:  # its history's table may not be migrated yet
-        migrated = DeployModeState.history.model._meta.db_table in connection.introspection.table_names(cursor)
+        history_table = DeployModeState.history.model._meta.db_table
+        migrated = history_table in connection.introspection.table_names(cursor)
     if migrated and DeployModeState.history.using(alias).exists():
         return True
     return freeze.supported(connection) and any(freeze.frozen_tables(connection).values())
