@@ -162,9 +162,9 @@ def enable_triggers(
             cursor.execute(_function_sql(schema))
             ours = _our_triggers(cursor)
             for table in tables:
-                if ours.get(table) is False:  # a trigger of our name, not our definition
+                if table in ours and not ours[table]:  # a trigger of our name, not our definition
                     cursor.execute(f"DROP TRIGGER {TRIGGER} ON {quote(table)}")
-                if table not in ours or ours[table] is False:
+                if not ours.get(table):
                     cursor.execute(
                         f"CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
                         f"ON {quote(table)} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()"
@@ -361,9 +361,12 @@ def run_allowed(connection: BaseDatabaseWrapper, cursor: Any, run: Callable[[], 
         return run()
     import psycopg
 
-    if not _may_read_key(cursor):
+    # The setting is changed through a cursor of its own: `cursor` holds the statement's
+    # results (an INSERT ... RETURNING's ids) until its caller has read them.
+    raw = cursor.connection
+    if not _may_read_key(raw):
         return run()
-    cursor.execute(
+    raw.execute(
         f"SELECT set_config(%s, coalesce((SELECT key FROM {_quote(KEY_TABLE)} LIMIT 1), ''), false)",  # noqa: S608
         [KEY_SETTING],
     )
@@ -371,22 +374,21 @@ def run_allowed(connection: BaseDatabaseWrapper, cursor: Any, run: Callable[[], 
         return run()
     finally:
         with contextlib.suppress(psycopg.Error):  # an aborted transaction: its rollback clears it
-            cursor.execute("SELECT set_config(%s, '', false)", [KEY_SETTING])
+            raw.execute("SELECT set_config(%s, '', false)", [KEY_SETTING])
 
 
 _reads_key: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
-def _may_read_key(cursor: Any) -> bool:
+def _may_read_key(raw: Any) -> bool:
     """Whether this connection's role may read the key (remembered once it may)."""
-    raw = cursor.connection
     if _reads_key.get(raw):
         return True
-    cursor.execute(
+    found = raw.execute(
         "SELECT CASE WHEN to_regclass(%s) IS NULL THEN false ELSE has_table_privilege(%s, 'SELECT') END",
         [KEY_TABLE, KEY_TABLE],
     )
-    may = bool(cursor.fetchone()[0])
+    may = bool(found.fetchone()[0])
     if may:
         _reads_key[raw] = True
     return may

@@ -394,8 +394,9 @@ def _row_says_on(alias: str) -> bool:
     """Inside the freeze's transaction, under the switch's lock: whether the state row is still on."""
     from deployguard.models import STATE_ROW_ID, DeployModeState
 
-    row = DeployModeState.objects.using(alias).filter(pk=STATE_ROW_ID).values_list("enabled", flat=True)
-    return bool(row.first()) or _state_was_lost(alias)
+    enabled = DeployModeState.objects.using(alias).filter(pk=STATE_ROW_ID).values_list("enabled", flat=True)
+    found = enabled.first()
+    return _state_was_lost(alias) if found is None else found
 
 
 def _state_was_lost(alias: str) -> bool:
