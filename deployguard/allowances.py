@@ -22,6 +22,7 @@ REASON_REQUIRED = "allow_writes() needs a reason: it is logged with every block 
 _allowed: ContextVar[str | None] = ContextVar("deployguard_allow_writes", default=None)
 _schema_allowed: ContextVar[str | None] = ContextVar("deployguard_allow_schema_changes", default=None)
 _process_schema_reason: str | None = None
+_own_records: ContextVar[str | None] = ContextVar("deployguard_own_records", default=None)
 
 
 @contextmanager
@@ -66,6 +67,22 @@ def switch_ddl() -> Iterator[None]:
     switch, like the state row, so not logged as an allowance."""
     with _allowing(_allowed, "the deploy-mode switch's triggers"):
         yield
+
+
+# --- deployguard's own records (deployguard.tables.SWITCH_TABLES) ---------------------------
+
+
+@contextmanager
+def own_records(what: str) -> Iterator[None]:
+    """deployguard's own code writing its own records (the switch, a deploy record, a scrub
+    run): the only writes those tables take in deploy mode, from the guard and the freeze."""
+    with _allowing(_own_records, what):
+        yield
+
+
+def own_records_allowed() -> bool:
+    """True inside own_records(): deployguard's own records may be written in deploy mode."""
+    return _own_records.get() is not None
 
 
 # --- the narrower way through, for `migrate` during a deploy -------------------------------

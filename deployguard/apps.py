@@ -26,7 +26,7 @@ class DeployguardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from deployguard import checks, guard, integrity, logs, monitoring, origin, state
+        from deployguard import checks, guard, integrity, logs, monitoring, origin, roles, state
         from deployguard.deploy import child
         from deployguard.jobs import checks as job_checks
         from deployguard.jobs import runner as job_runner
@@ -35,6 +35,7 @@ class DeployguardConfig(AppConfig):
         state.check_environment()
         origin.connect_receivers()
         guard.connect_receivers()
+        roles.prepare_process(running_command())
         child.prepare_process(running_command())
         checks.register()
         job_checks.register()

@@ -8,10 +8,10 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.backends.signals import connection_created
 
-from deployguard import conf, guard, logs
+from deployguard import conf, guard, logs, roles
 from deployguard.natural_keys import check_natural_keys
 
 MIDDLEWARE_PATH = "deployguard.middleware.DeployModeMiddleware"
@@ -24,6 +24,7 @@ def register() -> None:
     checks.register(check_settings, "deployguard")
     checks.register(check_natural_keys, "deployguard")
     checks.register(check_refusals_not_mailed, "deployguard")
+    checks.register(check_database_role, "deployguard", deploy=True)
 
 
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -115,4 +116,33 @@ def check_refusals_not_mailed(app_configs: Any = None, **kwargs: Any) -> list[ch
             "'django.request' logger (or to each mail handler): deployguard.audit logs each refusal once.",
             id="deployguard.E011",
         )
+    ]
+
+
+def check_database_role(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """check --deploy: the site's connection should be a least-privileged application role, not a
+    superuser nor the tables' owner, who can disable, drop or bypass the database's freeze."""
+    alias = conf.get("DEPLOYGUARD_DATABASE")
+    try:
+        problems = roles.connections_problems(alias)
+    except DatabaseError as error:
+        return [
+            checks.Warning(
+                f"Could not check the database role of {alias!r}: {str(error).strip()}.",
+                hint="Run `manage.py check --deploy` where the database is reachable.",
+                id="deployguard.W031",
+            )
+        ]
+    return [
+        checks.Warning(
+            f"The site {problem}: it can lift the database's deploy-mode freeze (disable or drop its "
+            "triggers, read its key, skip triggers) and change the schema.",
+            hint="Connect the site and workers as a least-privileged role (`manage.py db_roles --app-role "
+            "ROLE --apply`, then DATABASE_URL with that role) and set DEPLOYGUARD_OWNER_DATABASE_URL to "
+            "the owner for migrate, deploy_safe and deploy_mode. See the README's production setup.",
+            id="deployguard.W030",
+        )
+        for problem in problems
     ]

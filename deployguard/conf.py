@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     "DEPLOYGUARD_DRAIN_TIMEOUT": 30.0,
     # Bearer token for POST /_deploy/mode; empty disables that endpoint.
     "DEPLOYGUARD_TOKEN": "",
+    # The tables' owner's DATABASES entry (DEPLOYGUARD_OWNER_DATABASE_URL), for the commands
+    # that act for the deploy pipeline (deployguard.roles); None: DATABASE_URL's role does all.
+    "DEPLOYGUARD_OWNER_DATABASE": None,
 }
 
 # Extra wait on top of the cache lifetime, for a process that read "off" and is between

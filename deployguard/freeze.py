@@ -29,103 +29,103 @@ write guard and deploy_safe's "new tables start empty" check cover them.
 from __future__ import annotations
 
 import contextlib
+import secrets
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from deployguard.allowances import switch_ddl, writes_allowed
-from deployguard.tables import migrate_writable_tables, protected_tables
+from deployguard import freeze_sqlite
+from deployguard.tables import SWITCH_TABLES, migrate_writable_tables, protected_tables
 
 T = TypeVar("T")
 
 FUNCTION = "deployguard_refuse_frozen_write"
 TRIGGER = "deployguard_frozen"
 SQLSTATE = "DG001"
-SETTING = "deployguard.writes"
 DEADLOCK = "40P01"  # PostgreSQL's deadlock_detected
 DEADLOCK_ATTEMPTS = 3
 
-FUNCTION_SQL = f"""
-CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $body$
+# The way through, per freeze: a random key in a table only its owner can read. The trigger's
+# function (SECURITY DEFINER, so it may read that table) lets a statement through when the
+# session's KEY_SETTING holds that key. Any client may SET the setting; none but the owner can
+# read the key, and the next freeze draws another.
+KEY_TABLE = "deployguard_freeze_key"
+KEY_SETTING = "deployguard.freeze_key"
+SETTING = KEY_SETTING  # the name tests and callers knew it by
+# BEFORE (2) INSERT (4) DELETE (8) UPDATE (16) TRUNCATE (32), FOR EACH STATEMENT (no 1).
+TRIGGER_TYPE = 2 | 4 | 8 | 16 | 32
+
+
+def _function_body(schema: str) -> str:
+    key_table = f"{_quote(schema)}.{_quote(KEY_TABLE)}"
+    return f"""
 BEGIN
-    IF coalesce(current_setting('{SETTING}', true), '') = 'allowed' THEN
+    IF EXISTS (SELECT 1 FROM {key_table} WHERE key = current_setting('{KEY_SETTING}', true)) THEN
         RETURN NULL;
     END IF;
     RAISE EXCEPTION 'Deploy mode is on: % on "%" refused by the database.', TG_OP, TG_TABLE_NAME
         USING ERRCODE = '{SQLSTATE}',
               HINT = 'Writes resume when it is turned off: manage.py deploy_mode off.';
 END
-$body$
-"""
+"""  # noqa: S608 (the names are constants)
+
+
+def _function_sql(schema: str) -> str:
+    return (
+        f"CREATE OR REPLACE FUNCTION {_quote(schema)}.{FUNCTION}() RETURNS trigger LANGUAGE plpgsql "
+        f"SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body${_function_body(schema)}$body$"
+    )
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def supported(connection: BaseDatabaseWrapper) -> bool:
     return connection.vendor in ("postgresql", "sqlite")
 
 
-# SQLite has no statement triggers, no way to disable one and no session settings: the freeze
-# is three row triggers a table, created when deploy mode goes on and dropped when it goes off,
-# whose WHEN asks a function only deployguard's connections define. A client without it (the
-# sqlite3 shell, code without deployguard) fails "no such function": refused too.
-SQLITE_FUNCTION = "deployguard_writes_allowed"
-SQLITE_OPERATIONS = ("INSERT", "UPDATE", "DELETE")
-
-
-def _sqlite_trigger(table: str, operation: str) -> str:
-    return f"{TRIGGER}_{operation.lower()}_{table}"
-
-
-def _sqlite_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def freezable_tables(connection: BaseDatabaseWrapper) -> list[str]:
-    """The tables the trigger goes on: protected ones, less the bookkeeping migrate writes."""
+    """The tables the trigger goes on: protected ones, less the bookkeeping migrate writes, plus
+    deployguard's own records that only its code writes in deploy mode (the switch, deploys,
+    scrub runs)."""
     with connection.cursor() as cursor:
-        tables = protected_tables(connection.introspection.table_names(cursor))
+        names = connection.introspection.table_names(cursor)
+    tables = protected_tables(names) | {name for name in names if name.lower() in SWITCH_TABLES}
     # SQLite's own tables (sqlite_stat1 after ANALYZE) take no triggers.
     return sorted(t for t in tables - migrate_writable_tables() if not t.startswith("sqlite_"))
 
 
-def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeout: float) -> int:
-    """Turn the trigger on for every table (creating it where missing), in one transaction;
-    returns how many tables.
+def freeze(
+    connection: BaseDatabaseWrapper,
+    tables: Iterable[str],
+    *,
+    lock_timeout: float,
+    still_wanted: Callable[[], bool] = lambda: True,
+) -> int:
+    """Turn the freeze on for every table, in one transaction; returns how many tables, or -1
+    when `still_wanted()` (asked inside that transaction, once it holds the switch's lock)
+    says deploy mode has been turned off meanwhile: then nothing changes.
 
     Waits (at most `lock_timeout` seconds a table) for transactions that wrote to a table to
     end, even where the trigger was on already. Raises DatabaseError (lock_not_available, or
     SQLite's "database is locked") when one outlasts it: then nothing changes. PostgreSQL
     starts again when it ends a deadlock with a writer by failing the freeze (3 attempts).
+    Raises FreezeBroken when what it installed does not verify.
     """
     tables = list(tables)
-    quote = connection.ops.quote_name
     if connection.vendor == "sqlite":
-        with _switch_cursor(connection) as cursor, switch_ddl():
-            cursor.execute("PRAGMA busy_timeout")
-            (previous,) = cursor.fetchone()
-            cursor.execute(f"PRAGMA busy_timeout = {max(1, int(lock_timeout * 1000))}")
-            try:
-                cursor.execute("BEGIN IMMEDIATE")  # waits for the one current writer
-                try:
-                    for table in tables:
-                        for operation in SQLITE_OPERATIONS:
-                            refusal = f'Deploy mode is on: {operation} on "{table}" refused by the database.'
-                            cursor.execute(
-                                f"CREATE TRIGGER IF NOT EXISTS {quote(_sqlite_trigger(table, operation))} "
-                                f"BEFORE {operation} ON {quote(table)} WHEN NOT {SQLITE_FUNCTION}() "
-                                f"BEGIN SELECT RAISE(ABORT, {_sqlite_literal(refusal)}); END"
-                            )
-                    cursor.execute("COMMIT")
-                except BaseException:
-                    cursor.execute("ROLLBACK")
-                    raise
-            finally:
-                cursor.execute(f"PRAGMA busy_timeout = {int(previous)}")
-        return len(tables)
+        installed = freeze_sqlite.install(
+            connection, tables, lock_timeout=lock_timeout, still_wanted=still_wanted
+        )
+        return len(tables) if installed else -1
     for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
         try:
-            enable_triggers(connection, tables, lock_timeout=lock_timeout)
+            if not enable_triggers(connection, tables, lock_timeout=lock_timeout, still_wanted=still_wanted):
+                return -1
             break
         except DatabaseError as error:
             # A writer that holds one table and then writes to another the freeze has locked
@@ -136,21 +136,147 @@ def freeze(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_timeo
     return len(tables)
 
 
-def enable_triggers(connection: BaseDatabaseWrapper, tables: list[str], *, lock_timeout: float) -> None:
-    """PostgreSQL: create the trigger where missing and enable it on every table, in one transaction."""
+class FreezeBroken(DatabaseError):
+    """The freeze just installed does not verify (deployguard.freeze.verify names what)."""
+
+
+def enable_triggers(
+    connection: BaseDatabaseWrapper,
+    tables: list[str],
+    *,
+    lock_timeout: float,
+    still_wanted: Callable[[], bool] = lambda: True,
+) -> bool:
+    """PostgreSQL: a new key, this freeze's function, and its trigger enabled ALWAYS on every
+    table (a trigger of that name that is not exactly ours is replaced), in one transaction;
+    then verified. False, with nothing changed, when `still_wanted()` says no."""
     quote = connection.ops.quote_name
     with transaction.atomic(using=connection.alias):
-        existing = frozen_tables(connection)
         with _switch_cursor(connection) as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
-            cursor.execute(FUNCTION_SQL)
+            lock_switch(cursor)
+        if not still_wanted():
+            return False
+        with _switch_cursor(connection) as cursor:
+            schema = _install_key(cursor)
+            cursor.execute(_function_sql(schema))
+            ours = _our_triggers(cursor)
             for table in tables:
-                if table not in existing:
+                if table in ours and not ours[table]:  # a trigger of our name, not our definition
+                    cursor.execute(f"DROP TRIGGER {TRIGGER} ON {quote(table)}")
+                if not ours.get(table):
                     cursor.execute(
                         f"CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
                         f"ON {quote(table)} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()"
                     )
-                cursor.execute(f"ALTER TABLE {quote(table)} ENABLE TRIGGER {TRIGGER}")
+                cursor.execute(f"ALTER TABLE {quote(table)} ENABLE ALWAYS TRIGGER {TRIGGER}")
+        problems = verify(connection, tables)
+        if problems:
+            raise FreezeBroken("The freeze did not verify: " + "; ".join(problems))
+    return True
+
+
+SWITCH_LOCK = "deployguard.switch"
+
+
+def lock_switch(cursor: Any) -> None:
+    """PostgreSQL: take the switch's transaction-level advisory lock (the state row and the
+    freeze change under it only, so they always agree)."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [SWITCH_LOCK])
+
+
+def _install_key(cursor: Any) -> str:
+    """A new random key in the key table, which only its owner may read; returns the schema."""
+    cursor.execute("SELECT current_schema()")
+    (schema,) = cursor.fetchone()
+    table = f"{_quote(schema)}.{_quote(KEY_TABLE)}"
+    cursor.execute(f"CREATE TABLE IF NOT EXISTS {table} (key text NOT NULL)")
+    # Default privileges (db_roles') or a careless GRANT may have given it to others: take back.
+    cursor.execute(
+        "SELECT DISTINCT grantee::regrole::text FROM pg_class c, aclexplode(c.relacl) a "
+        "WHERE c.oid = %s::regclass AND a.grantee <> c.relowner AND a.grantee <> 0",
+        [f"{schema}.{KEY_TABLE}"],
+    )
+    for (grantee,) in cursor.fetchall():
+        cursor.execute(f"REVOKE ALL ON {table} FROM {grantee}")
+    cursor.execute(f"REVOKE ALL ON {table} FROM PUBLIC")
+    cursor.execute(f"DELETE FROM {table}")  # noqa: S608
+    cursor.execute(f"INSERT INTO {table} (key) VALUES (%s)", [secrets.token_hex(32)])  # noqa: S608
+    return schema
+
+
+def _our_triggers(cursor: Any) -> dict[str, bool]:
+    """Each table of the current schema with a trigger named ours: whether it is exactly ours
+    (our function, before each statement of every kind, no WHEN, no column list)."""
+    cursor.execute(
+        "SELECT c.relname, t.tgfoid = coalesce(to_regprocedure(%s), 0) AND t.tgtype = %s "
+        "AND t.tgqual IS NULL AND t.tgattr::text = '' "
+        "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE t.tgname = %s AND c.relnamespace = current_schema()::regnamespace",
+        [f"{FUNCTION}()", TRIGGER_TYPE, TRIGGER],
+    )
+    return dict(cursor.fetchall())
+
+
+def verify(connection: BaseDatabaseWrapper, tables: Iterable[str] | None = None) -> list[str]:
+    """What is wrong with the freeze as installed on `tables` (default: every freezable table):
+    empty when each carries the freeze's own trigger, enabled, and (PostgreSQL) the function
+    is the freeze's own definition and its key exists and only its owner can read it."""
+    tables = sorted(freezable_tables(connection) if tables is None else tables)
+    if connection.vendor == "sqlite":
+        return freeze_sqlite.verify(connection, tables)
+    problems: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_schema()")
+        (schema,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT p.prosrc, p.prosecdef, p.proconfig, p.proowner = "
+            "(SELECT relowner FROM pg_class WHERE oid = to_regclass(%s)) "
+            "FROM pg_proc p WHERE p.oid = to_regprocedure(%s)",
+            [f"{schema}.{KEY_TABLE}", f"{FUNCTION}()"],
+        )
+        function = cursor.fetchone()
+        if function is None:
+            problems.append(f"the function {FUNCTION}() is missing")
+        elif (function[0], function[1], list(function[2] or []), function[3]) != (
+            _function_body(schema),
+            True,
+            ["search_path=pg_catalog, pg_temp"],
+            True,
+        ):
+            problems.append(f"the function {FUNCTION}() is not the freeze's own definition")
+        cursor.execute(
+            "SELECT count(*), bool_and(a.grantee = c.relowner) FROM pg_class c "
+            "LEFT JOIN LATERAL aclexplode(c.relacl) a ON true WHERE c.oid = to_regclass(%s) GROUP BY c.oid",
+            [f"{schema}.{KEY_TABLE}"],
+        )
+        key_table = cursor.fetchone()
+        if key_table is None:
+            problems.append(f"the key table {KEY_TABLE} is missing")
+        else:
+            if key_table[1] is False:
+                problems.append(f"roles other than its owner may use the key table {KEY_TABLE}")
+            cursor.execute(f"SELECT count(*) FROM {_quote(schema)}.{_quote(KEY_TABLE)}")  # noqa: S608
+            if cursor.fetchone() != (1,):
+                problems.append("the freeze has no key")
+        ours = _our_triggers(cursor)
+        cursor.execute(
+            "SELECT c.relname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE t.tgname = %s AND c.relnamespace = current_schema()::regnamespace",
+            [TRIGGER],
+        )
+        enabled = dict(cursor.fetchall())
+    for table in tables:
+        if table not in ours:
+            problems.append(f"{table}: no freeze trigger")
+        elif not ours[table]:
+            problems.append(f"{table}: its trigger {TRIGGER} is not the freeze's own")
+        elif enabled[table] != "A":
+            problems.append(f"{table}: the freeze trigger is {_ENABLED.get(enabled[table], 'off')}")
+    return problems
+
+
+_ENABLED = {"D": "disabled", "O": "enabled for origin sessions only", "R": "enabled for replicas only"}
 
 
 @contextlib.contextmanager
@@ -164,81 +290,105 @@ def _switch_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
 
 
 def frozen_tables(connection: BaseDatabaseWrapper) -> dict[str, bool]:
-    """Each table that carries the trigger: whether it is on."""
+    """Each table that carries a trigger of the freeze's name: whether the freeze is on there
+    (on PostgreSQL: the trigger is exactly the freeze's own and enabled ALWAYS)."""
+    if connection.vendor == "sqlite":
+        return freeze_sqlite.frozen_tables(connection)
     with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(
-                "SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s",
-                [f"{TRIGGER}_%"],
-            )
-            return {table: True for (table,) in cursor.fetchall()}
+        ours = _our_triggers(cursor)
         cursor.execute(
-            "SELECT c.relname, t.tgenabled <> 'D' FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE t.tgname = %s AND pg_table_is_visible(c.oid)",
+            "SELECT c.relname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE t.tgname = %s AND c.relnamespace = current_schema()::regnamespace",
             [TRIGGER],
         )
-        return dict(cursor.fetchall())
+        return {table: bool(ours.get(table)) and on == "A" for table, on in cursor.fetchall()}
 
 
 def thaw(connection: BaseDatabaseWrapper) -> int:
     """Turn every trigger off (inside the caller's transaction, if any); returns how many tables.
 
     PostgreSQL: ALTER TABLE ... DISABLE TRIGGER takes the same lock as enabling: readers go on;
-    only a writer deployguard let through could make it wait. SQLite: the triggers are dropped.
+    only a writer deployguard let through could make it wait; the key is deleted. SQLite: the
+    triggers are dropped.
     """
     quote = connection.ops.quote_name
     if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s",
-                [f"{TRIGGER}_%"],
-            )
-            triggers = cursor.fetchall()
-        with _switch_cursor(connection) as cursor, switch_ddl():
-            for name, _table in triggers:
-                cursor.execute(f"DROP TRIGGER IF EXISTS {quote(name)}")
-        return len({table for _name, table in triggers})
-    enabled = sorted(table for table, on in frozen_tables(connection).items() if on)
+        return freeze_sqlite.drop(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = %s "
+            "AND t.tgenabled <> 'D' AND c.relnamespace = current_schema()::regnamespace ORDER BY 1",
+            [TRIGGER],
+        )
+        enabled = [table for (table,) in cursor.fetchall()]
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [KEY_TABLE])
+        (has_key_table,) = cursor.fetchone()
     with _switch_cursor(connection) as cursor:
         for table in enabled:
             cursor.execute(f"ALTER TABLE {quote(table)} DISABLE TRIGGER {TRIGGER}")
+        if has_key_table:
+            cursor.execute(f"DELETE FROM {_quote(KEY_TABLE)}")  # noqa: S608
     return len(enabled)
 
 
 def is_refusal(error: BaseException) -> bool:
-    """Whether `error` (a Django DatabaseError or the driver's) is the trigger's refusal."""
+    """Whether `error` (a Django DatabaseError or the driver's) is the freeze's refusal."""
     for candidate in (error, error.__cause__):
         if getattr(candidate, "sqlstate", None) == SQLSTATE:
             return True
     text = str(error)  # SQLite's RAISE(ABORT, ...) carries only its message
-    return text.startswith("Deploy mode is on: ") and text.endswith(" refused by the database.")
+    if text.startswith("Deploy mode is on: ") and text.endswith(" refused by the database."):
+        return True
+    # A deployguard connection that has not met this freeze's function yet.
+    return text.startswith(f"no such function: {freeze_sqlite.FUNCTION_PREFIX}")
 
 
 # --- the way through the freeze: for what deployguard.allowances allows, and nothing else ---
 
 
-def install_sqlite_bypass(raw: Any) -> None:
-    """SQLite: define on a raw connection the function the triggers ask, which says whether
-    this write is allowed (deployguard.allow_writes(), or the switch's own DDL)."""
-    raw.create_function(SQLITE_FUNCTION, 0, _sqlite_writes_allowed)
+def run_allowed(connection: BaseDatabaseWrapper, cursor: Any, run: Callable[[], T]) -> T:
+    """Run `run()` (one statement deployguard allows) with the freeze letting it through.
 
-
-def _sqlite_writes_allowed() -> int:
-    return 1 if writes_allowed() else 0
-
-
-def run_allowed(cursor: Any, run: Callable[[], T]) -> T:
-    """PostgreSQL: run `run()` (one statement deployguard allows) with the trigger letting it through.
-
-    `cursor` is the driver's cursor (no wrappers, no query log). The setting is the session's,
-    set just before and cleared just after; when the transaction rolls back PostgreSQL restores
-    its value from before the transaction, so it never outlives the statement either way.
+    `cursor` is the driver's cursor (no wrappers, no query log). PostgreSQL: the session's
+    key setting holds the freeze's key (read by the owner, who alone may) just for the
+    statement; when the transaction rolls back PostgreSQL restores the setting's value from
+    before the transaction, so it never outlives the statement either way. A role that
+    cannot read the key runs the statement as it is: the trigger, if on, refuses it.
+    SQLite: this freeze's function is defined on the connection, answering "allowed".
     """
+    if connection.vendor == "sqlite":
+        freeze_sqlite.define_function(connection.connection)
+        return run()
     import psycopg
 
-    cursor.execute("SELECT set_config(%s, 'allowed', false)", [SETTING])
+    # The setting is changed through a cursor of its own: `cursor` holds the statement's
+    # results (an INSERT ... RETURNING's ids) until its caller has read them.
+    raw = cursor.connection
+    if not _may_read_key(raw):
+        return run()
+    raw.execute(
+        f"SELECT set_config(%s, coalesce((SELECT key FROM {_quote(KEY_TABLE)} LIMIT 1), ''), false)",  # noqa: S608
+        [KEY_SETTING],
+    )
     try:
         return run()
     finally:
         with contextlib.suppress(psycopg.Error):  # an aborted transaction: its rollback clears it
-            cursor.execute("SELECT set_config(%s, '', false)", [SETTING])
+            raw.execute("SELECT set_config(%s, '', false)", [KEY_SETTING])
+
+
+_reads_key: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _may_read_key(raw: Any) -> bool:
+    """Whether this connection's role may read the key (remembered once it may)."""
+    if _reads_key.get(raw):
+        return True
+    found = raw.execute(
+        "SELECT CASE WHEN to_regclass(%s) IS NULL THEN false ELSE has_table_privilege(%s, 'SELECT') END",
+        [KEY_TABLE, KEY_TABLE],
+    )
+    may = bool(found.fetchone()[0])
+    if may:
+        _reads_key[raw] = True
+    return may

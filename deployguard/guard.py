@@ -20,7 +20,12 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
 from deployguard import freeze, seal, sql_writes, sqlite_authorizer, state, tables
-from deployguard.allowances import schema_change_allowed, schema_changes_allowed, writes_allowed
+from deployguard.allowances import (
+    own_records_allowed,
+    schema_change_allowed,
+    schema_changes_allowed,
+    writes_allowed,
+)
 from deployguard.exceptions import DeployModeActive
 from deployguard.sql_writes import UNKNOWN_TABLE
 from deployguard.sqlite_authorizer import JUDGED_ATTRIBUTE
@@ -94,11 +99,7 @@ class WriteGuard:
                 seal.check(sealed)
             return execute(sql, params, many, context)
         if writes_allowed():
-            if context["connection"].vendor == "postgresql":
-                # Let it through the database's trigger too (deployguard.freeze), for this statement.
-                raw = context["cursor"].cursor
-                return freeze.run_allowed(raw, lambda: execute(sql, params, many, context))
-            return execute(sql, params, many, context)
+            return _through_the_freeze(execute, sql, params, many, context)
         if not checks[0][2] and not schema_changes_allowed():
             verb, table, _ = checks[0]  # a protected table, no allowance: refused if deploy mode is on
         else:
@@ -106,6 +107,8 @@ class WriteGuard:
             if refused is None:
                 if sealed:
                     seal.check(sealed)
+                if own_records_allowed():  # deployguard's own records: through its freeze too
+                    return _through_the_freeze(execute, sql, params, many, context)
                 return execute(sql, params, many, context)
             verb, table = refused
         status = state.current()
@@ -129,6 +132,15 @@ class WriteGuard:
         finally:
             if judged is not None:
                 judged[0] = previous
+
+
+def _through_the_freeze(
+    execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    """Run a statement deployguard allows, let through the database's freeze too (deployguard.freeze)."""
+    cursor = context["cursor"]
+    raw = getattr(cursor, "cursor", cursor)
+    return freeze.run_allowed(context["connection"], raw, lambda: execute(sql, params, many, context))
 
 
 def _first_refused(checks: tuple[Check, ...]) -> tuple[str, str] | None:
@@ -168,14 +180,12 @@ write_guard = WriteGuard()
 
 def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     """Put the guard on a connection (idempotent): the connection_created receiver. On SQLite
-    also the authorizer, and the function through which the freeze's triggers let allowed
-    writes pass."""
+    also the authorizer."""
     if write_guard not in connection.execute_wrappers:
         connection.execute_wrappers.append(write_guard)
     seal.install(connection)
     if connection.vendor == "sqlite" and connection.connection is not None:
         sqlite_authorizer.install(connection)
-        freeze.install_sqlite_bypass(connection.connection)
 
 
 def is_installed(connection: BaseDatabaseWrapper) -> bool:

@@ -17,6 +17,7 @@ from django.db import models, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from deployguard.allowances import own_records
 from deployguard.integrity import IntegrityRegistry, Rule, default_registry, flag_rows
 from deployguard.models_integrity import ScrubRow, ScrubRun
 from deployguard.natural_keys import natural_key_field
@@ -187,7 +188,7 @@ def quarantine(
     registry = registry or default_registry
     if not any(selection.values()):
         return None
-    with transaction.atomic():
+    with own_records("a quarantine run"), transaction.atomic():
         run = ScrubRun.objects.create(kind=kind, origin=current_origin())
         all_rule_ids: set[str] = set()
         counts: dict[str, int] = {}
@@ -221,7 +222,7 @@ def quarantine(
 def restore(run_id: str, *, registry: IntegrityRegistry | None = None) -> dict[str, int]:
     """Undo a run: every row it quarantined gets its prior state back. {model label: rows restored}."""
     registry = registry or default_registry
-    with transaction.atomic():
+    with own_records("undoing a quarantine run"), transaction.atomic():
         run = ScrubRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None:
             raise LookupError(f"No quarantine run {run_id!r}; `scrub_fake_data --list-runs` shows them.")
@@ -300,7 +301,7 @@ def purge(plan: PurgePlan, *, registry: IntegrityRegistry | None = None) -> dict
     registry = registry or default_registry
     deleted: dict[str, int] = {}
     reason = f"Purged by deployguard: quarantined before {plan.cutoff:%Y-%m-%d %H:%M:%S %Z}"
-    with transaction.atomic():
+    with own_records("purging quarantined rows"), transaction.atomic():
         for model in reversed(list(registry.quarantines)):
             pks = [*plan.rows.get(model, []), *plan.cascaded.get(model, [])]
             if not pks:

@@ -63,9 +63,14 @@ def write_actions() -> dict[int, tuple[str, int]]:
         "SQLITE_DROP_TRIGGER": ("DROP", 2),
         "SQLITE_DROP_TEMP_TRIGGER": ("DROP", 2),
         "SQLITE_ALTER_TABLE": ("ALTER", 2),
+        # PRAGMA writable_schema lets a statement edit sqlite_master (and so drop the freeze's
+        # triggers) as if it were a table: judged as a write to sqlite_master.
+        "SQLITE_PRAGMA": ("PRAGMA", 1),
     }
     return {getattr(sqlite3, name): verb_and_arg for name, verb_and_arg in codes.items()}
 
+
+_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"})
 
 # DROP TABLE t (and DROP VIEW) asks next for DELETE on t: that DELETE is part of the drop.
 _DROPS_THAT_DELETE = frozenset(
@@ -100,8 +105,28 @@ def authorizer(judged: Judged | None = None) -> Authorizer:
         if found is None or writes_allowed():
             return ok
         verb, position = found
-        table = ((arg1 if position == 1 else arg2) or UNKNOWN_TABLE).lower()
-        if table.startswith("sqlite_"):  # SQLite's own schema and sequence rows
+        if verb == "PRAGMA":
+            if (arg1 or "").lower() != "writable_schema":
+                return ok
+            table = "sqlite_master"
+        else:
+            table = ((arg1 if position == 1 else arg2) or UNKNOWN_TABLE).lower()
+        if table.startswith("sqlite_"):
+            # SQLite's own tables. Every schema change writes sqlite_master, which no statement
+            # can write directly unless PRAGMA writable_schema is on: that pragma (which would
+            # let a statement delete the freeze's triggers; Django never uses it) is refused in
+            # deploy mode or when the state is unknown. Writes to the others (sqlite_sequence: a
+            # table's next id) come from schema changes too (ALTER TABLE ... RENAME), which
+            # cannot be told apart here from a direct write: refused when deploy mode is known on.
+            status = judged[0] or state.cached()
+            if verb != "PRAGMA":
+                if table in _SCHEMA_TABLES or schema_changes_allowed():
+                    return ok
+                if status is None:
+                    return ok
+            if status is None or status.enabled:
+                logger.error("SQLite refused %s on %s: deploy mode is on or unknown", verb, table)
+                return deny
             return ok
         if verb == "DELETE" and table == dropping[0]:
             verb = "DROP"

@@ -8,15 +8,13 @@ next write in any process sees the new state.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import math
 import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -25,12 +23,13 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from deployguard import conf, freeze
+from deployguard.allowances import own_records, own_records_allowed
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.status import ENVIRONMENT_VARIABLE, DeployModeStatus
 
 logger = logging.getLogger("deployguard")
 
-# deployguard.models is imported inside the three functions that use it: this module loads with
+# deployguard.models is imported inside the functions that use it: this module loads with
 # the package itself (deployguard.is_deploy_mode), before Django's app registry can load models.
 
 TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
@@ -50,22 +49,18 @@ _table_seen: set[tuple[str, str]] = set()
 
 
 # The switch's own rows are protected by the guard while deploy mode is on (a start-up hook
-# or data migration must not turn it off for everyone); only enable() and disable() write them.
-_switching: ContextVar[bool] = ContextVar("deployguard_switching", default=False)
+# or data migration must not turn it off for everyone); only enable() and disable() write them
+# (and deployguard's other own records only its own code: allowances.own_records()).
 
 
-@contextmanager
-def _writing_the_switch() -> Iterator[None]:
-    token = _switching.set(True)
-    try:
-        yield
-    finally:
-        _switching.reset(token)
+def _writing_the_switch() -> contextlib.AbstractContextManager[None]:
+    return own_records("the deploy-mode switch")
 
 
 def switch_writes_allowed() -> bool:
-    """True inside enable() and disable(): the only code that may write the state row in deploy mode."""
-    return _switching.get()
+    """True inside enable() and disable() (or deployguard's own code writing its own records):
+    the only code that may write deployguard's records in deploy mode."""
+    return own_records_allowed()
 
 
 def parse_environment(value: str) -> bool:
@@ -180,6 +175,8 @@ def _read() -> DeployModeStatus:
                     return NOT_INSTALLED
             _table_seen.add(key)
         rows = list(DeployModeState.objects.using(alias).filter(pk=STATE_ROW_ID)[:1])
+        if not rows and _state_was_lost(alias):
+            return STATE_LOST
     except DatabaseError as error:
         logger.error("Deploy mode state unreadable, refusing writes: %s", error)
         return DeployModeStatus(enabled=True, source="unreadable", error=str(error).strip() or repr(error))
@@ -249,6 +246,7 @@ def enable(
     alias = conf.get("DEPLOYGUARD_DATABASE")
     now = timezone.now()
     with _writing_the_switch(), transaction.atomic(using=alias):
+        lock_switch(alias)
         row, _ = DeployModeState.objects.using(alias).select_for_update().get_or_create(pk=STATE_ROW_ID)
         if row.enabled:
             raise DeployModeAlreadyOn(status_from_row(row))
@@ -275,9 +273,16 @@ def disable(
 
     alias = conf.get("DEPLOYGUARD_DATABASE")
     with _writing_the_switch(), transaction.atomic(using=alias):
+        lock_switch(alias)
         row = DeployModeState.objects.using(alias).select_for_update().filter(pk=STATE_ROW_ID).first()
-        was_on = row is not None and row.enabled
-        if row is not None and was_on:
+        lost = row is None and _state_was_lost(alias)
+        was_on = lost or (row is not None and row.enabled)
+        # First, so the row's history insert leaves no pending trigger event on a table the
+        # thaw alters; even when it was off already: triggers a restored backup brought back go off too.
+        if freeze.supported(connections[alias]):
+            freeze.thaw(connections[alias])
+        if was_on:
+            row = row or DeployModeState(pk=STATE_ROW_ID)  # a lost row comes back, off
             row.enabled = False
             row.changed_by = changed_by[:255]
             row.reason = ""
@@ -287,9 +292,6 @@ def disable(
             row._change_reason = f"Deploy mode off: {reason}"  # type: ignore[attr-defined]
             row._history_user = user  # type: ignore[attr-defined]
             row.save()
-        # Even when it was off already: triggers a restored backup brought back go off too.
-        if freeze.supported(connections[alias]):
-            freeze.thaw(connections[alias])
     status = status_from_row(row) if row is not None else DeployModeStatus(enabled=False, source="database")
     clear_cache()
     if was_on:
@@ -324,7 +326,9 @@ def drain_in_flight_writes(timeout: float | None = None) -> str:
         if not tables:
             return "no protected tables"
         try:
-            frozen = freeze.freeze(connection, tables, lock_timeout=timeout)
+            frozen = freeze.freeze(
+                connection, tables, lock_timeout=timeout, still_wanted=lambda: _row_says_on(alias)
+            )
         except DatabaseError as error:
             raise DrainTimeout(
                 f"A transaction that wrote before deploy mode went on was still open after {timeout:g}s "
@@ -332,6 +336,8 @@ def drain_in_flight_writes(timeout: float | None = None) -> str:
                 "writes yet. Find it (pg_stat_activity on PostgreSQL) and let it end (or end it), then run "
                 "`manage.py deploy_mode off` and `manage.py deploy_mode on` again."
             ) from error
+        if frozen < 0:
+            return "skipped: deploy mode was turned off meanwhile, so the database was not frozen"
         return (
             f"waited for writers on {frozen} protected tables; the database now refuses their writes "
             f"({'PostgreSQL' if connection.vendor == 'postgresql' else 'SQLite'} triggers)"
@@ -363,3 +369,89 @@ def match_freeze(using: str = "default") -> str:
     if current().enabled:
         return "deploy mode is on: the triggers stay as restored"
     return f"deploy mode is off: {freeze.thaw(connection)} trigger(s) disabled"
+
+
+# --- switching serialized: the state row and the database's freeze change together ---------
+
+STATE_LOST = DeployModeStatus(
+    enabled=True,
+    source="lost",
+    error="the deploy mode state row is missing although deploy mode has been switched on this database",
+)
+
+
+def lock_switch(alias: str) -> None:
+    """Inside the caller's transaction: wait for any other switch of deploy mode to end (a
+    PostgreSQL advisory lock; on SQLite the transaction's BEGIN IMMEDIATE is that lock), so a
+    switch on and a switch off never interleave and the row and the freeze always agree."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            freeze.lock_switch(cursor)
+
+
+def _row_says_on(alias: str) -> bool:
+    """Inside the freeze's transaction, under the switch's lock: whether the state row is still on."""
+    from deployguard.models import STATE_ROW_ID, DeployModeState
+
+    enabled = DeployModeState.objects.using(alias).filter(pk=STATE_ROW_ID).values_list("enabled", flat=True)
+    found = enabled.first()
+    return _state_was_lost(alias) if found is None else found
+
+
+def _state_was_lost(alias: str) -> bool:
+    """No state row, yet deploy mode has been switched here (its history has rows) or the
+    database's freeze is on: the row was deleted. Read as "on, state lost", never "off"."""
+    from deployguard.models import DeployModeState
+
+    connection = connections[alias]
+    with connection.cursor() as cursor:  # its history's table may not be migrated yet
+        history_table = DeployModeState.history.model._meta.db_table
+        migrated = history_table in connection.introspection.table_names(cursor)
+    if migrated and DeployModeState.history.using(alias).exists():
+        return True
+    return freeze.supported(connection) and any(freeze.frozen_tables(connection).values())
+
+
+def agrees(status: DeployModeStatus, freeze_state: str) -> bool:
+    """Whether the database's freeze (agreement()'s first answer) is what `status` says."""
+    if freeze_state in ("unsupported", "unknown") or status.source in ("environment", "process"):
+        return True
+    return freeze_state == ("on" if status.enabled else "off")
+
+
+def agreement(status: DeployModeStatus, alias: str | None = None) -> tuple[str, str]:
+    """(what the database's freeze is: "on", "off", "broken" or "unsupported"; a sentence
+    saying so, and whether it disagrees with `status`, the state)."""
+    connection = connections[alias or conf.get("DEPLOYGUARD_DATABASE")]
+    if not freeze.supported(connection):
+        return "unsupported", f"The database freeze is not available on {connection.vendor}."
+    try:
+        frozen = freeze.frozen_tables(connection)
+        problems = freeze.verify(connection) if any(frozen.values()) else []
+    except DatabaseError as error:
+        return "unknown", f"The database freeze could not be read ({str(error).strip()})."
+    if any(frozen.values()):
+        freeze_state = "broken" if problems else "on"
+    else:
+        freeze_state = "off"
+    if freeze_state == "broken":
+        return freeze_state, (
+            "The database freeze is broken: "
+            + "; ".join(problems[:5])
+            + (" …" if len(problems) > 5 else "")
+            + ". Run `manage.py deploy_mode off` then `manage.py deploy_mode on` to install it again."
+        )
+    if status.source in ("environment", "process"):
+        return freeze_state, f"The database freeze is {freeze_state}."
+    if status.enabled and freeze_state == "off":
+        return freeze_state, (
+            "The state says deploy mode is on but the database is not frozen (a switch in progress, or a "
+            "drain that timed out): run `manage.py deploy_mode off` then `manage.py deploy_mode on`."
+        )
+    if not status.enabled and freeze_state == "on":
+        return freeze_state, (
+            "The state says deploy mode is off but the database is frozen: run `manage.py deploy_mode off` "
+            "to thaw it."
+        )
+    return freeze_state, f"The database freeze is {freeze_state}, as the state says."

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 ENVIRONMENT_VARIABLE = "DEPLOYMENT_MODE"
 
-Source = Literal["database", "environment", "process", "unreadable", "not-installed"]
+Source = Literal["database", "environment", "process", "unreadable", "not-installed", "lost"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ class DeployModeStatus:
             return f"It is forced on for this process: {self.reason}."
         if self.source == "unreadable":
             return f"The deploy mode state could not be read ({self.error}), so writes are refused."
+        if self.source == "lost":
+            return (
+                "Deploy mode is on, state lost: its state row is missing although it has been switched "
+                "on this database, so writes are refused. Run `manage.py deploy_mode off` (or `on`) to "
+                "set it again."
+            )
         if self.source == "not-installed":
             return "Deploy mode is off: deployguard's table does not exist yet (run `manage.py migrate`)."
         if not self.enabled:
@@ -65,6 +71,8 @@ class DeployModeStatus:
             return "Deploy mode is off."
         if self.source == "unreadable":
             return "The deploy mode state could not be read, so writes are refused."
+        if self.source == "lost":
+            return "Deploy mode is on: its state was lost, so writes are refused."
         if self.source in ("environment", "process"):
             return "Deploy mode is on for this server."
         parts = ["Deploy mode is on"]

@@ -17,9 +17,22 @@ from django.conf import settings
 from deployguard import conf
 from deployguard.sql_writes import UNKNOWN_TABLE
 
-SWITCH_TABLES = frozenset({"deployguard_deploymodestate", "deployguard_historicaldeploymodestate"})
-"""The deploy-mode switch and its history: deployguard's, but written in deploy mode only by
-state.enable() and state.disable(). Not in protected_tables(): backups leave them alone."""
+SWITCH_TABLES = frozenset(
+    {
+        "deployguard_deploymodestate",
+        "deployguard_historicaldeploymodestate",
+        "deployguard_deployrecord",
+        "deployguard_historicaldeployrecord",
+        "deployguard_scrubrun",
+        "deployguard_scrubrow",
+    }
+)
+"""deployguard's own records that say what happened: the deploy-mode switch, deploys and scrub
+runs, with their history. Written in deploy mode only by deployguard's own code
+(allowances.own_records(): state.enable()/disable(), deploy_safe's record, scrub); the guard
+refuses any other write to them, and the database's freeze covers them too. Not in
+protected_tables(): backups leave them alone. (Job records and stored integrity counts are
+written by workers and the admin in deploy mode: not here.)"""
 
 DEFAULT_MIGRATE_WRITABLE_TABLES = ("django_migrations", "django_content_type", "auth_permission")
 

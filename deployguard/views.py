@@ -71,7 +71,11 @@ def health(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         body["database"] = "unreachable"
         body["migrations"] = "unknown"
-    body["deploy_mode"] = state.current().enabled
+    current = state.current()
+    body["deploy_mode"] = current.enabled
+    if body["database"] == "ok":
+        body["freeze"], _ = state.agreement(current)
+        body["freeze_agrees"] = state.agrees(current, body["freeze"])
     healthy = body["database"] == "ok" and body["migrations"] == "applied"
     body["status"] = "ok" if healthy else "error"
     return JsonResponse(body, status=200 if healthy else 503)
@@ -83,9 +87,11 @@ def status(request: HttpRequest) -> JsonResponse:
     """Whether deploy mode is on, why and since when, as this process sees it; who switched it
     (and any error reading the state) only for staff and holders of the deploy token."""
     current = state.current()
+    freeze_state, freeze_detail = state.agreement(current)
+    database = {"freeze": freeze_state, "freeze_agrees": state.agrees(current, freeze_state)}
     if request.user.is_staff or _token_problem(request) is None:
-        return JsonResponse(current.as_dict())
-    return JsonResponse({**current.as_public_dict(), "detail": STATUS_PUBLIC})
+        return JsonResponse({**current.as_dict(), **database, "freeze_detail": freeze_detail})
+    return JsonResponse({**current.as_public_dict(), **database, "detail": STATUS_PUBLIC})
 
 
 def _token_problem(request: HttpRequest) -> tuple[str, int] | None:

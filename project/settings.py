@@ -196,6 +196,12 @@ DEPLOYGUARD_STATE_CACHE_SECONDS = env.float("DEPLOYGUARD_STATE_CACHE_SECONDS", d
 DEPLOYGUARD_WRITABLE_TABLES = env.list(
     "DEPLOYGUARD_WRITABLE_TABLES", default=["django_session", "django_tasks_database_dbtaskresult"]
 )
+# The tables' owner, for migrate, deploy_safe, deploy_mode and db_roles (deployguard.roles):
+# the site and its workers connect with DATABASE_URL as a role that may only read and write
+# rows. Unset: one role does everything (see the README's production setup).
+DEPLOYGUARD_OWNER_DATABASE = (
+    env.db("DEPLOYGUARD_OWNER_DATABASE_URL") if os.environ.get("DEPLOYGUARD_OWNER_DATABASE_URL") else None
+)
 # Seconds the switch to on waits for transactions that wrote before it to end.
 DEPLOYGUARD_DRAIN_TIMEOUT = env.float("DEPLOYGUARD_DRAIN_TIMEOUT", default=30.0)
 

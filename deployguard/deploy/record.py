@@ -21,6 +21,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from deployguard import state
+from deployguard.allowances import own_records
 from deployguard.deploy.steps import EXIT_DEPLOYED, Steps
 from deployguard.jobs.runner import refused_writes
 from deployguard.models import DeployRecord
@@ -163,7 +164,8 @@ class Record:
         self.report.note_job_writers()
         self.row.report = json.loads(json.dumps(self.report.as_dict(), default=str))
         self.row._change_reason = f"deploy_safe: {self.row.status}"  # type: ignore[attr-defined]
-        self.row.save(using=using)
+        with own_records("deploy_safe's deploy record"):
+            self.row.save(using=using)
 
     def finish(self, status: str, exit_status: int, message: str) -> None:
         """End the run: the report, the row (when the database takes it) and the log line."""

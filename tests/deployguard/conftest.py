@@ -12,6 +12,7 @@ import pytest
 from deployguard import state
 from tests.deploy_apps.support import scratch, scratch_template  # noqa: F401 (fixtures)
 from tests.deployguard.admin_support import operator, operator_client, staff_client, viewer_client  # noqa: F401
+from tests.deployguard.roles_support import two_roles  # noqa: F401 (fixture)
 from tests.deployguard.support import database_url_for, manage
 
 

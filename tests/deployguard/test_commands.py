@@ -91,10 +91,31 @@ def test_status_as_json_has_enabled_reason_who_and_since(fast_switch, db):
     assert body["since"] is not None
 
 
-def test_status_as_text_says_who_turned_it_on(fast_switch, deploy_mode_on):
-    stdout, _, code = run_command("deploy_mode", "status")
-    assert code == 0
+def test_status_as_text_says_who_turned_it_on_and_that_the_database_is_not_frozen_yet(
+    fast_switch, deploy_mode_on
+):
+    # Switched on inside the test's transaction, where the drain cannot freeze the database.
+    stdout, stderr, code = run_command("deploy_mode", "status")
+    assert code == 5
     assert stdout.startswith("Deploy mode is ON. It was turned on by ops@deploy-host")
+    assert stderr.strip() == (
+        "CommandError: The state says deploy mode is on but the database is not frozen (a switch in "
+        "progress, or a drain that timed out): run `manage.py deploy_mode off` then "
+        "`manage.py deploy_mode on`."
+    )
+
+
+def test_status_after_on_says_the_database_freeze_agrees(transactional_db, fast_switch):
+    assert run_command("deploy_mode", "on", "--reason", "Release 42")[2] == 0
+    try:
+        stdout, _, code = run_command("deploy_mode", "status")
+        assert code == 0
+        assert stdout.splitlines()[-1] == "The database freeze is on, as the state says."
+    finally:
+        state.disable(changed_by="pytest")
+    stdout, _, code = run_command("deploy_mode", "status", "--format", "json")
+    assert code == 0
+    assert (json.loads(stdout)["freeze"], json.loads(stdout)["freeze_agrees"]) == ("off", True)
 
 
 def test_on_waits_out_the_state_cache_of_other_processes(db, settings, monkeypatch):

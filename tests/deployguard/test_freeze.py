@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.db import connection, connections
+from django.utils import timezone
 
-from deployguard import freeze, state
-from deployguard.allowances import allow_writes
+from deployguard import freeze, freeze_sqlite, state
+from deployguard.allowances import allow_writes, own_records
 from deployguard.exceptions import DeployModeActive, DrainTimeout
+from deployguard.models import DeployModeState, DeployRecord, ScrubRun
 from tests.deployguard.support import database_url_for, manage
 from tests.factories import SubmissionFactory
+from tests.waiting import wait_until
 
 # A statement-level trigger fires even when no row matches: a probe that changes nothing.
 PROBE = "UPDATE documents_submission SET title = title WHERE false"
@@ -43,7 +49,7 @@ def refused(client: psycopg.Connection, sql: str) -> psycopg.Error:
     return caught.value
 
 
-def test_the_drain_freezes_every_protected_table_but_migrates_bookkeeping(frozen):
+def test_the_drain_freezes_every_protected_table_and_deployguards_records_but_migrates_bookkeeping(frozen):
     tables = freeze.freezable_tables(connection)
 
     engine = "PostgreSQL" if connection.vendor == "postgresql" else "SQLite"
@@ -53,8 +59,10 @@ def test_the_drain_freezes_every_protected_table_but_migrates_bookkeeping(frozen
     )
     assert "documents_submission" in tables
     assert "documents_historicalsubmission" in tables
-    assert not {"django_migrations", "deployguard_deploymodestate", "django_session"} & set(tables)
+    assert {"deployguard_deploymodestate", "deployguard_deployrecord", "deployguard_scrubrun"} <= set(tables)
+    assert not {"django_migrations", "django_session", "deployguard_refusedjobwrite"} & set(tables)
     assert enforced()
+    assert freeze.verify(connection) == []
 
 
 @pytest.mark.postgresql
@@ -244,9 +252,11 @@ def test_sqlite_refuses_a_client_without_deployguard_until_deploy_mode_is_off(sh
     assert switched.returncode == 0, switched.stderr
 
     with contextlib.closing(sqlite3.connect(path)) as outside:
-        with pytest.raises(sqlite3.OperationalError, match=f"no such function: {freeze.SQLITE_FUNCTION}"):
+        function = freeze_sqlite.current_function(outside)
+        assert function is not None and function.startswith(freeze_sqlite.FUNCTION_PREFIX)
+        with pytest.raises(sqlite3.OperationalError, match=f"no such function: {function}"):
             outside.execute(insert)
-        outside.create_function(freeze.SQLITE_FUNCTION, 0, lambda: 0)  # a client that says "not allowed"
+        outside.create_function(function, 0, lambda: 0)  # a client that says "not allowed"
         with pytest.raises(sqlite3.IntegrityError) as caught:
             outside.execute(insert)
         assert str(caught.value) == 'Deploy mode is on: INSERT on "auth_group" refused by the database.'
@@ -258,3 +268,141 @@ def test_sqlite_refuses_a_client_without_deployguard_until_deploy_mode_is_off(sh
         outside.commit()
         assert outside.execute("SELECT count(*) FROM auth_group").fetchone() == (1,)
         assert outside.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone() == (0,)
+
+
+# --- the freeze verifies what it installs, and switching is serialized ----------------------
+
+
+def _same_named_trigger_that_lets_everything_through(cursor) -> None:
+    """Made while deploy mode is off (a migration or any cursor can): a trigger with the
+    freeze's name on auth_group that lets every write through."""
+    if connection.vendor == "sqlite":
+        cursor.execute(
+            f'CREATE TRIGGER "{freeze_sqlite.trigger_name("auth_group", "INSERT")}" '
+            "BEFORE INSERT ON auth_group WHEN 0 BEGIN SELECT 1; END"
+        )
+        return
+    cursor.execute(
+        "CREATE OR REPLACE FUNCTION lets_everything_through() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RETURN NEW; END $$"
+    )
+    cursor.execute(f"DROP TRIGGER IF EXISTS {freeze.TRIGGER} ON auth_group")  # an earlier freeze's, off
+    cursor.execute(
+        f"CREATE TRIGGER {freeze.TRIGGER} BEFORE INSERT ON auth_group FOR EACH ROW "
+        "EXECUTE FUNCTION lets_everything_through()"
+    )
+
+
+def test_a_trigger_already_named_like_the_freezes_is_replaced_not_trusted(transactional_db, fast_switch):
+    with connection.cursor() as cursor:
+        _same_named_trigger_that_lets_everything_through(cursor)
+    assert freeze.verify(connection, ["auth_group"]) != []
+
+    state.switch_on(reason="Release 42", changed_by="ops@deploy-host")
+    try:
+        assert freeze.verify(connection) == []
+        assert freeze.frozen_tables(connection)["auth_group"] is True
+        if connection.vendor == "postgresql":
+            with psycopg.connect(database_url_for(connection.settings_dict), autocommit=True) as outsider:
+                error = refused(outsider, "INSERT INTO auth_group (name) VALUES ('through a lookalike')")
+            assert error.sqlstate == freeze.SQLSTATE
+    finally:
+        state.disable(changed_by="pytest")
+    assert Group.objects.count() == 0
+
+
+def test_a_drain_that_comes_after_the_switch_off_does_not_freeze(transactional_db, fast_switch):
+    """on, then off before on's drain: the drain, under the switch's lock, sees the state off."""
+    state.enable(reason="Release 42", changed_by="ops@deploy-host")
+    state.disable(changed_by="a second operator")
+
+    assert state.drain_in_flight_writes(timeout=5) == (
+        "skipped: deploy mode was turned off meanwhile, so the database was not frozen"
+    )
+    assert not any(freeze.frozen_tables(connection).values())
+    assert state.agreement(state.current()) == ("off", "The database freeze is off, as the state says.")
+
+
+@pytest.mark.postgresql
+def test_a_switch_waits_for_the_one_in_progress(transactional_db, fast_switch, outsider):
+    state.switch_on(reason="Release 42", changed_by="ops@deploy-host")
+    outsider.autocommit = False
+    outsider.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(%s))", [freeze.SWITCH_LOCK]
+    )  # a switch in progress
+    done: list[bool] = []
+
+    def switch_off() -> None:
+        try:
+            state.disable(changed_by="pytest")
+            done.append(True)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=switch_off)
+    thread.start()
+    try:
+        with psycopg.connect(database_url_for(connection.settings_dict), autocommit=True) as watcher:
+            wait_until(
+                lambda: (
+                    watcher.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    ).fetchone()
+                    == (1,)
+                ),
+                "the switch off to wait for the switch's lock",
+            )
+        assert not done
+        assert all(freeze.frozen_tables(connection).values())
+    finally:
+        outsider.rollback()
+        thread.join(timeout=15)
+    assert done == [True]
+    assert not any(freeze.frozen_tables(connection).values())
+    assert state.current().enabled is False
+
+
+def test_deployguards_records_are_refused_to_stray_code_in_deploy_mode(frozen):
+    with pytest.raises(DeployModeActive) as caught:
+        DeployModeState.objects.all().delete()
+    assert caught.value.action.startswith("DELETE on ")
+    with pytest.raises(DeployModeActive), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO deployguard_deployrecord (deploy_id, status, started_by, started_at, backup_path, "
+            "message, report) VALUES ('planted', 'succeeded', '', CURRENT_TIMESTAMP, '', '', '{}')"
+        )
+    with pytest.raises(DeployModeActive):
+        ScrubRun.objects.create(kind=ScrubRun.Kind.SCRUB)
+    state.clear_cache()
+    assert state.current().enabled is True
+    assert DeployRecord.objects.count() == 0 and ScrubRun.objects.count() == 0
+
+
+def test_loaddata_cannot_plant_a_deploy_record_in_deploy_mode(frozen, tmp_path):
+    fixture = tmp_path / "planted.json"
+    fixture.write_text(
+        json.dumps(
+            [
+                {
+                    "model": "deployguard.deployrecord",
+                    "pk": 99,
+                    "fields": {
+                        "deploy_id": "planted",
+                        "status": "succeeded",
+                        "started_at": "2026-01-01T00:00:00Z",
+                    },
+                }
+            ]
+        )
+    )
+    with pytest.raises(DeployModeActive) as caught:
+        call_command("loaddata", str(fixture), verbosity=0)
+    assert 'Deploy mode is on: UPDATE on "deployguard_deployrecord" refused.' in str(caught.value)
+    assert DeployRecord.objects.count() == 0
+
+
+def test_deployguards_own_code_writes_its_records_through_the_freeze(frozen):
+    with own_records("a test of deployguard's own records"):
+        DeployRecord.objects.create(deploy_id="d-1", started_at=timezone.now())
+    assert DeployRecord.objects.get().deploy_id == "d-1"
+    assert DeployRecord.history.count() == 1

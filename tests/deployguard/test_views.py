@@ -32,6 +32,8 @@ def test_health_reports_database_migrations_and_deploy_mode(client, db):
         "database": "ok",
         "migrations": "applied",
         "deploy_mode": False,
+        "freeze": "off",
+        "freeze_agrees": True,
         "status": "ok",
     }
 
@@ -40,6 +42,23 @@ def test_health_stays_200_in_deploy_mode_and_says_so(client, deploy_mode_on):
     response = client.get(reverse("deployguard:health"))
     assert response.status_code == 200
     assert response.json()["deploy_mode"] is True
+    # Switched on inside the test's transaction, where the drain cannot freeze the database.
+    assert (response.json()["freeze"], response.json()["freeze_agrees"]) == ("off", False)
+
+
+def test_status_and_health_say_when_the_database_freeze_agrees_with_the_state(
+    client, transactional_db, fast_switch, staff_client
+):
+    state.switch_on(reason="Release 42", changed_by="ops@deploy-host")
+    try:
+        assert client.get(reverse("deployguard:health")).json()["freeze"] == "on"
+        body = staff_client.get(reverse("deployguard:status")).json()
+        assert (body["enabled"], body["freeze"], body["freeze_agrees"]) == (True, "on", True)
+        assert body["freeze_detail"] == "The database freeze is on, as the state says."
+    finally:
+        state.disable(changed_by="pytest")
+    body = staff_client.get(reverse("deployguard:status")).json()
+    assert (body["enabled"], body["freeze"], body["freeze_agrees"]) == (False, "off", True)
 
 
 @pytest.fixture
@@ -79,6 +98,9 @@ def test_status_tells_anyone_else_whether_and_why_but_not_who(
         "since": deploy_mode_on.since.isoformat(),
         "deploy_id": "d-42",
         "expected_end": deploy_mode_on.expected_end.isoformat(),
+        # Switched on inside the test's transaction, where the drain cannot freeze the database.
+        "freeze": "off",
+        "freeze_agrees": False,
         "detail": STATUS_PUBLIC,
     }
     assert "ops@deploy-host" not in response.content.decode()

@@ -17,6 +17,7 @@ from deployguard.terminal import printable
 EXIT_UNREADABLE = 1
 EXIT_ALREADY_ON = 3
 EXIT_DRAIN_TIMEOUT = 4
+EXIT_FREEZE_DISAGREES = 5
 
 STATE_UNAVAILABLE = (
     "The deploy mode state could not be {verb} ({error}): check DATABASE_URL and run `manage.py migrate`."
@@ -42,11 +43,15 @@ class Command(OperatorCommand):
         "`on --reason TEXT [--expected-minutes N] [--deploy-id ID]` turns it on and returns once no "
         "process can still write (it waits out every process's state cache, then for transactions "
         "that wrote before the switch); `off` turns it off and returns once every process may write "
-        "again; `status [--format json]` shows who turned it on, why and when. "
+        "again; `status [--format json]` shows who turned it on, why and when, and whether the "
+        "database's own freeze (its triggers) agrees. On PostgreSQL it connects as the tables' owner "
+        "(DEPLOYGUARD_OWNER_DATABASE_URL). "
         "Exit status: 0 done; 1 the state could not be read or written; 2 usage error; "
         "3 `on` found deploy mode already on (nothing changed); 4 `on` succeeded but a transaction "
         "that wrote before it was still open after DEPLOYGUARD_DRAIN_TIMEOUT (deploy mode is on, "
-        "that transaction's writes may still commit)."
+        "that transaction's writes may still commit); 5 `status` found the database's freeze "
+        "disagreeing with the state (on while the state says off, off while it says on, or broken: "
+        "a trigger disabled, dropped or replaced), which it names."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -131,10 +136,16 @@ class Command(OperatorCommand):
                 STATE_UNAVAILABLE.format(verb="read", error=printable(status.error)),
                 returncode=EXIT_UNREADABLE,
             )
+        freeze_state, freeze_detail = state.agreement(status)
+        agrees = state.agrees(status, freeze_state)
         if format == "json":
-            self.stdout.write(json.dumps(status.as_dict()))
-            return
-        if status.enabled:
+            body = {**status.as_dict(), "freeze": freeze_state, "freeze_agrees": agrees}
+            self.stdout.write(json.dumps({**body, "freeze_detail": freeze_detail}))
+        elif status.enabled:
             self.stdout.write(self.style.WARNING(f"Deploy mode is ON. {printable(status.describe())}"))
         else:
             self.stdout.write(printable(status.describe()))
+        if not agrees:
+            raise CommandError(printable(freeze_detail), returncode=EXIT_FREEZE_DISAGREES)
+        if format == "text":
+            self.stdout.write(printable(freeze_detail))
