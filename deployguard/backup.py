@@ -124,6 +124,11 @@ def applied_migrations(using: str = "default") -> dict[str, list[str]]:
     return applied
 
 
+def postgres_environment(using: str) -> dict[str, str]:
+    """The environment that points libpq's tools (pg_dump, pg_restore) at this database."""
+    return _postgres_environment(using)
+
+
 def _postgres_environment(using: str) -> dict[str, str]:
     params = connections[using].settings_dict
     env = {**os.environ, "PGDATABASE": str(params["NAME"])}
@@ -136,6 +141,11 @@ def _postgres_environment(using: str) -> dict[str, str]:
         if params.get(key):
             env[variable] = str(params[key])
     return env
+
+
+def executable(name: str) -> str:
+    """The path of a PostgreSQL client tool; BackupError when it is not installed."""
+    return _executable(name)
 
 
 def _executable(name: str) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from django.db import DatabaseError, connections
 
-from deployguard import fingerprints
+from deployguard import fingerprints, reshaped
+from deployguard.backup import BackupError
 from deployguard.deploy import rules
 from deployguard.deploy.migrate import pending_migrations
 from deployguard.deploy.rules import RulesBefore
@@ -44,9 +45,12 @@ def run(
     before: RulesBefore,
     baseline: str | None,
     baseline_after_migrate: bool,
+    backup_path: Path | None = None,
 ) -> PostChecked:
     """Every post-check, each a step. `frozen`: the fingerprints taken at the freeze; `skip`:
-    tables not compared (migrate's bookkeeping, and what a named data migration changed)."""
+    tables not compared (migrate's bookkeeping, and what a named data migration changed);
+    `backup_path`: the backup taken with them, against which tables whose columns changed are
+    compared by value."""
     checked = PostChecked()
     problems = checked.problems
     with steps.step("post-check: health") as step:
@@ -65,6 +69,15 @@ def run(
     ran_alongside = integrity is not None
     with steps.step("post-check: fingerprints") as step:
         compared = fingerprints.compare_with_now(frozen, using=using, skip=skip)
+        for table in compared.by_value:
+            try:
+                line = reshaped.compare(
+                    table.table, table.columns, backup_path=backup_path, retyped=table.retyped, using=using
+                )
+            except (DatabaseError, OSError, BackupError) as error:
+                line = f"{table.table}: could not be compared by value with the backup ({error})"
+            if line:
+                compared.differences.append(line)
         checked.schema_changes = compared.schema_changes
         step.detail = {"schema_changes": compared.schema_changes, "differences": compared.differences}
         if frozen.horizon is not None:

@@ -244,6 +244,7 @@ def _post_checks(
         report.steps, alongside, using=options.using, frozen=backed_up.fingerprints,
         skip=migrate_writable_tables() | changed_by_data_migrations, before=checked.rules,
         baseline=options.baseline, baseline_after_migrate=checked.baseline_after_migrate,
+        backup_path=backed_up.path,
     )  # fmt: skip
     report.schema_changes = verified.schema_changes
     return verified.problem
