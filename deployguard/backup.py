@@ -72,6 +72,7 @@ class Manifest:
     sha256: str
     version: int = MANIFEST_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    deploy_id: str = ""  # the deploy_safe run that took it ("" for backup_db)
 
     @classmethod
     def read(cls, backup: Path) -> Manifest:
@@ -370,7 +371,7 @@ class Copy:
 
 
 @contextlib.contextmanager
-def copying(output: Path | None = None, *, using: str = "default") -> Iterator[Copy]:
+def copying(output: Path | None = None, *, using: str = "default", deploy_id: str = "") -> Iterator[Copy]:
     """Make a verified backup of the database while the block runs, with the data held still
     for both: SQLite's write lock, or on PostgreSQL the dump's snapshot, in which the block's
     queries run. The block reads what the manifest records and hands it to `copy.describe()`.
@@ -411,6 +412,7 @@ def copying(output: Path | None = None, *, using: str = "default") -> Iterator[C
             file=target.name,
             size=copy.temporary.stat().st_size,
             sha256=copy.sha256,
+            deploy_id=deploy_id,
         )
         os.replace(copy.temporary, target)
         copy.manifest.write(target)

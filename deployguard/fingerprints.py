@@ -19,10 +19,11 @@ from deployguard.fingerprint import (
     column_names,
     column_types,
     fingerprint_table,
+    primary_key_column,
     provable,
     unwritten_since,
 )
-from deployguard.tables import protected_tables
+from deployguard.tables import migrate_writable_tables, protected_tables
 
 Types = tuple[tuple[Any, ...], ...]
 """PostgreSQL: a table's fingerprint.column_types(), one tuple a column."""
@@ -40,6 +41,9 @@ class TableFingerprint:
     digest: str
     types: Types | None = None
     declared: tuple[str, ...] = ()  # each column's declared type, lower case, in order
+    # Migrate's bookkeeping tables (tables.migrate_writable_tables): the largest primary key,
+    # above which the rows migrate adds are found (deployguard.bookkeeping).
+    max_pk: int | None = None
 
     def declared_types(self) -> dict[str, str]:
         return dict(zip(self.columns, self.declared, strict=False))
@@ -77,6 +81,7 @@ def take(*, using: str = "default", earlier: FingerprintsAt | None = None) -> di
     instead of being hashed again.
     """
     tables = protected_tables_now(using=using)
+    bookkeeping = migrate_writable_tables()
     described = _describe(tables, using=using)
     proved: set[str] = set()
     if earlier is not None and earlier.horizon is not None:
@@ -98,9 +103,23 @@ def take(*, using: str = "default", earlier: FingerprintsAt | None = None) -> di
         fp = fingerprint_table(table, using=using, columns=columns)
         declared = declared_now([table], using=using, types=types and {table: types})[table]
         taken[table] = TableFingerprint(
-            columns=columns, count=fp.count, digest=fp.digest, types=types, declared=tuple(declared.values())
-        )
+            columns=columns, count=fp.count, digest=fp.digest, types=types, declared=tuple(declared.values()),
+            max_pk=largest_pk(table, using=using) if table in bookkeeping else None,
+        )  # fmt: skip
     return taken
+
+
+def largest_pk(table: str, *, using: str = "default") -> int | None:
+    """The table's largest primary key (a single integer column), or None when it is empty."""
+    connection = connections[using]
+    pk = primary_key_column(table, using=using)
+    if pk is None:
+        return None
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT max({quote(pk)}) FROM {quote(table)}")  # noqa: S608
+        (largest,) = cursor.fetchone()
+    return None if largest is None else int(largest)
 
 
 def _describe(tables: Iterable[str], *, using: str) -> dict[str, tuple[tuple[str, ...], Types | None]]:

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from deployguard import backup, conf, fingerprints, freeze, origin, state
-from deployguard.deploy import lock, migrate, postchecks, prechecks, undo
+from deployguard.deploy import lock, migrate, postchecks, prechecks, recovery, undo
 from deployguard.deploy.record import Record, Report, append_log, new_deploy_id, running_record
 from deployguard.deploy.steps import (
     EXIT_DEPLOYED,
@@ -30,6 +30,7 @@ from deployguard.deploy.steps import (
     EXIT_PRECHECK,
     EXIT_RESTORED,
     FAILED,
+    SKIPPED,
     Alongside,
     Output,
     Step,
@@ -39,7 +40,6 @@ from deployguard.deploy.steps import (
 from deployguard.exceptions import DrainTimeout
 from deployguard.fingerprint import snapshot_horizon
 from deployguard.fingerprints import FingerprintsAt
-from deployguard.tables import migrate_writable_tables
 
 PRECHECKS_FAILED = "{count} pre-check(s) failed; nothing was touched: {failures}"
 DRAIN_FAILED = "{error} Deploy mode is off again; nothing was backed up or migrated."
@@ -49,6 +49,7 @@ ROLLED_BACK = "Deploy {deploy_id} failed and was rolled back ({how}): {why}"
 NOTHING_TO_RECOVER = "No incomplete deploy to recover."
 KILLED_BEFORE_BACKUP = "killed before its backup was made, so before migrate: nothing ran"
 RECOVERED = "Recovered deploy {deploy_id}: {how}."
+NOT_ITS_DEPLOY_MODE = "deploy mode is not on for this deploy: left as it is"
 
 
 @dataclass
@@ -91,6 +92,7 @@ def _deploy(options: Options, report: Report, held: contextlib.ExitStack) -> Non
     alongside = _one_at_a_time(options, report, held)
     checked = _pre_checks(options, report, alongside)  # exit 3 unless every one passes: nothing touched
     _bootstrap(options, report)
+    record.store(status="running")  # before deploy mode goes on: a kill from here on is recoverable
     child = _deploy_mode_on(options, report, record, held)  # the migrate subprocess starts up, frozen
     backed_up = _back_up(options, report, record, earlier=checked.rules.tables)
     migrated = _migrate(options, report, child)
@@ -183,7 +185,7 @@ def _back_up(options: Options, report: Report, record: Record, *, earlier: Finge
     try:
         with report.steps.step("backup") as step:
             path = backup.default_backup_path(using, _backup_dir(options))
-            with backup.copying(path, using=using) as copy:
+            with backup.copying(path, using=using, deploy_id=report.deploy_id) as copy:
                 frozen = _fingerprint(report.steps, before=step, using=using, earlier=earlier)
                 copy.describe(fingerprints.digests(frozen.tables), backup.applied_migrations(using))
             assert copy.manifest is not None
@@ -242,7 +244,7 @@ def _post_checks(
     changed_by_data_migrations = {table for changes in migrated.data_changes.values() for table in changes}
     verified = postchecks.run(
         report.steps, alongside, using=options.using, frozen=backed_up.fingerprints,
-        skip=migrate_writable_tables() | changed_by_data_migrations, before=checked.rules,
+        skip=changed_by_data_migrations, before=checked.rules, applied=migrated.recordable,
         baseline=options.baseline, baseline_after_migrate=checked.baseline_after_migrate,
         backup_path=backed_up.path,
     )  # fmt: skip
@@ -319,6 +321,7 @@ def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
             if row.backup_path:
                 report.backup = Path(row.backup_path)
                 manifest = backup.check_backup(report.backup, using=using)
+                _refuse_unless_safe(record, step, recovery.check(row, manifest, using=using))
                 step.detail = undo.restore_or_prove_unchanged(
                     report.backup, manifest, using=using, reason="deploy_safe --recover"
                 )
@@ -334,5 +337,19 @@ def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
             raise Stop(EXIT_HUMAN, message) from None
     record.survive_restore()
     with steps.step("deploy mode off") as off:
-        off.detail = _deploy_mode_off(f"deploy_safe --recover {report.deploy_id}")
+        if recovery.shared_status(using=using).deploy_id == report.deploy_id:
+            off.detail = _deploy_mode_off(f"deploy_safe --recover {report.deploy_id}")
+        else:  # never on for it (killed before), or someone else's since: not this run's to end
+            off.status, off.detail = SKIPPED, NOT_ITS_DEPLOY_MODE
     record.finish("recovered", EXIT_DEPLOYED, RECOVERED.format(deploy_id=report.deploy_id, how=step.detail))
+
+
+def _refuse_unless_safe(record: Record, step: Step, found: recovery.Found) -> None:
+    """Stop --recover (exit 4), restoring nothing, when recovery found the restore unsafe."""
+    refusal = found.refusal(record.report.deploy_id)
+    if not refusal:
+        return
+    step.status, step.detail = FAILED, {"found": found.problems}
+    record.finish("restore_failed", EXIT_HUMAN, refusal)
+    undo.alert(record.report.deploy_id, "restore_failed", refusal)
+    raise Stop(EXIT_HUMAN, refusal)

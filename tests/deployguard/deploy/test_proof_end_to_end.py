@@ -3,8 +3,11 @@ bookkeeping tables, or by switching deploy mode off, fails the deploy and is put
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
+from deployguard.deploy import run
 from tests.deploy_apps.support import Scratch, manage_with_apps, table_rows
 
 ITEMS = (
@@ -85,3 +88,99 @@ def test_a_rewrite_named_with_allow_data_migration_deploys_and_is_reported(resha
     assert result.returncode == 0, result.stdout + result.stderr
     changes = scratch.report()["data_migration_changes"]["reshape.0002_reshape"]
     assert changes["reshape_item"]["changed"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("how", "differs"),
+    [
+        ("swap", "auth_permission: rows that existed before the deploy changed "
+                 "(N rows both times, contents differ)"),
+        ("record", "django_migrations: gained documents.9999_never_ran, which this deploy did not apply"),
+        ("grant", "auth_permission: gained do_anything (documents.submission), "
+                  "which no installed model declares"),
+    ],
+)  # fmt: skip
+def test_a_migration_that_writes_the_bookkeeping_tables_fails_and_is_rolled_back(
+    scratch: Scratch, how: str, differs: str
+):
+    tables = ("auth_permission", "django_content_type", "django_migrations", "auth_group_permissions")
+    before = {table: table_rows(scratch, table) for table in tables}
+    differs = differs.replace("N rows", f"{len(before['auth_permission'])} rows")
+
+    result = scratch.deploy(apps="permswap", DEPLOY_TEST_PERMSWAP=how)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert {table: table_rows(scratch, table) for table in tables} == before
+    after = scratch.inspect()
+    assert "permswap" not in after["migrations"]
+    assert not after["deploy_mode"]
+    report = scratch.report()
+    assert report["status"] == "rolled_back"
+    assert report["message"].endswith(f"Data changed during the deploy: {differs}"), report["message"]
+
+
+def test_a_deploy_killed_the_instant_deploy_mode_went_on_is_recovered(scratch: Scratch):
+    before = scratch.inspect()
+
+    killed = scratch.deploy(apps="killer")
+
+    assert killed.returncode == -signal.SIGKILL
+    frozen = scratch.inspect()
+    assert frozen["deploy_mode"]
+    (deploy_id,) = frozen["records"]
+    assert frozen["records"] == {deploy_id: "running"}  # saved before deploy mode went on
+
+    recovered = scratch.deploy("--recover", apps="killer")
+
+    assert recovered.returncode == 0, recovered.stderr
+    assert f"Recovered deploy {deploy_id}: {run.KILLED_BEFORE_BACKUP}." in recovered.stdout
+    after = scratch.inspect()
+    assert not after["deploy_mode"]
+    assert after["records"] == {deploy_id: "recovered"}
+    assert (after["fingerprints"], after["migrations"]) == (before["fingerprints"], before["migrations"])
+
+
+PUBLISH_LATER = """
+from django.contrib.auth.models import User
+from documents import services
+editor = User.objects.get(username="editor")
+submission = services.create_submission(
+    actor=editor, ml_number="ML-002", title="Published after the backup", submitted_by="Bob Author"
+)
+services.approve_submission(actor=editor, submission=submission)
+services.publish_submission(actor=editor, submission=submission, reason="Published after the backup")
+"""
+
+PLANT_RECORD = """
+from django.utils import timezone
+from deployguard.models import DeployRecord
+DeployRecord.objects.create(
+    deploy_id="20200101T000000-planted", status="running", started_at=timezone.now(), backup_path={path!r}
+)
+"""
+
+
+def test_recover_refuses_a_planted_record_naming_an_old_backup_and_erases_nothing(scratch: Scratch):
+    old = scratch.manage("backup_db", "--output", str(scratch.backup_dir / "old.backup"))
+    assert old.returncode == 0, old.stderr
+    old_backup = next(p for p in scratch.backup_dir.iterdir() if not p.name.endswith(".json"))
+    assert scratch.manage("shell", "-c", PUBLISH_LATER).returncode == 0
+    assert scratch.manage("shell", "-c", PLANT_RECORD.format(path=str(old_backup))).returncode == 0
+    before = scratch.inspect()
+    assert before["drafts"] == ["rfc1", "rfc2"]
+    rows = table_rows(scratch, "documents_publisheddraft")
+
+    result = scratch.deploy("--recover")
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert (
+        "Refused to recover deploy 20200101T000000-planted: its backup "
+        f"{old_backup} was taken by backup_db, not a deploy, not by this deploy; deploy mode is off, so "
+        "writes may have landed since its backup; the data differs from the backup in "
+    ) in result.stderr
+    assert "Nothing was restored" in result.stderr
+    after = scratch.inspect()
+    assert after["drafts"] == ["rfc1", "rfc2"]
+    assert table_rows(scratch, "documents_publisheddraft") == rows
+    assert after["records"] == {"20200101T000000-planted": "restore_failed"}
+    assert scratch.report()["status"] == "restore_failed"
