@@ -28,8 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.core.management.color import no_style
+from django.db import DatabaseError, connections, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
@@ -505,6 +507,50 @@ def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
     )
 
 
+def _own_tables(using: str) -> list[tuple[type[models.Model], str]]:
+    """deployguard's own models and tables that exist now (deploy mode, deploys, scrub runs, …)."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        existing = set(connection.introspection.table_names(cursor))
+    own = apps.get_app_config("deployguard").get_models(include_auto_created=True)
+    return [(model, model._meta.db_table) for model in own if model._meta.db_table in existing]
+
+
+@contextlib.contextmanager
+def kept_own_records(using: str = "default") -> Iterator[list[str]]:
+    """Around a restore: deployguard's own tables (the deploy-mode switch and its history, deploy
+    records, scrub runs, …) hold afterwards what they held before it. They describe what
+    happened, the restore included; a backup's older copy of them would undo deploy mode's
+    state and erase the account of what was done since. Yields the tables kept."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    kept: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+    tables = _own_tables(using)
+    with connection.cursor() as cursor:
+        for _, table in tables:
+            cursor.execute(f"SELECT * FROM {quote(table)}")  # noqa: S608
+            kept[table] = ([column[0] for column in cursor.description], cursor.fetchall())
+    yield sorted(kept)
+    now = _own_tables(using)
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        for _, table in now:
+            if table not in kept:
+                continue
+            columns_now = {c.name for c in connection.introspection.get_table_description(cursor, table)}
+            names, rows = kept[table]
+            wanted = [i for i, name in enumerate(names) if name in columns_now]
+            cursor.execute(f"DELETE FROM {quote(table)}")  # noqa: S608
+            if rows:
+                columns = ", ".join(quote(names[i]) for i in wanted)
+                marks = ", ".join(["%s"] * len(wanted))
+                cursor.executemany(
+                    f"INSERT INTO {quote(table)} ({columns}) VALUES ({marks})",  # noqa: S608
+                    [tuple(row[i] for i in wanted) for row in rows],
+                )
+        for statement in connection.ops.sequence_reset_sql(no_style(), [model for model, _ in now]):
+            cursor.execute(statement)
+
+
 def restore_database(
     backup: Path, *, using: str = "default", reason: str = "restore_db", other_database: bool = False
 ) -> Manifest:
@@ -513,10 +559,11 @@ def restore_database(
     vendor = connections[using].vendor
     with allow_writes(reason):
         try:
-            if vendor == "sqlite":
-                _restore_sqlite(backup, using)
-            else:
-                _restore_postgresql(backup, using, manifest)
+            with kept_own_records(using):
+                if vendor == "sqlite":
+                    _restore_sqlite(backup, using)
+                else:
+                    _restore_postgresql(backup, using, manifest)
             # A backup taken during a deploy holds the database freeze's triggers, on.
             state.match_freeze(using)
         except (BackupError, sqlite3.Error, DatabaseError) as error:

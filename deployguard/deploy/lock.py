@@ -1,5 +1,9 @@
 """One deploy at a time: a PostgreSQL session advisory lock, or flock on a file beside SQLite.
 
+The lock is the database's, not the path's: PostgreSQL's advisory locks belong to one database of
+one server, however a client names them; SQLite's lock file is named by the database file's
+device and inode (lock_path_for), so a symlink to the same file takes the same lock.
+
 The holder is published with the lock (the lock session's application_name; the lock file's
 content), so a deploy that finds it taken names the one that holds it even before that one
 has written its DeployRecord.
@@ -21,6 +25,20 @@ from deployguard.deploy.steps import EXIT_PRECHECK, Stop
 
 ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
 ANOTHER_DEPLOY = "Another deploy_safe is running ({who}); wait for it to finish. Nothing was touched."
+
+
+def lock_path_for(database: str) -> Path:
+    """SQLite: the lock file of the database file `database`, named by the file's identity (its
+    device and inode) beside the file itself, symlinks resolved: every path to the same file,
+    through symlinks or hard links in the same directory, takes the same lock. A database not
+    created yet is named by its path until it is."""
+    path = Path(database)
+    try:
+        real = path.resolve(strict=True)
+        identity = real.stat()
+    except OSError:
+        return path.with_name(path.name + ".deploy.lock")
+    return real.with_name(f".{real.name}.{identity.st_dev}-{identity.st_ino}.deploy.lock")
 
 
 class DeployLock:
@@ -62,8 +80,7 @@ class DeployLock:
         return True
 
     def _lock_path(self) -> Path:
-        path = Path(str(connections[self.using].settings_dict["NAME"]))
-        return path.with_name(path.name + ".deploy.lock")
+        return lock_path_for(str(connections[self.using].settings_dict["NAME"]))
 
     def holder(self) -> str:
         """Who holds the lock, as "deploy ID, started WHEN by WHO", or "" when that is unknown."""

@@ -3,11 +3,13 @@ bookkeeping tables, or by switching deploy mode off, fails the deploy and is put
 
 from __future__ import annotations
 
+import fcntl
 import signal
 
+import psycopg
 import pytest
 
-from deployguard.deploy import run
+from deployguard.deploy import lock, run
 from tests.deploy_apps.support import Scratch, manage_with_apps, table_rows
 
 ITEMS = (
@@ -184,3 +186,55 @@ def test_recover_refuses_a_planted_record_naming_an_old_backup_and_erases_nothin
     assert table_rows(scratch, "documents_publisheddraft") == rows
     assert after["records"] == {"20200101T000000-planted": "restore_failed"}
     assert scratch.report()["status"] == "restore_failed"
+
+
+def test_a_deploy_through_another_path_to_the_same_database_meets_the_lock(scratch: Scratch, tmp_path):
+    """The lock is the database's: a symlink to the SQLite file, or another spelling of the
+    PostgreSQL server, meets the deploy that holds it (held here by the test itself)."""
+    before = scratch.inspect()
+    if scratch.url.startswith("sqlite"):
+        real = scratch.url.removeprefix("sqlite:///")
+        link = tmp_path / "elsewhere" / "link.sqlite3"
+        link.parent.mkdir()
+        link.symlink_to(real)
+        other = Scratch(url=f"sqlite:///{link}", directory=scratch.directory)
+        holder = open(lock.lock_path_for(real), "a+")
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.write("deploy held-by-test, started now by the test")
+        holder.flush()
+    else:
+        other = Scratch(url=scratch.url.replace("127.0.0.1", "localhost"), directory=scratch.directory)
+        assert other.url != scratch.url
+        holder = psycopg.connect(scratch.url, autocommit=True)
+        holder.execute("SELECT set_config('application_name', 'deploy_safe held-by-test the-test', false)")
+        holder.execute("SELECT pg_advisory_lock(%s)", [lock.ADVISORY_LOCK_KEY])
+    try:
+        result = other.deploy(apps="schema")
+    finally:
+        holder.close()
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Another deploy_safe is running (deploy held-by-test, started " in result.stderr
+    assert "Nothing was touched." in result.stderr
+    assert scratch.inspect() == before
+
+
+def test_restore_db_keeps_deploy_mode_as_it_is_and_deployguards_own_records(scratch: Scratch):
+    taken = scratch.manage("backup_db", "--output", str(scratch.backup_dir / "before.backup"))
+    assert taken.returncode == 0, taken.stderr
+    deployed = scratch.deploy(apps="schema")
+    assert deployed.returncode == 0, deployed.stderr
+    deploy_id = scratch.report()["deploy_id"]
+    on = scratch.manage("deploy_mode", "on", "--reason", "maintenance by hand")
+    assert on.returncode == 0, on.stderr
+    before = scratch.inspect()
+    assert before["deploy_mode"] and before["records"] == {deploy_id: "succeeded"}
+
+    restored = scratch.manage("restore_db", str(scratch.backup_dir / "before.backup"), "--yes")
+
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    after = scratch.inspect()
+    assert after["deploy_mode"]  # as it was, not as the backup had it (off)
+    assert after["records"] == {deploy_id: "succeeded"}
+    assert after["deploy_mode_switches"] == before["deploy_mode_switches"]
+    assert "schema" not in after["migrations"]  # the data did go back
