@@ -12,7 +12,6 @@ has written its DeployRecord.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 from pathlib import Path
 from typing import IO, Any
@@ -22,23 +21,9 @@ from django.utils import timezone
 
 from deployguard.deploy import record
 from deployguard.deploy.steps import EXIT_PRECHECK, Stop
+from deployguard.ownership import ADVISORY_LOCK_KEY, lock_path_for, mark_held, postgresql_lock_holder
 
-ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
 ANOTHER_DEPLOY = "Another deploy_safe is running ({who}); wait for it to finish. Nothing was touched."
-
-
-def lock_path_for(database: str) -> Path:
-    """SQLite: the lock file of the database file `database`, named by the file's identity (its
-    device and inode) beside the file itself, symlinks resolved: every path to the same file,
-    through symlinks or hard links in the same directory, takes the same lock. A database not
-    created yet is named by its path until it is."""
-    path = Path(database)
-    try:
-        real = path.resolve(strict=True)
-        identity = real.stat()
-    except OSError:
-        return path.with_name(path.name + ".deploy.lock")
-    return real.with_name(f".{real.name}.{identity.st_dev}-{identity.st_ino}.deploy.lock")
 
 
 class DeployLock:
@@ -66,6 +51,7 @@ class DeployLock:
                 raw.close()
                 return False
             self._handle = raw
+            mark_held(self.using, True)
             return True
         handle: IO[str] = open(self._lock_path(), "a+")
         try:
@@ -77,6 +63,7 @@ class DeployLock:
         handle.write(f"deploy {deploy_id}, started {timezone.now():%Y-%m-%d %H:%M:%S} by {actor}")
         handle.flush()
         self._handle = handle
+        mark_held(self.using, True)
         return True
 
     def _lock_path(self) -> Path:
@@ -88,19 +75,7 @@ class DeployLock:
         with contextlib.suppress(DatabaseError, OSError, ValueError):
             if connection.vendor != "postgresql":
                 return self._lock_path().read_text().strip()
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT a.application_name, a.backend_start FROM pg_locks l "
-                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                    "AND l.classid::bigint = %s AND l.objid::bigint = %s",
-                    [ADVISORY_LOCK_KEY >> 32, ADVISORY_LOCK_KEY & 0xFFFF_FFFF],
-                )
-                row = cursor.fetchone()
-            if row and row[0].startswith("deploy_safe "):
-                _, deploy_id, actor = [*row[0].split(" ", 2), ""][:3]
-                started = row[1].astimezone(datetime.UTC)  # as DeployRecord.started_at is shown
-                return f"deploy {deploy_id}, started {started:%Y-%m-%d %H:%M:%S} by {actor or '?'}"
+            return postgresql_lock_holder(self.using)[1]
         return ""
 
     def release(self) -> None:
@@ -110,6 +85,7 @@ class DeployLock:
                     self._handle.truncate(0)
                 self._handle.close()
             self._handle = None
+            mark_held(self.using, False)
 
 
 def take(lock: DeployLock, *, deploy_id: str, actor: str) -> None:

@@ -217,7 +217,8 @@ def go(child: Child, *, using: str, verbosity: int, output: Output) -> Migrated:
                 f"migrate failed: {first['exception']} at {first['where'] or '?'}: {first['message'][:300]}"
             )
         else:
-            migrated.problem = f"migrate exited {returncode}"
+            last = stderr.strip().splitlines()[-1:] or [""]
+            migrated.problem = f"migrate exited {returncode}" + (f": {last[0][:300]}" if last[0] else "")
     return migrated
 
 

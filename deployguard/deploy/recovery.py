@@ -68,7 +68,8 @@ def freeze_broken(row: DeployRecord, *, using: str) -> str:
     """How deploy mode failed to stay on for deploy `row` since it began, or "" when it held."""
     status = shared_status(using=using)
     switches = DeployModeState.history.using(using).filter(history_date__gte=row.started_at)
-    off = switches.filter(enabled=False).order_by("history_date").first()
+    # A change to off ("~"), not the row's creation ("+"), which the first switch on makes, off.
+    off = switches.filter(enabled=False, history_type="~").order_by("history_date").first()
     if off is not None:
         who = off.changed_by or "someone"
         return f"was switched off at {off.history_date:%Y-%m-%d %H:%M:%S} by {who}"

@@ -37,7 +37,7 @@ from deployguard.deploy.steps import (
     Steps,
     Stop,
 )
-from deployguard.exceptions import DrainTimeout
+from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.fingerprint import snapshot_horizon
 from deployguard.fingerprints import FingerprintsAt
 
@@ -49,6 +49,12 @@ ROLLED_BACK = "Deploy {deploy_id} failed and was rolled back ({how}): {why}"
 NOTHING_TO_RECOVER = "No incomplete deploy to recover."
 KILLED_BEFORE_BACKUP = "killed before its backup was made, so before migrate: nothing ran"
 RECOVERED = "Recovered deploy {deploy_id}: {how}."
+FREEZE_BROKEN = (
+    "Deploy {deploy_id} stopped: deploy mode {how}, so writes may have landed that a restore would erase: "
+    "nothing was restored. Deploy mode is ON again. Changed since the backup: {changes}. Check the data "
+    "(`manage.py verify_integrity`), keep it or restore {path} (`manage.py restore_db PATH --yes`), then "
+    "`manage.py deploy_mode off`."
+)
 NOT_ITS_DEPLOY_MODE = "deploy mode is not on for this deploy: left as it is"
 
 
@@ -94,9 +100,13 @@ def _deploy(options: Options, report: Report, held: contextlib.ExitStack) -> Non
     _bootstrap(options, report)
     record.store(status="running")  # before deploy mode goes on: a kill from here on is recoverable
     child = _deploy_mode_on(options, report, record, held)  # the migrate subprocess starts up, frozen
+    _still_frozen(report, record, None)  # at each step: else exit 4, nothing restored over writes since
     backed_up = _back_up(options, report, record, earlier=checked.rules.tables)
+    _still_frozen(report, record, backed_up)
     migrated = _migrate(options, report, child)
+    _still_frozen(report, record, backed_up)
     problem = migrated.problem or _post_checks(options, report, alongside, checked, backed_up, migrated)
+    _still_frozen(report, record, backed_up)
     if problem:
         _roll_back(report, record, backed_up, why=problem)  # exit 1, or 4 when a person must act
     with report.steps.step("deploy mode off") as step:
@@ -250,6 +260,34 @@ def _post_checks(
     )  # fmt: skip
     report.schema_changes = verified.schema_changes
     return verified.problem
+
+
+def _still_frozen(report: Report, record: Record, backed_up: BackedUp | None) -> None:
+    """Stop the deploy (exit 4) when deploy mode did not stay on for it: writes may have landed
+    since, which a restore would erase, so nothing is restored. Deploy mode goes back on (for
+    this deploy, when it is off) and the report says who switched it off, when, and what changed."""
+    if record.row is None:
+        return
+    broken = recovery.freeze_broken(record.row, using=report.using)
+    if not broken:
+        return
+    with report.steps.step("deploy mode held") as step:
+        step.status = FAILED
+        if not recovery.shared_status(using=report.using).enabled:
+            with contextlib.suppress(DeployModeAlreadyOn):
+                state.enable(
+                    reason=f"deploy_safe {report.deploy_id}: deploy mode was switched off mid-deploy",
+                    changed_by=state.os_actor(), deploy_id=report.deploy_id,
+                )  # fmt: skip
+        changes = undo.differences_from(backed_up.manifest, using=report.using) if backed_up else []
+        step.detail = {"deploy_mode": broken, "changed_since_backup": changes}
+    message = FREEZE_BROKEN.format(
+        deploy_id=report.deploy_id, how=broken, path=backed_up.path if backed_up else "(none taken yet)",
+        changes="; ".join(changes) or "nothing in the protected tables",
+    )  # fmt: skip
+    record.finish("restore_failed", EXIT_HUMAN, message)
+    undo.alert(report.deploy_id, "restore_failed", message)
+    raise Stop(EXIT_HUMAN, message)
 
 
 def _roll_back(report: Report, record: Record, backed_up: BackedUp, *, why: str) -> None:

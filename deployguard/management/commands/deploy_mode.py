@@ -11,10 +11,12 @@ from django.db import DatabaseError
 from deployguard import state
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.origin import current_deploy_id
+from deployguard.ownership import DeployModeHeld
 
 EXIT_UNREADABLE = 1
 EXIT_ALREADY_ON = 3
 EXIT_DRAIN_TIMEOUT = 4
+EXIT_HELD_BY_DEPLOY = 5
 
 STATE_UNAVAILABLE = (
     "The deploy mode state could not be {verb} ({error}): check DATABASE_URL and run `manage.py migrate`."
@@ -36,7 +38,8 @@ class Command(BaseCommand):
         "Exit status: 0 done; 1 the state could not be read or written; 2 usage error; "
         "3 `on` found deploy mode already on (nothing changed); 4 `on` succeeded but a transaction "
         "that wrote before it was still open after DEPLOYGUARD_DRAIN_TIMEOUT (deploy mode is on, "
-        "that transaction's writes may still commit)."
+        "that transaction's writes may still commit); 5 `off` refused: a running deploy_safe holds deploy "
+        "mode (nothing changed; `off --force` overrides, logged)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -56,6 +59,14 @@ class Command(BaseCommand):
         )
         off = actions.add_parser("off", help="Turn deploy mode off.")
         off.add_argument("--reason", default="Deploy finished", help="Recorded in the state's history.")
+        off.add_argument(
+            "--force",
+            action="store_true",
+            help=(
+                "Switch it off even while a running deploy_safe holds it: an override, logged and recorded "
+                "in the state's history; that deploy then stops (exit 4) without restoring."
+            ),
+        )
         status = actions.add_parser("status", help="Show the deploy mode state.")
         status.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -100,8 +111,11 @@ class Command(BaseCommand):
         if options["verbosity"] > 1:
             self.stdout.write(f"In-flight writes: {drained}.")
 
-    def turn_off(self, *, reason: str, **options: Any) -> None:
-        _, was_on = state.switch_off(changed_by=state.os_actor(), reason=reason)
+    def turn_off(self, *, reason: str, force: bool = False, **options: Any) -> None:
+        try:
+            _, was_on = state.switch_off(changed_by=state.os_actor(), reason=reason, force=force)
+        except DeployModeHeld as error:
+            raise CommandError(str(error), returncode=EXIT_HELD_BY_DEPLOY) from None
         if was_on:
             self.stdout.write(self.style.SUCCESS("Deploy mode is OFF: writes are allowed again."))
         else:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import fcntl
 import signal
+import subprocess
 
 import psycopg
 import pytest
 
 from deployguard.deploy import lock, run
-from tests.deploy_apps.support import Scratch, manage_with_apps, table_rows
+from deployguard.state import os_actor
+from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, manage_with_apps, subprocess_env, table_rows
+from tests.waiting import wait_until
 
 ITEMS = (
     "INSERT INTO reshape_item (name, size, obsolete) "
@@ -238,3 +241,75 @@ def test_restore_db_keeps_deploy_mode_as_it_is_and_deployguards_own_records(scra
     assert after["records"] == {deploy_id: "succeeded"}
     assert after["deploy_mode_switches"] == before["deploy_mode_switches"]
     assert "schema" not in after["migrations"]  # the data did go back
+
+
+def test_deploy_mode_belongs_to_the_deploy_and_a_forced_switch_off_stops_it_without_erasing_writes(
+    scratch: Scratch,
+):
+    signal_file, release = scratch.directory / "waiting", scratch.directory / "release"
+    deploy = subprocess.Popen(
+        [PYTHON, str(BASE_DIR / "manage.py"), *scratch.deploy_args()],
+        cwd=BASE_DIR,
+        env=subprocess_env(
+            scratch.url,
+            DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings",
+            DEPLOYGUARD_STATE_CACHE_SECONDS="0",
+            **scratch.deploy_env(
+                "waiter", DEPLOY_TEST_SIGNAL_FILE=str(signal_file), DEPLOY_TEST_RELEASE_FILE=str(release)
+            ),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: signal_file.exists() or deploy.poll() is not None, "the deploy to reach migrate")
+        assert deploy.poll() is None, deploy.communicate()
+        (deploy_id,) = scratch.inspect()["records"]
+
+        refused = scratch.manage("deploy_mode", "off")
+        assert refused.returncode == 5, refused.stdout + refused.stderr
+        assert f"Deploy mode belongs to the running deploy (deploy {deploy_id}, started " in refused.stderr
+        assert "run `manage.py deploy_safe --recover`" in refused.stderr
+        assert scratch.inspect()["deploy_mode"]
+
+        forced = scratch.manage("deploy_mode", "off", "--force", "--reason", "ops override")
+        assert forced.returncode == 0, forced.stderr
+        published = scratch.manage("shell", "-c", PUBLISH_LATER)
+        assert published.returncode == 0, published.stderr
+        written = table_rows(scratch, "documents_publisheddraft")
+    finally:
+        release.write_text("")
+    stdout, stderr = deploy.communicate(timeout=180)
+
+    assert deploy.returncode == 4, stdout + stderr
+    assert f"Deploy {deploy_id} stopped: deploy mode was switched off at " in stderr
+    assert (
+        f" by {os_actor()}, so writes may have landed that a restore would erase: nothing was restored. "
+        in (stderr)
+    )
+    assert "Deploy mode is ON again. Changed since the backup: " in stderr
+    assert "documents_publisheddraft: 1 rows before, 2 after; " in stderr
+    assert "documents_submission: 1 rows before, 2 after; " in stderr
+    after = scratch.inspect()
+    assert after["drafts"] == ["rfc1", "rfc2"]  # the acknowledged write is kept
+    assert table_rows(scratch, "documents_publisheddraft") == written
+    assert after["deploy_mode"]
+    assert after["records"] == {deploy_id: "restore_failed"}
+    report = scratch.report()
+    assert report["exit_status"] == 4
+    assert report["steps"][-1]["name"] == "deploy mode held"
+
+
+def test_a_migration_that_switches_deploy_mode_off_is_refused_and_the_deploy_rolled_back(scratch: Scratch):
+    before = scratch.inspect()
+
+    result = scratch.deploy(apps="waiter", DEPLOY_TEST_WAITER="switch_off")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "migrate failed: DeployModeHeld at " in result.stderr
+    assert "Deploy mode belongs to the running deploy (deploy " in result.stderr
+    after = scratch.inspect()
+    assert (after["fingerprints"], after["migrations"]) == (before["fingerprints"], before["migrations"])
+    assert not after["deploy_mode"]
+    assert scratch.report()["status"] == "rolled_back"
