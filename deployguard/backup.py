@@ -35,7 +35,7 @@ from django.db import DatabaseError, connections, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from deployguard import state
+from deployguard import files, state
 from deployguard.allowances import allow_writes
 from deployguard.fingerprint import PIN_RUNNING
 from deployguard.fingerprints import Digests, current_digests
@@ -48,6 +48,9 @@ _LOCK_TIMEOUT = 30
 
 MANIFEST_VERSION = 1
 SUFFIXES = {"sqlite": ".sqlite3", "postgresql": ".dump"}
+MANIFEST_MAX_BYTES = 16 * files.MiB  # a count and a digest per table: far less
+MAGIC = {"sqlite": b"SQLite format 3\x00", "postgresql": b"PGDMP"}
+"""How each engine's backup file begins (SQLite's header; pg_dump's custom format)."""
 
 
 class BackupError(Exception):
@@ -56,6 +59,11 @@ class BackupError(Exception):
 
 class RestoreRefused(Exception):
     """The file does not match its manifest or this database; nothing was touched."""
+
+
+class NotABackup(RestoreRefused):
+    """The path (or its manifest) is not a backup_db file at all: a FIFO, a device, a directory,
+    a file too large, not JSON, not the engine's format. Refused before it is read."""
 
 
 class RestoreUnverified(Exception):
@@ -79,15 +87,17 @@ class Manifest:
     @classmethod
     def read(cls, backup: Path) -> Manifest:
         path = manifest_path(backup)
+        if not path.exists() and not path.is_symlink():
+            raise NotABackup(f"No manifest at {path}: restore only files made by `manage.py backup_db`.")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(files.read_text(path, what="the manifest", max_bytes=MANIFEST_MAX_BYTES))
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
             return cls(**data)
-        except FileNotFoundError:
-            raise RestoreRefused(
-                f"No manifest at {path}: restore only files made by `manage.py backup_db`."
-            ) from None
+        except files.BadFile as error:
+            raise NotABackup(str(error)) from None
         except (ValueError, TypeError) as error:
-            raise RestoreRefused(f"The manifest {path} is unreadable ({error}).") from None
+            raise NotABackup(f"The manifest {path} is unreadable ({error}).") from None
 
     def write(self, backup: Path) -> Path:
         path = manifest_path(backup)
@@ -441,15 +451,22 @@ def database_name(using: str = "default") -> str:
 
 def check_backup(backup: Path, *, using: str = "default", other_database: bool = False) -> Manifest:
     """The manifest of `backup` after proving the file is the one it describes, for this database."""
-    if not backup.is_file():
-        raise RestoreRefused(f"No backup file at {backup}.")
-    manifest = Manifest.read(backup)
     vendor = connections[using].vendor
+    if not backup.exists() and not backup.is_symlink():
+        raise NotABackup(f"No backup file at {backup}.")
+    try:
+        with files.open_regular(backup, what="the backup", max_bytes=None, text=False) as handle:
+            start = handle.read(len(MAGIC.get(vendor, b"")))
+    except files.BadFile as error:
+        raise NotABackup(str(error)) from None
+    manifest = Manifest.read(backup)
     if manifest.engine != vendor:
         raise RestoreRefused(
             f"{backup} is a {manifest.engine} backup and this database is {vendor}: "
             "restore it into a database of the same engine."
         )
+    if start != MAGIC.get(vendor, start):
+        raise NotABackup(f"{backup} is not a {vendor} backup: it does not begin as backup_db's files do.")
     if manifest.database != database_name(using) and not other_database:
         raise RestoreRefused(
             f"{backup} is a backup of {manifest.database}, and this database is {database_name(using)}: "

@@ -14,6 +14,7 @@ processes' caches: nothing the deploy does afterwards needs them writing again.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 from deployguard import backup, conf, fingerprints, freeze, origin, state
 from deployguard.deploy import lock, migrate, postchecks, prechecks, recovery, undo
-from deployguard.deploy.record import Record, Report, append_log, new_deploy_id, running_record
+from deployguard.deploy.record import RUNNING, Record, Report, append_log, new_deploy_id, running_record
 from deployguard.deploy.steps import (
     EXIT_DEPLOYED,
     EXIT_HUMAN,
@@ -41,6 +42,8 @@ from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.fingerprint import snapshot_horizon
 from deployguard.fingerprints import FingerprintsAt
 
+logger = logging.getLogger("deployguard")
+
 PRECHECKS_FAILED = "{count} pre-check(s) failed; nothing was touched: {failures}"
 DRAIN_FAILED = "{error} Deploy mode is off again; nothing was backed up or migrated."
 BACKUP_FAILED = "The backup failed ({error}); nothing was migrated."
@@ -49,6 +52,14 @@ ROLLED_BACK = "Deploy {deploy_id} failed and was rolled back ({how}): {why}"
 NOTHING_TO_RECOVER = "No incomplete deploy to recover."
 KILLED_BEFORE_BACKUP = "killed before its backup was made, so before migrate: nothing ran"
 RECOVERED = "Recovered deploy {deploy_id}: {how}."
+UNEXPECTED_BEFORE = (
+    "deploy_safe stopped on an unexpected error before deploy mode went on ({error}); nothing was touched."
+)
+UNEXPECTED = (
+    "Deploy {deploy_id} stopped on an unexpected error ({error}). Its record stays `running` and deploy mode "
+    "as it is: run `manage.py deploy_safe --recover`, which restores its backup (or proves the data "
+    "unchanged) once it has proved nothing else wrote since."
+)
 FREEZE_BROKEN = (
     "Deploy {deploy_id} stopped: deploy mode {how}, so writes may have landed that a restore would erase: "
     "nothing was restored. Deploy mode is ON again. Changed since the backup: {changes}. Check the data "
@@ -84,17 +95,36 @@ class BackedUp:
 def deploy(options: Options, output: Output) -> Report:
     """One deploy; the report says how it ended (its exit status and message)."""
     report = Report(new_deploy_id(), timezone.now(), options.using, Steps(output, options.verbosity))
+    record = Record(report)
     with origin.deploy(report.deploy_id), origin.origin(f"deploy_safe {report.deploy_id}"):
         with contextlib.ExitStack() as held:  # released in reverse: the subprocess, threads, lock
             try:
-                _deploy(options, report, held)
+                _deploy(options, report, held, record)
             except Stop as stop:
                 report.exit_status, report.message = stop.exit_status, stop.message
+            except Exception as error:  # a bug or the unforeseen: still a documented status and a record
+                _unexpected(report, record, error)
     return report
 
 
-def _deploy(options: Options, report: Report, held: contextlib.ExitStack) -> None:
-    record = Record(report)
+def _unexpected(report: Report, record: Record, error: Exception) -> None:
+    """An error no step foresaw: exit 3 when it came before the record (so before deploy mode went
+    on: nothing was touched), else exit 4 with the record left `running` for --recover."""
+    logger.exception("deploy_safe %s stopped on an unexpected error", report.deploy_id)
+    what = f"{type(error).__name__}: {error}"
+    if record.row is None:
+        report.end("precheck_failed", EXIT_PRECHECK, UNEXPECTED_BEFORE.format(error=what))
+        append_log(report)
+        return
+    message = UNEXPECTED.format(deploy_id=report.deploy_id, error=what)
+    report.end(RUNNING, EXIT_HUMAN, message)
+    with contextlib.suppress(DatabaseError):
+        record.store(status=RUNNING, message=message)
+    append_log(report)
+    undo.alert(report.deploy_id, "stopped", message)
+
+
+def _deploy(options: Options, report: Report, held: contextlib.ExitStack, record: Record) -> None:
     alongside = _one_at_a_time(options, report, held)
     checked = _pre_checks(options, report, alongside)  # exit 3 unless every one passes: nothing touched
     _bootstrap(options, report)

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from deployguard.backup import (
+    NotABackup,
     RestoreRefused,
     RestoreUnverified,
     check_backup,
@@ -23,7 +24,9 @@ class Command(BaseCommand):
         "Restore the database from a file made by backup_db. The file must match its manifest "
         "(SHA-256 and engine); after restoring, the protected tables' fingerprints must equal the "
         "manifest's. Asks for confirmation unless --yes. Exit status: 0 restored and verified; "
-        "1 refused (damaged file, wrong engine, or not confirmed): nothing was touched; 2 misuse; "
+        "1 refused (damaged file, wrong engine, or not confirmed): nothing was touched; 2 misuse, "
+        "including a PATH that is not a backup (missing, a FIFO or device, not the engine's format, a "
+        "manifest that is not JSON or too large), refused before it is read; "
         "4 the restore ran but could not be verified: the database may differ, a person must act."
     )
 
@@ -49,6 +52,8 @@ class Command(BaseCommand):
         target = database_name(database)
         try:
             manifest = check_backup(path, using=database, other_database=into_other_database)
+        except NotABackup as error:  # not a backup at all: checked before reading it
+            raise CommandError(str(error), returncode=2) from None
         except RestoreRefused as error:
             raise CommandError(str(error), returncode=1) from None
         if not yes:
