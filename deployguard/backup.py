@@ -29,12 +29,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.core.management.color import no_style
+from django.db import DatabaseError, connections, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from deployguard import state
+from deployguard import files, state
 from deployguard.allowances import allow_writes
 from deployguard.fingerprint import PIN_RUNNING
 from deployguard.fingerprints import Digests, current_digests
@@ -47,6 +49,9 @@ _LOCK_TIMEOUT = 30
 
 MANIFEST_VERSION = 1
 SUFFIXES = {"sqlite": ".sqlite3", "postgresql": ".dump"}
+MANIFEST_MAX_BYTES = 16 * files.MiB  # a count and a digest per table: far less
+MAGIC = {"sqlite": b"SQLite format 3\x00", "postgresql": b"PGDMP"}
+"""How each engine's backup file begins (SQLite's header; pg_dump's custom format)."""
 
 
 class BackupError(Exception):
@@ -55,6 +60,11 @@ class BackupError(Exception):
 
 class RestoreRefused(Exception):
     """The file does not match its manifest or this database; nothing was touched."""
+
+
+class NotABackup(RestoreRefused):
+    """The path (or its manifest) is not a backup_db file at all: a FIFO, a device, a directory,
+    a file too large, not JSON, not the engine's format. Refused before it is read."""
 
 
 class RestoreUnverified(Exception):
@@ -73,19 +83,22 @@ class Manifest:
     sha256: str
     version: int = MANIFEST_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    deploy_id: str = ""  # the deploy_safe run that took it ("" for backup_db)
 
     @classmethod
     def read(cls, backup: Path) -> Manifest:
         path = manifest_path(backup)
+        if not path.exists() and not path.is_symlink():
+            raise NotABackup(f"No manifest at {path}: restore only files made by `manage.py backup_db`.")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(files.read_text(path, what="the manifest", max_bytes=MANIFEST_MAX_BYTES))
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
             return cls(**data)
-        except FileNotFoundError:
-            raise RestoreRefused(
-                f"No manifest at {path}: restore only files made by `manage.py backup_db`."
-            ) from None
+        except files.BadFile as error:
+            raise NotABackup(str(error)) from None
         except (ValueError, TypeError) as error:
-            raise RestoreRefused(f"The manifest {path} is unreadable ({error}).") from None
+            raise NotABackup(f"The manifest {path} is unreadable ({error}).") from None
 
 
 def manifest_path(backup: Path) -> Path:
@@ -120,6 +133,11 @@ def applied_migrations(using: str = "default") -> dict[str, list[str]]:
     return applied
 
 
+def postgres_environment(using: str) -> dict[str, str]:
+    """The environment that points libpq's tools (pg_dump, pg_restore) at this database."""
+    return _postgres_environment(using)
+
+
 def _postgres_environment(using: str) -> dict[str, str]:
     params = connections[using].settings_dict
     env = {**os.environ, "PGDATABASE": str(params["NAME"])}
@@ -132,6 +150,11 @@ def _postgres_environment(using: str) -> dict[str, str]:
         if params.get(key):
             env[variable] = str(params[key])
     return env
+
+
+def executable(name: str) -> str:
+    """The path of a PostgreSQL client tool; BackupError when it is not installed."""
+    return _executable(name)
 
 
 def _executable(name: str) -> str:
@@ -356,7 +379,9 @@ class Copy:
 
 
 @contextlib.contextmanager
-def copying(output: Path | None = None, *, using: str = "default", overwrite: bool = False) -> Iterator[Copy]:
+def copying(
+    output: Path | None = None, *, using: str = "default", overwrite: bool = False, deploy_id: str = ""
+) -> Iterator[Copy]:
     """Make a verified backup of the database while the block runs, with the data held still
     for both: SQLite's write lock, or on PostgreSQL the dump's snapshot, in which the block's
     queries run. The block reads what the manifest records and hands it to `copy.describe()`.
@@ -400,6 +425,7 @@ def copying(output: Path | None = None, *, using: str = "default", overwrite: bo
             file=target.name,
             size=copy.temporary.stat().st_size,
             sha256=copy.sha256,
+            deploy_id=deploy_id,
         )
         place(copy.temporary, copy.manifest, target, overwrite=overwrite)
     except OSError as error:
@@ -487,15 +513,22 @@ def database_name(using: str = "default") -> str:
 
 def check_backup(backup: Path, *, using: str = "default", other_database: bool = False) -> Manifest:
     """The manifest of `backup` after proving the file is the one it describes, for this database."""
-    if not backup.is_file():
-        raise RestoreRefused(f"No backup file at {backup}.")
-    manifest = Manifest.read(backup)
     vendor = connections[using].vendor
+    if not backup.exists() and not backup.is_symlink():
+        raise NotABackup(f"No backup file at {backup}.")
+    try:
+        with files.open_regular(backup, what="the backup", max_bytes=None, text=False) as handle:
+            start = handle.read(len(MAGIC.get(vendor, b"")))
+    except files.BadFile as error:
+        raise NotABackup(str(error)) from None
+    manifest = Manifest.read(backup)
     if manifest.engine != vendor:
         raise RestoreRefused(
             f"{backup} is a {manifest.engine} backup and this database is {vendor}: "
             "restore it into a database of the same engine."
         )
+    if start != MAGIC.get(vendor, start):
+        raise NotABackup(f"{backup} is not a {vendor} backup: it does not begin as backup_db's files do.")
     if manifest.database != database_name(using) and not other_database:
         raise RestoreRefused(
             f"{backup} is a backup of {manifest.database}, and this database is {database_name(using)}: "
@@ -553,6 +586,50 @@ def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
     )
 
 
+def _own_tables(using: str) -> list[tuple[type[models.Model], str]]:
+    """deployguard's own models and tables that exist now (deploy mode, deploys, scrub runs, …)."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        existing = set(connection.introspection.table_names(cursor))
+    own = apps.get_app_config("deployguard").get_models(include_auto_created=True)
+    return [(model, model._meta.db_table) for model in own if model._meta.db_table in existing]
+
+
+@contextlib.contextmanager
+def kept_own_records(using: str = "default") -> Iterator[list[str]]:
+    """Around a restore: deployguard's own tables (the deploy-mode switch and its history, deploy
+    records, scrub runs, …) hold afterwards what they held before it. They describe what
+    happened, the restore included; a backup's older copy of them would undo deploy mode's
+    state and erase the account of what was done since. Yields the tables kept."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    kept: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+    tables = _own_tables(using)
+    with connection.cursor() as cursor:
+        for _, table in tables:
+            cursor.execute(f"SELECT * FROM {quote(table)}")  # noqa: S608
+            kept[table] = ([column[0] for column in cursor.description], cursor.fetchall())
+    yield sorted(kept)
+    now = _own_tables(using)
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        for _, table in now:
+            if table not in kept:
+                continue
+            columns_now = {c.name for c in connection.introspection.get_table_description(cursor, table)}
+            names, rows = kept[table]
+            wanted = [i for i, name in enumerate(names) if name in columns_now]
+            cursor.execute(f"DELETE FROM {quote(table)}")  # noqa: S608
+            if rows:
+                columns = ", ".join(quote(names[i]) for i in wanted)
+                marks = ", ".join(["%s"] * len(wanted))
+                cursor.executemany(
+                    f"INSERT INTO {quote(table)} ({columns}) VALUES ({marks})",  # noqa: S608
+                    [tuple(row[i] for i in wanted) for row in rows],
+                )
+        for statement in connection.ops.sequence_reset_sql(no_style(), [model for model, _ in now]):
+            cursor.execute(statement)
+
+
 def restore_database(
     backup: Path,
     *,
@@ -567,10 +644,11 @@ def restore_database(
     vendor = connections[using].vendor
     with allow_writes(reason):
         try:
-            if vendor == "sqlite":
-                _restore_sqlite(backup, using)
-            else:
-                _restore_postgresql(backup, using, manifest)
+            with kept_own_records(using):
+                if vendor == "sqlite":
+                    _restore_sqlite(backup, using)
+                else:
+                    _restore_postgresql(backup, using, manifest)
             # A backup taken during a deploy holds the database freeze's triggers, on.
             state.match_freeze(using)
         except (BackupError, sqlite3.Error, DatabaseError) as error:

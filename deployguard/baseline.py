@@ -19,11 +19,14 @@ from typing import Any
 from django.db import connections, models
 from django.utils import timezone
 
+from deployguard import files
 from deployguard.fingerprint import ADDED, CHANGED, REMOVED, diff_row_hashes, fingerprint_table, row_hashes
 
 FORMAT = "deployguard-baseline"
 VERSION = 1
 LISTED_PKS = 1000
+MAX_BYTES = 4 * files.GiB
+"""The largest baseline read: about 60 bytes a row, so some 70 million rows."""
 
 
 class BaselineError(Exception):
@@ -143,63 +146,67 @@ def compare(path: str | Path, tables: Sequence[type[models.Model]], *, using: st
     path = Path(path)
     by_label = {model._meta.label_lower: model for model in tables}
     try:
-        handle = path.open(encoding="utf-8")
+        with files.open_regular(path, what="the baseline", max_bytes=MAX_BYTES) as handle:
+            return _compare(path, files.lines(handle, what="the baseline", path=path), by_label, using=using)
+    except files.BadFile as error:
+        raise BaselineError(str(error)) from None
     except OSError as error:
         raise BaselineError(f"Cannot read the baseline {path}: {error.strerror or error}.") from error
-    with handle:
-        lines = iter(handle)
-        header = _read_header(lines, path, connections[using].vendor)
-        pending: list[Any] | None = None
 
-        def baseline_rows(label: str) -> Iterator[tuple[Any, int]]:
-            nonlocal pending
-            while True:
-                if pending is None:
-                    try:
-                        line = next(lines)
-                    except StopIteration:
-                        return
-                    try:
-                        pending = json.loads(line)
-                        row_label, pk, row_hash = pending
-                    except (ValueError, TypeError):
-                        raise BaselineError(f"{path} is corrupt: bad row line {line[:80]!r}.") from None
-                row_label, pk, row_hash = pending
-                if row_label != label:
+
+def _compare(
+    path: Path, lines: Iterator[str], by_label: dict[str, type[models.Model]], *, using: str
+) -> Comparison:
+    header = _read_header(lines, path, connections[using].vendor)
+    pending: list[Any] | None = None
+
+    def baseline_rows(label: str) -> Iterator[tuple[Any, int]]:
+        nonlocal pending
+        while True:
+            if pending is None:
+                try:
+                    line = next(lines)
+                except StopIteration:
                     return
-                pending = None
-                yield pk, row_hash
+                try:
+                    pending = json.loads(line)
+                    row_label, pk, row_hash = pending
+                except (ValueError, TypeError):
+                    raise BaselineError(f"{path} is corrupt: bad row line {line[:80]!r}.") from None
+            row_label, pk, row_hash = pending
+            if row_label != label:
+                return
+            pending = None
+            yield pk, row_hash
 
-        diffs, untracked = [], []
-        for label, saved in header["tables"].items():
-            model = by_label.get(label)
-            if model is None:
-                untracked.append(label)
-                for _ in baseline_rows(label):  # skip this table's lines in the file
-                    pass
-                continue
-            current = fingerprint_table(model, using=using)
-            try:
-                diff = TableDiff(
-                    label=label,
-                    count_then=int(saved["count"]),
-                    count_now=current.count,
-                    fingerprint_then=str(saved["digest"]),
-                    fingerprint_now=current.digest,
-                )
-            except (KeyError, TypeError, ValueError):
-                raise BaselineError(
-                    f"{path} is corrupt: the header entry for {label} is incomplete."
-                ) from None
-            if diff.equal:
-                for _ in baseline_rows(label):
-                    pass
-            else:
-                listed = {ADDED: diff.added, REMOVED: diff.removed, CHANGED: diff.changed}
-                for kind, pk in diff_row_hashes(baseline_rows(label), row_hashes(model, using=using)):
-                    listed[kind].add(pk)
-            diffs.append(diff)
-        untracked += [label for label in by_label if label not in header["tables"]]
+    diffs, untracked = [], []
+    for label, saved in header["tables"].items():
+        model = by_label.get(label)
+        if model is None:
+            untracked.append(label)
+            for _ in baseline_rows(label):  # skip this table's lines in the file
+                pass
+            continue
+        current = fingerprint_table(model, using=using)
+        try:
+            diff = TableDiff(
+                label=label,
+                count_then=int(saved["count"]),
+                count_now=current.count,
+                fingerprint_then=str(saved["digest"]),
+                fingerprint_now=current.digest,
+            )
+        except (KeyError, TypeError, ValueError):
+            raise BaselineError(f"{path} is corrupt: the header entry for {label} is incomplete.") from None
+        if diff.equal:
+            for _ in baseline_rows(label):
+                pass
+        else:
+            listed = {ADDED: diff.added, REMOVED: diff.removed, CHANGED: diff.changed}
+            for kind, pk in diff_row_hashes(baseline_rows(label), row_hashes(model, using=using)):
+                listed[kind].add(pk)
+        diffs.append(diff)
+    untracked += [label for label in by_label if label not in header["tables"]]
     return Comparison(
         path=str(path), created_at=str(header.get("created_at")), tables=diffs, untracked=untracked
     )

@@ -195,9 +195,15 @@ def row_hash_sql(columns: Sequence[str], connection: BaseDatabaseWrapper, alias:
 
 
 def fingerprint_table(
-    table: str | type[models.Model], *, using: str = "default", columns: Sequence[str] | None = None
+    table: str | type[models.Model],
+    *,
+    using: str = "default",
+    columns: Sequence[str] | None = None,
+    pk_at_most: tuple[str, int | None] | None = None,
 ) -> Fingerprint:
-    """Count and hash every row of `table` (a model or a table name) in one pass, in the database."""
+    """Count and hash every row of `table` (a model or a table name) in one pass, in the database;
+    with `pk_at_most` (column, largest), only the rows whose primary key is at most that (none
+    when it is None)."""
     connection = connections[using]
     prepare(connection)
     name, columns = table_columns(table, using=using, columns=columns)
@@ -209,8 +215,12 @@ def fingerprint_table(
     else:
         cols = ", ".join(quote(c) for c in columns)
         sql = f"SELECT count(*), deployguard_fingerprint({cols}) FROM {quote(name)}"  # noqa: S608
+    params: list[Any] = []
+    if pk_at_most is not None:
+        sql += f" WHERE {quote(pk_at_most[0])} <= %s"
+        params.append(pk_at_most[1] if pk_at_most[1] is not None else -(2**63))
     with connection.cursor() as cursor:
-        cursor.execute(sql)
+        cursor.execute(sql, params)
         count, total = cursor.fetchone()
     digest = int(total or 0) % MODULUS
     return Fingerprint(table=name, count=int(count), digest=f"{digest:016x}")

@@ -19,10 +19,11 @@ from deployguard.fingerprint import (
     column_names,
     column_types,
     fingerprint_table,
+    primary_key_column,
     provable,
     unwritten_since,
 )
-from deployguard.tables import protected_tables
+from deployguard.tables import migrate_writable_tables, protected_tables
 
 Types = tuple[tuple[Any, ...], ...]
 """PostgreSQL: a table's fingerprint.column_types(), one tuple a column."""
@@ -39,6 +40,13 @@ class TableFingerprint:
     count: int
     digest: str
     types: Types | None = None
+    declared: tuple[str, ...] = ()  # each column's declared type, lower case, in order
+    # Migrate's bookkeeping tables (tables.migrate_writable_tables): the largest primary key,
+    # above which the rows migrate adds are found (deployguard.bookkeeping).
+    max_pk: int | None = None
+
+    def declared_types(self) -> dict[str, str]:
+        return dict(zip(self.columns, self.declared, strict=False))
 
     def as_digest(self) -> dict[str, Any]:
         return {"count": self.count, "digest": self.digest}
@@ -79,6 +87,7 @@ def take(
     instead of being hashed again.
     """
     tables = protected_tables_now(using=using)
+    bookkeeping = migrate_writable_tables()
     described = _describe(tables, using=using)
     proved: set[str] = set()
     if earlier is not None and earlier.horizon is not None:
@@ -98,10 +107,27 @@ def take(
             continue
         columns, types = described[table]
         fp = fingerprint_table(table, using=using, columns=columns)
-        taken[table] = TableFingerprint(columns=columns, count=fp.count, digest=fp.digest, types=types)
+        declared = declared_now([table], using=using, types=types and {table: types})[table]
+        taken[table] = TableFingerprint(
+            columns=columns, count=fp.count, digest=fp.digest, types=types, declared=tuple(declared.values()),
+            max_pk=largest_pk(table, using=using) if table in bookkeeping else None,
+        )  # fmt: skip
         if on_table is not None:
             on_table(len(taken), len(tables), fp.count)
     return taken
+
+
+def largest_pk(table: str, *, using: str = "default") -> int | None:
+    """The table's largest primary key (a single integer column), or None when it is empty."""
+    connection = connections[using]
+    pk = primary_key_column(table, using=using)
+    if pk is None:
+        return None
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT max({quote(pk)}) FROM {quote(table)}")  # noqa: S608
+        (largest,) = cursor.fetchone()
+    return None if largest is None else int(largest)
 
 
 def _describe(tables: Iterable[str], *, using: str) -> dict[str, tuple[tuple[str, ...], Types | None]]:
@@ -112,6 +138,23 @@ def _describe(tables: Iterable[str], *, using: str) -> dict[str, tuple[tuple[str
         table: (tuple(column[0] for column in types), types)
         for table, types in types_now(tables, using=using).items()
     }
+
+
+def declared_now(
+    tables: Iterable[str], *, using: str = "default", types: Mapping[str, Types] | None = None
+) -> dict[str, dict[str, str]]:
+    """Each table's columns and their declared types (lower case), in order: PostgreSQL's
+    format_type() (from `types` when the caller has them), SQLite's declared type."""
+    wanted = sorted(set(tables))
+    if connections[using].vendor == "postgresql":
+        described = types if types is not None else types_now(wanted, using=using)
+        return {table: {column[0]: str(column[1]).lower() for column in described[table]} for table in wanted}
+    found: dict[str, dict[str, str]] = {table: {} for table in wanted}
+    with connections[using].cursor() as cursor:
+        for table in wanted:
+            cursor.execute("SELECT name, type FROM pragma_table_info(%s) ORDER BY cid", [table])
+            found[table] = {name: kind.lower() for name, kind in cursor.fetchall()}
+    return found
 
 
 def types_now(tables: Iterable[str], *, using: str = "default") -> dict[str, Types]:
@@ -158,6 +201,16 @@ def differences(
     return lines
 
 
+@dataclass(frozen=True)
+class ByValue:
+    """A table whose columns changed, to be compared by value over `columns` (those common to
+    before and after, in their earlier order) against the backup (deployguard.reshaped)."""
+
+    table: str
+    columns: tuple[str, ...]
+    retyped: tuple[str, ...] = ()
+
+
 @dataclass
 class Comparison:
     """The data now against fingerprints taken earlier (compare_with_now)."""
@@ -166,14 +219,17 @@ class Comparison:
     schema_changes: list[str] = field(default_factory=list)
     unchanged: set[str] = field(default_factory=set)  # the same rows over the same columns
     proved_unwritten: list[str] = field(default_factory=list)  # of those, proved without hashing
+    by_value: list[ByValue] = field(default_factory=list)  # for the caller, against the backup
 
 
 def compare_with_now(
     before: FingerprintsAt, *, using: str = "default", skip: Iterable[str] = ()
 ) -> Comparison:
     """The data now against `before`, over the columns each table had then: a column added
-    is a schema change, not a data change; with a column dropped only the row counts are
-    compared; tables created since must be empty. Tables in `skip` are not compared.
+    is a schema change, not a data change; a table with a column dropped, or retyped with its
+    values' hashes changed, is listed in `by_value` for the caller to compare by value over
+    the surviving columns against the backup (never by counts alone); tables created since
+    must be empty. Tables in `skip` are not compared.
 
     On PostgreSQL a table with the same columns (names, types, numbers, the table's oid), all
     provable, that is proved unwritten since `before`'s snapshot is not hashed again: it holds
@@ -182,19 +238,22 @@ def compare_with_now(
     skipped = set(skip)
     now = set(protected_tables_now(using=using))
     columns_now = {table: set(columns) for table, columns in column_names(now, using=using).items()}
+    postgresql = connections[using].vendor == "postgresql"
+    pg_types = types_now(now & set(before.tables), using=using) if postgresql else None
     proved: set[str] = set()
-    if before.horizon is not None:
-        types = types_now(now & set(before.tables), using=using)
+    if before.horizon is not None and pg_types is not None:
         same_types = {
             table: fp.count
             for table, fp in before.tables.items()
             if table not in skipped
             and fp.types is not None
-            and types.get(table) == fp.types
+            and pg_types.get(table) == fp.types
             and provable(fp.types)
         }
         proved = unwritten_since(before.horizon, same_types, using=using)
     found = Comparison(proved_unwritten=sorted(proved))
+    compared = sorted(t for t in before.tables if t not in skipped and t in now and t not in proved)
+    declared = declared_now(compared, using=using, types=pg_types)
     for table, fp in sorted(before.tables.items()):
         if table in skipped:
             continue
@@ -204,22 +263,28 @@ def compare_with_now(
         if table in proved:
             found.unchanged.add(table)
             continue
+        kept = tuple(c for c in fp.columns if c in columns_now[table])
         dropped = [c for c in fp.columns if c not in columns_now[table]]
         added = sorted(columns_now[table] - set(fp.columns))
+        then_types = fp.declared_types()
+        retyped = tuple(c for c in kept if c in then_types and then_types[c] != declared[table].get(c))
         if added:
             found.schema_changes.append(f"{table}: columns added {', '.join(added)}")
+        if retyped:
+            found.schema_changes.append(f"{table}: columns retyped {', '.join(retyped)}")
         if dropped:
-            found.schema_changes.append(f"{table}: columns dropped {', '.join(dropped)}; counts compared")
-            kept = [c for c in fp.columns if c in columns_now[table]]
-            count = fingerprint_table(table, using=using, columns=kept or None).count
-            if count != fp.count:
-                found.differences.append(f"{table}: {fp.count} rows before, {count} after")
+            found.schema_changes.append(
+                f"{table}: columns dropped {', '.join(dropped)}; the surviving columns compared by value"
+            )
+            found.by_value.append(ByValue(table, kept, retyped))
             continue
         after = fingerprint_table(table, using=using, columns=fp.columns)
         line = difference(table, fp.as_digest(), {"count": after.count, "digest": after.digest})
-        if line:
+        if line and retyped:  # the values' types changed: equal if each kept its text
+            found.by_value.append(ByValue(table, kept, retyped))
+        elif line:
             found.differences.append(line)
-        elif not added:
+        elif not added and not retyped:
             found.unchanged.add(table)
     for table in sorted(now - set(before.tables) - skipped):
         found.schema_changes.append(f"{table}: created")

@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from deployguard import conf, freeze
+from deployguard import conf, freeze, ownership
 from deployguard.allowances import own_records, own_records_allowed
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.status import ENVIRONMENT_VARIABLE, DeployModeStatus
@@ -266,12 +266,14 @@ def enable(
 
 
 def disable(
-    *, changed_by: str, reason: str = "Deploy finished", user: Any = None
+    *, changed_by: str, reason: str = "Deploy finished", user: Any = None, force: bool = False
 ) -> tuple[DeployModeStatus, bool]:
-    """Turn deploy mode off in the shared state; returns (status, whether it was on)."""
+    """Turn deploy mode off in the shared state; returns (status, whether it was on). Raises
+    ownership.DeployModeHeld while another process's deploy holds it, unless `force`."""
     from deployguard.models import STATE_ROW_ID, DeployModeState
 
     alias = conf.get("DEPLOYGUARD_DATABASE")
+    reason = ownership.refuse_switch_off(using=alias, force=force, changed_by=changed_by, reason=reason)
     with _writing_the_switch(), transaction.atomic(using=alias):
         lock_switch(alias)
         row = DeployModeState.objects.using(alias).select_for_update().filter(pk=STATE_ROW_ID).first()

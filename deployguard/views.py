@@ -19,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from deployguard import conf, state, switch_request
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
+from deployguard.ownership import DeployModeHeld
 
 ENDPOINT_DISABLED = (
     "POST /_deploy/mode is disabled: no DEPLOYGUARD_TOKEN is configured. Set it in the environment "
@@ -147,7 +148,10 @@ def mode(request: HttpRequest) -> JsonResponse:
         return _error(BAD_REQUEST.replace("{problem}", str(error)), 400)
     who = f"{wanted.by} via POST /_deploy/mode from {request.META.get('REMOTE_ADDR')}"
     if wanted.mode == "off":
-        current, was_on = state.switch_off(changed_by=who, reason=wanted.reason)
+        try:
+            current, was_on = state.switch_off(changed_by=who, reason=wanted.reason)
+        except DeployModeHeld as error:  # no override here: that is `deploy_mode off --force`'s
+            return JsonResponse({**state.current().as_dict(), "error": str(error)}, status=409)
         return JsonResponse({**current.as_dict(), "changed": was_on})
     try:
         current, drained = state.switch_on(

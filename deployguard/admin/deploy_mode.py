@@ -15,6 +15,7 @@ from deployguard.admin.base import SWITCH_DEPLOY_MODE, OperationsAdmin, paginate
 from deployguard.deploy.lock import DeployLock
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.models import DeployModeState, DeployRecord
+from deployguard.ownership import DeployModeHeld
 
 TEMPLATE = "admin/deployguard/deploymodestate/page.html"
 CONFIRM_TEMPLATE = "admin/deployguard/deploymodestate/confirm.html"
@@ -199,11 +200,15 @@ class DeployModeAdmin(OperationsAdmin):
             how = humanize.deploy_mode(status, private=True)
             self.message_user(request, STATE_MOVED.format(how=how), messages.WARNING)
             return HttpResponseRedirect(self.url("changelist"))
-        _, was_on = state.switch_off(
-            changed_by=_actor(request),
-            reason=f"Turned off in the admin by {request.user.get_username()}",
-            user=request.user,
-        )
+        try:
+            _, was_on = state.switch_off(
+                changed_by=_actor(request),
+                reason=f"Turned off in the admin by {request.user.get_username()}",
+                user=request.user,
+            )
+        except DeployModeHeld as error:  # a deploy took the lock since the check above
+            self.message_user(request, str(error), messages.ERROR)
+            return HttpResponseRedirect(self.url("changelist"))
         self.message_user(
             request, SWITCHED_OFF if was_on else ALREADY_OFF, messages.SUCCESS if was_on else messages.WARNING
         )

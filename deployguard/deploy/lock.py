@@ -1,5 +1,9 @@
 """One deploy at a time: a PostgreSQL session advisory lock, or flock on a file beside SQLite.
 
+The lock is the database's, not the path's: PostgreSQL's advisory locks belong to one database of
+one server, however a client names them; SQLite's lock file is named by the database file's
+device and inode (lock_path_for), so a symlink to the same file takes the same lock.
+
 The holder is published with the lock (the lock session's application_name; the lock file's
 content), so a deploy that finds it taken names the one that holds it even before that one
 has written its DeployRecord.
@@ -8,7 +12,6 @@ has written its DeployRecord.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 from pathlib import Path
 from typing import IO, Any
@@ -18,8 +21,8 @@ from django.utils import timezone
 
 from deployguard.deploy import record
 from deployguard.deploy.steps import EXIT_PRECHECK, Stop
+from deployguard.ownership import ADVISORY_LOCK_KEY, lock_path_for, mark_held, postgresql_lock_holder
 
-ADVISORY_LOCK_KEY = 0x6465_706C_6F79  # "deploy"
 ANOTHER_DEPLOY = "Another deploy_safe is running ({who}); wait for it to finish. Nothing was touched."
 
 
@@ -48,6 +51,7 @@ class DeployLock:
                 raw.close()
                 return False
             self._handle = raw
+            mark_held(self.using, True)
             return True
         handle: IO[str] = open(self._lock_path(), "a+")
         try:
@@ -59,11 +63,11 @@ class DeployLock:
         handle.write(f"deploy {deploy_id}, started {timezone.now():%Y-%m-%d %H:%M:%S} by {actor}")
         handle.flush()
         self._handle = handle
+        mark_held(self.using, True)
         return True
 
     def _lock_path(self) -> Path:
-        path = Path(str(connections[self.using].settings_dict["NAME"]))
-        return path.with_name(path.name + ".deploy.lock")
+        return lock_path_for(str(connections[self.using].settings_dict["NAME"]))
 
     def holder(self) -> str:
         """Who holds the lock, as "deploy ID, started WHEN by WHO", or "" when that is unknown."""
@@ -71,19 +75,7 @@ class DeployLock:
         with contextlib.suppress(DatabaseError, OSError, ValueError):
             if connection.vendor != "postgresql":
                 return self._lock_path().read_text().strip()
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT a.application_name, a.backend_start FROM pg_locks l "
-                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                    "AND l.classid::bigint = %s AND l.objid::bigint = %s",
-                    [ADVISORY_LOCK_KEY >> 32, ADVISORY_LOCK_KEY & 0xFFFF_FFFF],
-                )
-                row = cursor.fetchone()
-            if row and row[0].startswith("deploy_safe "):
-                _, deploy_id, actor = [*row[0].split(" ", 2), ""][:3]
-                started = row[1].astimezone(datetime.UTC)  # as DeployRecord.started_at is shown
-                return f"deploy {deploy_id}, started {started:%Y-%m-%d %H:%M:%S} by {actor or '?'}"
+            return postgresql_lock_holder(self.using)[1]
         return ""
 
     def release(self) -> None:
@@ -93,6 +85,7 @@ class DeployLock:
                     self._handle.truncate(0)
                 self._handle.close()
             self._handle = None
+            mark_held(self.using, False)
 
 
 def take(lock: DeployLock, *, deploy_id: str, actor: str) -> None:

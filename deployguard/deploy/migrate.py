@@ -45,6 +45,19 @@ def pending_migrations(*, using: str = "default", app: str | None = None) -> lis
     return [f"{m.app_label}.{m.name}" for m, backwards in executor.migration_plan(targets) if not backwards]
 
 
+def recordable_migrations(*, using: str = "default") -> set[str]:
+    """What `migrate` may record in django_migrations now (APP.NAME): the pending migrations, and
+    the ones each pending squash replaces (it records those, then itself)."""
+    executor = MigrationExecutor(connections[using])
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    names = set()
+    for migration, backwards in plan:
+        if not backwards:
+            names.add(f"{migration.app_label}.{migration.name}")
+            names |= {f"{app}.{name}" for app, name in migration.replaces}
+    return names
+
+
 def _die_with_parent() -> None:
     """preexec_fn: the subprocess gets SIGKILL when deploy_safe dies (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -158,6 +171,7 @@ class Migrated:
     named data migration changed, and why the deploy fails (or "")."""
 
     detail: dict[str, Any]
+    recordable: set[str] = field(default_factory=set)  # what it may record in django_migrations
     writers: list[dict[str, str]] = field(default_factory=list)
     data_changes: dict[str, Any] = field(default_factory=dict)
     problem: str = ""
@@ -166,7 +180,8 @@ class Migrated:
 def go(child: Child, *, using: str, verbosity: int, output: Output) -> Migrated:
     """Tell the subprocess to go and wait for it; what it did, and the failure in one line."""
     migrated = Migrated(
-        {"pending": pending_migrations(using=using), "subprocess_started": "while deploy mode went on"}
+        {"pending": pending_migrations(using=using), "subprocess_started": "while deploy mode went on"},
+        recordable=recordable_migrations(using=using),
     )
     stdout, stderr = child.process.communicate(input=f"{MIGRATE_GO}\n")
     returncode = child.process.returncode
@@ -202,7 +217,8 @@ def go(child: Child, *, using: str, verbosity: int, output: Output) -> Migrated:
                 f"migrate failed: {first['exception']} at {first['where'] or '?'}: {first['message'][:300]}"
             )
         else:
-            migrated.problem = f"migrate exited {returncode}"
+            last = stderr.strip().splitlines()[-1:] or [""]
+            migrated.problem = f"migrate exited {returncode}" + (f": {last[0][:300]}" if last[0] else "")
     return migrated
 
 

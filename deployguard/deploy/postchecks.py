@@ -9,18 +9,20 @@ that changed; else they run now, on their own thread and connection, beside the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db import DatabaseError, connections
 
-from deployguard import fingerprints
+from deployguard import bookkeeping, fingerprints, reshaped
+from deployguard.backup import BackupError
 from deployguard.deploy import rules
 from deployguard.deploy.migrate import pending_migrations
 from deployguard.deploy.rules import RulesBefore
 from deployguard.deploy.steps import FAILED, Alongside, Steps
 from deployguard.fingerprints import FingerprintsAt
+from deployguard.tables import migrate_writable_tables
 
 
 @dataclass
@@ -44,9 +46,14 @@ def run(
     before: RulesBefore,
     baseline: str | None,
     baseline_after_migrate: bool,
+    backup_path: Path | None = None,
+    applied: Collection[str] = (),
 ) -> PostChecked:
     """Every post-check, each a step. `frozen`: the fingerprints taken at the freeze; `skip`:
-    tables not compared (migrate's bookkeeping, and what a named data migration changed)."""
+    tables not compared (what a named data migration changed); migrate's bookkeeping tables are
+    compared by deployguard.bookkeeping, which lets them gain the rows of `applied` migrations;
+    `backup_path`: the backup taken with them, against which tables whose columns changed are
+    compared by value."""
     checked = PostChecked()
     problems = checked.problems
     with steps.step("post-check: health") as step:
@@ -64,7 +71,19 @@ def run(
     integrity = None if before.inputs else alongside.start(lambda: rules.count(using=using))
     ran_alongside = integrity is not None
     with steps.step("post-check: fingerprints") as step:
-        compared = fingerprints.compare_with_now(frozen, using=using, skip=skip)
+        kept = migrate_writable_tables()
+        compared = fingerprints.compare_with_now(frozen, using=using, skip={*skip, *kept})
+        bookkept = {table: fp for table, fp in frozen.tables.items() if table in kept}
+        compared.differences += bookkeeping.differences(bookkept, applied=applied, using=using)
+        for table in compared.by_value:
+            try:
+                line = reshaped.compare(
+                    table.table, table.columns, backup_path=backup_path, retyped=table.retyped, using=using
+                )
+            except (DatabaseError, OSError, BackupError) as error:
+                line = f"{table.table}: could not be compared by value with the backup ({error})"
+            if line:
+                compared.differences.append(line)
         checked.schema_changes = compared.schema_changes
         step.detail = {"schema_changes": compared.schema_changes, "differences": compared.differences}
         if frozen.horizon is not None:

@@ -14,6 +14,7 @@ processes' caches: nothing the deploy does afterwards needs them writing again.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,26 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from deployguard import backup, conf, fingerprints, freeze, origin, state
-from deployguard.deploy import lock, migrate, postchecks, prechecks, undo
-from deployguard.deploy.record import Record, Report, append_log, new_deploy_id, running_record
+from deployguard.deploy import lock, migrate, postchecks, prechecks, recovery, undo
+from deployguard.deploy.record import RUNNING, Record, Report, append_log, new_deploy_id, running_record
 from deployguard.deploy.steps import (
     EXIT_DEPLOYED,
     EXIT_HUMAN,
     EXIT_PRECHECK,
     EXIT_RESTORED,
     FAILED,
+    SKIPPED,
     Alongside,
     Output,
     Step,
     Steps,
     Stop,
 )
-from deployguard.exceptions import DrainTimeout
+from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.fingerprint import snapshot_horizon
 from deployguard.fingerprints import FingerprintsAt
-from deployguard.tables import migrate_writable_tables
+
+logger = logging.getLogger("deployguard")
 
 PRECHECKS_FAILED = "{count} pre-check(s) failed; nothing was touched: {failures}"
 DRAIN_FAILED = "{error} Deploy mode is off again; nothing was backed up or migrated."
@@ -49,6 +52,21 @@ ROLLED_BACK = "Deploy {deploy_id} failed and was rolled back ({how}): {why}"
 NOTHING_TO_RECOVER = "No incomplete deploy to recover."
 KILLED_BEFORE_BACKUP = "killed before its backup was made, so before migrate: nothing ran"
 RECOVERED = "Recovered deploy {deploy_id}: {how}."
+UNEXPECTED_BEFORE = (
+    "deploy_safe stopped on an unexpected error before deploy mode went on ({error}); nothing was touched."
+)
+UNEXPECTED = (
+    "Deploy {deploy_id} stopped on an unexpected error ({error}). Its record stays `running` and deploy mode "
+    "as it is: run `manage.py deploy_safe --recover`, which restores its backup (or proves the data "
+    "unchanged) once it has proved nothing else wrote since."
+)
+FREEZE_BROKEN = (
+    "Deploy {deploy_id} stopped: deploy mode {how}, so writes may have landed that a restore would erase: "
+    "nothing was restored. Deploy mode is ON again. Changed since the backup: {changes}. Check the data "
+    "(`manage.py verify_integrity`), keep it or restore {path} (`manage.py restore_db PATH --yes`), then "
+    "`manage.py deploy_mode off`."
+)
+NOT_ITS_DEPLOY_MODE = "deploy mode is not on for this deploy: left as it is"
 
 
 @dataclass
@@ -77,27 +95,51 @@ class BackedUp:
 def deploy(options: Options, output: Output) -> Report:
     """One deploy; the report says how it ended (its exit status and message)."""
     report = Report(new_deploy_id(), timezone.now(), options.using, Steps(output, options.verbosity))
+    record = Record(report)
     with origin.deploy(report.deploy_id), origin.origin(f"deploy_safe {report.deploy_id}"):
         with contextlib.ExitStack() as held:  # released in reverse: the subprocess, threads, lock
             try:
-                _deploy(options, report, held)
+                _deploy(options, report, held, record)
             except Stop as stop:
                 report.exit_status, report.message = stop.exit_status, stop.message
+            except Exception as error:  # a bug or the unforeseen: still a documented status and a record
+                _unexpected(report, record, error)
     if report.freeze_window_s is not None:
         migrate_s = f", of which migrate {report.migrate_s:.2f}s" if report.migrate_s is not None else ""
         report.steps.say("", f"freeze window: {report.freeze_window_s:.2f}s with writes refused{migrate_s}")
     return report
 
 
-def _deploy(options: Options, report: Report, held: contextlib.ExitStack) -> None:
-    record = Record(report)
+def _unexpected(report: Report, record: Record, error: Exception) -> None:
+    """An error no step foresaw: exit 3 when it came before the record (so before deploy mode went
+    on: nothing was touched), else exit 4 with the record left `running` for --recover."""
+    logger.exception("deploy_safe %s stopped on an unexpected error", report.deploy_id)
+    what = f"{type(error).__name__}: {error}"
+    if record.row is None:
+        report.end("precheck_failed", EXIT_PRECHECK, UNEXPECTED_BEFORE.format(error=what))
+        append_log(report)
+        return
+    message = UNEXPECTED.format(deploy_id=report.deploy_id, error=what)
+    report.end(RUNNING, EXIT_HUMAN, message)
+    with contextlib.suppress(DatabaseError):
+        record.store(status=RUNNING, message=message)
+    append_log(report)
+    undo.alert(report.deploy_id, "stopped", message)
+
+
+def _deploy(options: Options, report: Report, held: contextlib.ExitStack, record: Record) -> None:
     alongside = _one_at_a_time(options, report, held)
     checked = _pre_checks(options, report, alongside)  # exit 3 unless every one passes: nothing touched
     _bootstrap(options, report)
+    record.store(status="running")  # before deploy mode goes on: a kill from here on is recoverable
     child = _deploy_mode_on(options, report, record, held)  # the migrate subprocess starts up, frozen
+    _still_frozen(report, record, None)  # at each step: else exit 4, nothing restored over writes since
     backed_up = _back_up(options, report, record, earlier=checked.rules.tables)
+    _still_frozen(report, record, backed_up)
     migrated = _migrate(options, report, child)
+    _still_frozen(report, record, backed_up)
     problem = migrated.problem or _post_checks(options, report, alongside, checked, backed_up, migrated)
+    _still_frozen(report, record, backed_up)
     if problem:
         _roll_back(report, record, backed_up, why=problem)  # exit 1, or 4 when a person must act
     with report.steps.step("deploy mode off") as step:
@@ -187,7 +229,7 @@ def _back_up(options: Options, report: Report, record: Record, *, earlier: Finge
     try:
         with report.steps.step("backup") as step:
             path = backup.default_backup_path(using, _backup_dir(options))
-            with backup.copying(path, using=using) as copy:
+            with backup.copying(path, using=using, deploy_id=report.deploy_id) as copy:
                 frozen = _fingerprint(report.steps, before=step, using=using, earlier=earlier)
                 copy.describe(fingerprints.digests(frozen.tables), backup.applied_migrations(using))
             assert copy.manifest is not None
@@ -246,11 +288,40 @@ def _post_checks(
     changed_by_data_migrations = {table for changes in migrated.data_changes.values() for table in changes}
     verified = postchecks.run(
         report.steps, alongside, using=options.using, frozen=backed_up.fingerprints,
-        skip=migrate_writable_tables() | changed_by_data_migrations, before=checked.rules,
+        skip=changed_by_data_migrations, before=checked.rules, applied=migrated.recordable,
         baseline=options.baseline, baseline_after_migrate=checked.baseline_after_migrate,
+        backup_path=backed_up.path,
     )  # fmt: skip
     report.schema_changes = verified.schema_changes
     return verified.problem
+
+
+def _still_frozen(report: Report, record: Record, backed_up: BackedUp | None) -> None:
+    """Stop the deploy (exit 4) when deploy mode did not stay on for it: writes may have landed
+    since, which a restore would erase, so nothing is restored. Deploy mode goes back on (for
+    this deploy, when it is off) and the report says who switched it off, when, and what changed."""
+    if record.row is None:
+        return
+    broken = recovery.freeze_broken(record.row, using=report.using)
+    if not broken:
+        return
+    with report.steps.step("deploy mode held") as step:
+        step.status = FAILED
+        if not recovery.shared_status(using=report.using).enabled:
+            with contextlib.suppress(DeployModeAlreadyOn):
+                state.enable(
+                    reason=f"deploy_safe {report.deploy_id}: deploy mode was switched off mid-deploy",
+                    changed_by=state.os_actor(), deploy_id=report.deploy_id,
+                )  # fmt: skip
+        changes = undo.differences_from(backed_up.manifest, using=report.using) if backed_up else []
+        step.detail = {"deploy_mode": broken, "changed_since_backup": changes}
+    message = FREEZE_BROKEN.format(
+        deploy_id=report.deploy_id, how=broken, path=backed_up.path if backed_up else "(none taken yet)",
+        changes="; ".join(changes) or "nothing in the protected tables",
+    )  # fmt: skip
+    record.finish("restore_failed", EXIT_HUMAN, message)
+    undo.alert(report.deploy_id, "restore_failed", message)
+    raise Stop(EXIT_HUMAN, message)
 
 
 def _roll_back(report: Report, record: Record, backed_up: BackedUp, *, why: str) -> None:
@@ -323,6 +394,7 @@ def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
             if row.backup_path:
                 report.backup = Path(row.backup_path)
                 manifest = backup.check_backup(report.backup, using=using)
+                _refuse_unless_safe(record, step, recovery.check(row, manifest, using=using))
                 step.detail = undo.restore_or_prove_unchanged(
                     report.backup, manifest, using=using, reason="deploy_safe --recover"
                 )
@@ -338,5 +410,19 @@ def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
             raise Stop(EXIT_HUMAN, message) from None
     record.survive_restore()
     with steps.step("deploy mode off") as off:
-        off.detail = _deploy_mode_off(report, f"deploy_safe --recover {report.deploy_id}")
+        if recovery.shared_status(using=using).deploy_id == report.deploy_id:
+            off.detail = _deploy_mode_off(report, f"deploy_safe --recover {report.deploy_id}")
+        else:  # never on for it (killed before), or someone else's since: not this run's to end
+            off.status, off.detail = SKIPPED, NOT_ITS_DEPLOY_MODE
     record.finish("recovered", EXIT_DEPLOYED, RECOVERED.format(deploy_id=report.deploy_id, how=step.detail))
+
+
+def _refuse_unless_safe(record: Record, step: Step, found: recovery.Found) -> None:
+    """Stop --recover (exit 4), restoring nothing, when recovery found the restore unsafe."""
+    refusal = found.refusal(record.report.deploy_id)
+    if not refusal:
+        return
+    step.status, step.detail = FAILED, {"found": found.problems}
+    record.finish("restore_failed", EXIT_HUMAN, refusal)
+    undo.alert(record.report.deploy_id, "restore_failed", refusal)
+    raise Stop(EXIT_HUMAN, refusal)

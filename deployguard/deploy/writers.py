@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
-_EXCEPTION = re.compile(r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Active|Refused)): (?P<message>.*)$")
+_EXCEPTION = re.compile(
+    r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Active|Refused|Held)): (?P<message>.*)$"
+)
 _FRAMEWORK = ("site-packages", f"{os.sep}lib{os.sep}python")
 _DEPLOYGUARD = f"{Path(__file__).resolve().parents[1]}{os.sep}"  # this package's own frames
 

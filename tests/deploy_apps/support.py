@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,3 +183,21 @@ def scratch(scratch_template, tmp_path) -> Iterator[Scratch]:
     finally:
         with admin_connection() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def table_rows(scratch: Scratch, table: str) -> list[tuple[Any, ...]]:
+    """Every row of `table`, by primary key: on SQLite the values themselves (bytes for bytes),
+    on PostgreSQL each row's md5 over its text form."""
+    if not is_postgresql():
+        path = scratch.url.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall()  # noqa: S608
+    with psycopg.connect(scratch.url) as db:
+        return db.execute(f'SELECT t.id, md5(t::text) FROM "{table}" t ORDER BY 1').fetchall()  # noqa: S608
+
+
+def manage_with_apps(scratch: Scratch, apps: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """manage.py with the deploy test apps installed, outside any deploy."""
+    return run_manage(
+        scratch.url, *args, settings_module="tests.deploy_apps.settings", DEPLOY_TEST_APPS=apps, **env
+    )

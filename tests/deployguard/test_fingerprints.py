@@ -181,3 +181,22 @@ def test_tables_swapped_by_renaming_are_hashed_not_proved(ddl_tables):
         "fp_plain: 3 rows both times, contents differ",
         "fp_twin: 3 rows both times, contents differ",
     ]
+
+
+def test_a_table_with_a_column_dropped_is_left_to_be_compared_by_value_never_by_counts(transactional_db):
+    from tests.factories import SubmissionFactory
+
+    SubmissionFactory(ml_number="ML-001")
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE auth_group ADD COLUMN doomed integer")
+    frozen = fingerprints_as_frozen()
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE auth_group DROP COLUMN doomed")
+
+    compared = _compare(frozen)
+
+    assert compared.differences == []
+    dropped = "auth_group: columns dropped doomed; the surviving columns compared by value"
+    assert compared.schema_changes == [dropped]
+    assert compared.by_value == [fingerprints.ByValue("auth_group", ("id", "name"))]
+    assert "auth_group" not in compared.unchanged

@@ -12,12 +12,14 @@ from deployguard import state, switch_request
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.management.commands._integrity import OperatorCommand
 from deployguard.origin import current_deploy_id
+from deployguard.ownership import DeployModeHeld
 from deployguard.terminal import printable
 
 EXIT_UNREADABLE = 1
 EXIT_ALREADY_ON = 3
 EXIT_DRAIN_TIMEOUT = 4
 EXIT_FREEZE_DISAGREES = 5
+EXIT_HELD_BY_DEPLOY = 6
 
 STATE_UNAVAILABLE = (
     "The deploy mode state could not be {verb} ({error}): check DATABASE_URL and run `manage.py migrate`."
@@ -51,7 +53,8 @@ class Command(OperatorCommand):
         "that wrote before it was still open after DEPLOYGUARD_DRAIN_TIMEOUT (deploy mode is on, "
         "that transaction's writes may still commit); 5 `status` found the database's freeze "
         "disagreeing with the state (on while the state says off, off while it says on, or broken: "
-        "a trigger disabled, dropped or replaced), which it names."
+        "a trigger disabled, dropped or replaced), which it names; 6 `off` refused: a running "
+        "deploy_safe holds deploy mode (nothing changed; `off --force` overrides, logged)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -71,6 +74,14 @@ class Command(OperatorCommand):
         )
         off = actions.add_parser("off", help="Turn deploy mode off.")
         off.add_argument("--reason", default="Deploy finished", help="Recorded in the state's history.")
+        off.add_argument(
+            "--force",
+            action="store_true",
+            help=(
+                "Switch it off even while a running deploy_safe holds it: an override, logged and recorded "
+                "in the state's history; that deploy then stops (exit 4) without restoring."
+            ),
+        )
         status = actions.add_parser("status", help="Show the deploy mode state.")
         status.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -119,9 +130,12 @@ class Command(OperatorCommand):
         if options["verbosity"] > 1:
             self.stdout.write(f"In-flight writes: {drained}.")
 
-    def turn_off(self, *, reason: str, **options: Any) -> None:
+    def turn_off(self, *, reason: str, force: bool = False, **options: Any) -> None:
         _check_text("--reason", "reason", reason)
-        _, was_on = state.switch_off(changed_by=state.os_actor(), reason=reason)
+        try:
+            _, was_on = state.switch_off(changed_by=state.os_actor(), reason=reason, force=force)
+        except DeployModeHeld as error:
+            raise CommandError(printable(error), returncode=EXIT_HELD_BY_DEPLOY) from None
         if was_on:
             self.stdout.write(self.style.SUCCESS("Deploy mode is OFF: writes are allowed again."))
         else:

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
-from deployguard import state
+from deployguard import baseline, files, state
 from deployguard.deploy import run
 from deployguard.deploy.steps import EXIT_MISUSE
 from deployguard.management.commands._integrity import OperatorCommand
@@ -34,11 +34,22 @@ ready() hook writes stops it at start-up (exit 1), before anything is touched. A
 refuses during migrate fails the deploy (exit 1, the writer named by file and line) even when
 the code that tried it caught the refusal: that release writes during deploys.
 
+Deploy mode belongs to the run while it runs: `deploy_mode off` (command, endpoint, admin, code
+in migrate) is refused; checked at each step, deploy mode found off stops the run (exit 4) with
+nothing restored over writes made meanwhile. Tables whose columns a migration drops or retypes
+are compared by value (as text, rows matched by primary key) against the backup; migrate's
+bookkeeping tables keep every existing row and gain only the rows migrate adds.
+
 Exit status: 0 deployed and verified; 1 verification failed, and the data was restored (or
-proved unchanged) and verified; 2 misuse; 3 a pre-check failed, nothing was touched; 4 the
-restore failed or could not be verified: the database may differ, deploy mode stays on, a
-person must act (the message names the backup and the command to run). --recover finishes a
-deploy whose process was killed: 0 recovered, 4 could not."""
+proved unchanged) and verified; 2 misuse (bad options; --report or --baseline not a regular
+file, refused before anything is touched); 3 a pre-check failed, nothing was touched (another
+deploy holds the lock of this database, by any path to it, for one); 4 the restore failed or could not be
+verified, or deploy mode was switched off mid-deploy, or the run stopped on an unexpected error:
+the database may differ, deploy mode stays on, a person must act (the message names the backup
+and the command to run). --recover finishes a deploy whose process was killed: 0 recovered
+(restored, proved unchanged, or killed before its backup), 4 refused or could not: the backup
+is not the one that deploy took, or deploy mode did not stay on for it since (writes may have
+landed), or the restore failed; the message says what was found, and nothing was restored."""
 
 
 class Command(OperatorCommand):
@@ -105,6 +116,13 @@ class Command(OperatorCommand):
         except ValueError as error:
             # Checked before any step: nan or inf would otherwise fail only after the backup.
             raise CommandError(f"--expected-minutes: {error}", returncode=EXIT_MISUSE) from None
+        try:  # file arguments, before anything is touched: a FIFO, a device, a directory is misuse
+            if options["report"]:
+                files.check_output(options["report"], what="the report")
+            if options["baseline"]:
+                files.check_regular(options["baseline"], what="the baseline", max_bytes=baseline.MAX_BYTES)
+        except files.BadFile as error:
+            raise CommandError(str(error), returncode=EXIT_MISUSE) from None
         deploy = run.recover if options["recover"] else run.deploy
         report = deploy(
             run.Options(
@@ -121,11 +139,11 @@ class Command(OperatorCommand):
         )
         if options["report"]:
             try:
-                options["report"].write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
-            except OSError as error:
-                self.stderr.write(
-                    printable(f"Could not write the report {options['report']}: {error.strerror or error}")
-                )
+                text = json.dumps(report.as_dict(), indent=2, default=str) + "\n"
+                files.write_text(options["report"], text, what="the report")
+            except (OSError, files.BadFile) as error:
+                why = getattr(error, "strerror", None) or error
+                self.stderr.write(printable(f"Could not write the report {options['report']}: {why}"))
         if report.exit_status:
             raise CommandError(printable(report.message, keep_newlines=True), returncode=report.exit_status)
         if options["verbosity"] >= 1:

@@ -11,6 +11,7 @@ from django.db import connections
 
 from deployguard.backup import (
     BackupError,
+    NotABackup,
     RestoreRefused,
     RestoreUnverified,
     backup_database,
@@ -30,8 +31,11 @@ DEPLOYGUARD_BACKUP_DIR and names it, so that a wrong restore can be undone
 (--no-safety-backup skips it). Shows progress on a terminal (stderr).
 
 Exit status: 0 restored and verified; 1 refused (damaged file, wrong engine, not confirmed,
-or the safety backup failed): nothing was touched; 2 misuse; 4 the restore ran but could not
-be verified: the database may differ, a person must act."""
+or the safety backup failed): nothing was touched; 2 misuse, including a PATH that is not a
+backup (missing, a FIFO or device, not the engine's format, a manifest that is not JSON or too
+large), refused before it is read; 4 the restore ran but could not be verified: the database
+may differ, a person must act. Deploy mode's state and deployguard's own records (deploys,
+scrub runs, switches) are kept as they are, not taken from the backup."""
 
 NOT_CONFIRMED_NO_TERMINAL = (
     "restore_db replaces every table's data and there is no terminal to confirm on: "
@@ -84,6 +88,8 @@ class Command(IntegrityCommand):
             with Progress.for_command(self, verbosity, what="restore_db", unit="") as progress:
                 progress.set_phase("checking the backup against its manifest")
                 manifest = check_backup(path, using=database, other_database=into_other_database)
+        except NotABackup as error:  # not a backup at all: checked before reading it
+            raise CommandError(printable(error), returncode=2) from None
         except RestoreRefused as error:
             raise CommandError(printable(error), returncode=1) from None
         if not yes:

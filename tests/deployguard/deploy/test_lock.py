@@ -55,3 +55,20 @@ def test_a_running_deploy_is_named_from_its_record_when_it_has_one(locks):
     DeployRecord.objects.create(deploy_id="d-1", started_at=started, started_by="ops@host")
 
     assert lock.running_deploy(second) == f"deploy d-1, started {started:%Y-%m-%d %H:%M:%S} by ops@host"
+
+
+def test_every_path_to_the_same_sqlite_file_takes_the_same_lock(tmp_path):
+    database = tmp_path / "db.sqlite3"
+    database.write_bytes(b"")
+    (tmp_path / "link.sqlite3").symlink_to(database)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "link.sqlite3").symlink_to(database)
+    (tmp_path / "other.sqlite3").write_bytes(b"")
+
+    paths = {
+        lock.lock_path_for(str(p))
+        for p in (database, tmp_path / "link.sqlite3", tmp_path / "elsewhere/link.sqlite3")
+    }
+
+    assert len(paths) == 1
+    assert lock.lock_path_for(str(tmp_path / "other.sqlite3")) not in paths
