@@ -14,7 +14,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Count, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Subquery
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from deployguard.allowances import own_records
@@ -219,8 +220,173 @@ def quarantine(
     return run
 
 
+# --- a whole-table scrub in bounded batches ------------------------------------------------------
+# `scrub_fake_data --apply` over a million rows: the selection is written to the run's ScrubRow
+# records batch by batch (nothing changes yet, so every batch sees the same data), then the
+# rows are quarantined batch by batch, each batch its own transaction: memory is one batch,
+# and the write lock is held for one batch at a time. A run cut short is restorable: the rows
+# it quarantined have their prior state recorded; the rest (an empty prior) are skipped.
+
+BATCH_ROWS = 2000
+
+
+def _pk_cast(model: type[models.Model]) -> models.Field[Any, Any]:
+    """How ScrubRow's text object_pk reads as the model's primary key, for joins in SQL."""
+    if isinstance(model._meta.pk, models.AutoField | models.BigAutoField | models.IntegerField):
+        return models.BigIntegerField()
+    return models.CharField()
+
+
+def _recorded(run: ScrubRun, model: type[models.Model]) -> models.QuerySet[Any]:
+    """The primary keys run `run` recorded for `model`, as a subquery."""
+    return (
+        ScrubRow.objects.filter(run=run, model_label=model._meta.label_lower)
+        .annotate(key=Cast("object_pk", _pk_cast(model)))
+        .values("key")
+    )
+
+
+def _record_flagged(
+    run: ScrubRun, model: type[models.Model], condition: Q, flags: dict[str, tuple[Q, str]]
+) -> int:
+    """Write a ScrubRow per row matching `condition`, in keyset batches; the rule ids from `flags`."""
+    annotations = {
+        name: ExpressionWrapper(flag, output_field=BooleanField()) for name, (flag, _) in flags.items()
+    }
+    label, last, written = model._meta.label_lower, None, 0
+    while True:
+        rows = model._base_manager.filter(condition)
+        if last is not None:
+            rows = rows.filter(pk__gt=last)
+        batch = list(rows.annotate(**annotations).order_by("pk").values("pk", *annotations)[:BATCH_ROWS])
+        if not batch:
+            return written
+        ScrubRow.objects.bulk_create(
+            [
+                ScrubRow(
+                    run=run,
+                    model_label=label,
+                    object_pk=str(row["pk"]),
+                    rule_ids=[rule_id for name, (_, rule_id) in flags.items() if row[name]],
+                    prior={},
+                )
+                for row in batch
+            ],
+            batch_size=BATCH_ROWS,
+        )
+        written += len(batch)
+        last = batch[-1]["pk"]
+
+
+def _select_into(run: ScrubRun, rules: Sequence[Rule], registry: IntegrityRegistry) -> None:
+    """Record every row breaking an error rule, then the rows that follow them (cascades)."""
+    for model in registry.quarantines:
+        model_rules = [rule for rule in rules if rule.model is model]
+        if not model_rules:
+            continue
+        conditions = [rule.scoped_condition(registry) for rule in model_rules]
+        flags = {
+            f"rule_{i}": (c, rule.id) for i, (c, rule) in enumerate(zip(conditions, model_rules, strict=True))
+        }
+        _record_flagged(run, model, _any(conditions), flags)
+    for parent, quarantine in registry.quarantines.items():
+        if quarantine.cascade is None:
+            continue
+        parents = parent._base_manager.filter(pk__in=Subquery(_recorded(run, parent)))
+        for child, children in quarantine.cascade(parents).items():
+            not_yet = ~Q(pk__in=Subquery(_recorded(run, child)))
+            reason = f"{CASCADE_PREFIX}{parent._meta.label_lower}"
+            _record_flagged(
+                run,
+                child,
+                children & registry.in_scope(child) & not_yet,
+                {"cascade": (Q(pk__isnull=False), reason)},
+            )
+
+
+def _quarantine_recorded(run: ScrubRun, model: type[models.Model], registry: IntegrityRegistry) -> int:
+    """Quarantine the rows the run recorded for `model`, one transaction per batch; rows done."""
+    label, last, done = model._meta.label_lower, 0, 0
+    to_pk = model._meta.pk.to_python
+    while True:
+        batch = list(
+            ScrubRow.objects.filter(run=run, model_label=label, id__gt=last)
+            .order_by("id")
+            .values_list("id", "object_pk", "rule_ids")[:BATCH_ROWS]
+        )
+        if not batch:
+            return done
+        last = batch[-1][0]
+        by_rules: dict[tuple[str, ...], list[Any]] = {}
+        record_of: dict[Any, int] = {}
+        for record_id, object_pk, rule_ids in batch:
+            pk = to_pk(object_pk)
+            by_rules.setdefault(tuple(rule_ids), []).append(pk)
+            record_of[pk] = record_id
+        with transaction.atomic():
+            by_state: dict[str, tuple[dict[str, Any], list[int]]] = {}
+            for rule_ids, pks in by_rules.items():
+                reason = f"Quarantined by deployguard run {run.id} ({run.kind}): {', '.join(rule_ids)}"
+                prior = registry.quarantines[model].quarantine(model=model, pks=pks, reason=reason)
+                for pk, state in prior.items():
+                    by_state.setdefault(repr(sorted(state.items())), (state, []))[1].append(record_of[pk])
+            for state, record_ids in by_state.values():
+                ScrubRow.objects.filter(id__in=record_ids).update(prior=state)
+            changed = {record_id for _, record_ids in by_state.values() for record_id in record_ids}
+            # Rows quarantined already (by someone else meanwhile) are not this run's to restore.
+            ScrubRow.objects.filter(id__in=[r for r in record_of.values() if r not in changed]).delete()
+        done += len(changed)
+
+
+def quarantine_in_batches(
+    rules: Sequence[Rule],
+    *,
+    kind: str = ScrubRun.Kind.SCRUB,
+    registry: IntegrityRegistry | None = None,
+) -> ScrubRun | None:
+    """Quarantine every row breaking an error rule (and those that follow), in bounded batches."""
+    registry = registry or default_registry
+    rules = error_rules(rules)
+    run = ScrubRun.objects.create(kind=kind, origin=current_origin())
+    _select_into(run, rules, registry)
+    if not run.rows.exists():
+        run.delete()
+        return None
+    counts = {
+        model._meta.label_lower: _quarantine_recorded(run, model, registry) for model in registry.quarantines
+    }
+    run.rule_ids = sorted(
+        {
+            r
+            for ids in run.rows.values_list("rule_ids", flat=True).distinct()
+            for r in ids
+            if not r.startswith(CASCADE_PREFIX)
+        }
+    )
+    run.counts = {label: n for label, n in counts.items() if n}
+    run.save(update_fields=["rule_ids", "counts"])
+    return run
+
+
+def refuse_implausible_counts(previews: Sequence[ModelPreview], *, force: bool) -> None:
+    """refuse_implausible_share for counts (preview()), so that nothing is loaded to decide."""
+    limit = max_share()
+    for p in previews:
+        if p.total and p.share > limit and not force:
+            raise ScrubRefused(
+                f"Refusing to quarantine {p.count} of {p.total} {p.model._meta.verbose_name_plural} "
+                f"({p.share:.0%} > DEPLOYGUARD_SCRUB_MAX_SHARE={limit:.0%}): a broken rule "
+                "must not empty production. Check the rules with verify_integrity, then rerun with --force."
+            )
+
+
 def restore(run_id: str, *, registry: IntegrityRegistry | None = None) -> dict[str, int]:
-    """Undo a run: every row it quarantined gets its prior state back. {model label: rows restored}."""
+    """Undo a run: every row it quarantined gets its prior state back. {model label: rows restored}.
+
+    The run is claimed first (restored_at set, in its own transaction), so that it is restored
+    once; then its rows are restored in batches, one transaction each. A restore cut short
+    gives the claim back: restoring only rows still quarantined, running it again is safe.
+    """
     registry = registry or default_registry
     with own_records("undoing a quarantine run"), transaction.atomic():
         run = ScrubRun.objects.select_for_update().filter(pk=run_id).first()
@@ -230,20 +396,41 @@ def restore(run_id: str, *, registry: IntegrityRegistry | None = None) -> dict[s
             raise ScrubRefused(
                 f"Run {run.id} was already restored at {run.restored_at:%Y-%m-%d %H:%M:%S %Z}."
             )
-        restored: dict[str, int] = {}
-        for model in registry.quarantines:
-            label = model._meta.label_lower
-            rows = run.rows.filter(model_label=label, purged_at__isnull=True).values_list(
-                "object_pk", "prior"
-            )
-            prior = {model._meta.pk.to_python(pk): state for pk, state in rows}
-            if prior:
-                reason = f"Restored by deployguard: undoing run {run.id}"
-                restored[label] = registry.quarantines[model].restore(model=model, prior=prior, reason=reason)
         run.restored_at = timezone.now()
         run.restored_origin = current_origin()
         run.save(update_fields=["restored_at", "restored_origin"])
-    return restored
+    try:
+        return {
+            label: count
+            for label, count in (
+                (model._meta.label_lower, _restore_batches(run, model, registry))
+                for model in registry.quarantines
+            )
+            if count
+        }
+    except BaseException:
+        ScrubRun.objects.filter(pk=run.pk).update(restored_at=None, restored_origin="")
+        raise
+
+
+def _restore_batches(run: ScrubRun, model: type[models.Model], registry: IntegrityRegistry) -> int:
+    label, last, restored = model._meta.label_lower, 0, 0
+    to_pk = model._meta.pk.to_python
+    reason = f"Restored by deployguard: undoing run {run.id}"
+    while True:
+        batch = list(
+            run.rows.filter(model_label=label, purged_at__isnull=True, id__gt=last)
+            .order_by("id")
+            .values_list("id", "object_pk", "prior")[:BATCH_ROWS]
+        )
+        if not batch:
+            return restored
+        last = batch[-1][0]
+        # An empty prior: a run cut short before quarantining that row; nothing to put back.
+        prior = {to_pk(pk): state for _, pk, state in batch if state}
+        if prior:
+            with transaction.atomic():
+                restored += registry.quarantines[model].restore(model=model, prior=prior, reason=reason)
 
 
 @dataclass

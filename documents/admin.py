@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -11,7 +13,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Field, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -21,7 +23,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from deployguard.admin import IntegrityListFilter, ProvenanceAdminMixin
 from deployguard.monitoring import batched_checks
-from documents import services
+from documents import legitimacy, services
 from documents.exceptions import DocumentsRefusal
 from documents.models import PublishedDraft, Submission
 
@@ -36,6 +38,15 @@ BAD_SELECTION = "Nothing was changed: the selection held {value!r}, which is not
 NUL_IN_ADDRESS = "The address held a NUL character, which no row contains: it was dropped from the filters."
 SEARCH_TOO_LONG = "Search for at most {limit} characters (the longest searchable field holds {limit})."
 NO_SUCH_VERSION = "{name} with ID “{key}” has no version “{version}”."
+RULE_BROKEN_BY_EDIT = "Not saved: the change would break {breach}."
+NOTHING_CONFIRMED = (
+    "Nothing was {verb}: the form did not carry the rows its confirmation page listed. "
+    "Select the rows again and confirm on the page that lists them."
+)
+CHANGED_SINCE_SHOWN = (
+    "Not {verb}, because they changed after the confirmation page listed them: {rows}. "
+    "Select them again to see what they are now."
+)
 CONFIRM_TEMPLATE = "admin/documents/confirm_reasoned_action.html"
 MAX_LISTED_ROWS = 200
 MAX_SEARCH_LENGTH = 300
@@ -109,8 +120,42 @@ class ReasonForm(forms.Form):
     )
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What confirming would do to one listed row: `text` to show, and whether it is acted on."""
+
+    text: str
+    actionable: bool
+
+
+def shown_state(obj: Any, fields: tuple[str, ...]) -> str:
+    """A digest of the values a confirmation page showed a row in; confirming compares it again."""
+    values = repr([(name, getattr(obj, name)) for name in ("pk", *fields)])
+    return hashlib.sha256(values.encode()).hexdigest()[:20]
+
+
+def _parse_shown(entries: list[str], pk: Field[Any, Any]) -> dict[Any, str] | None:
+    """{pk: state} from the form's `shown` entries ("pk:state"), or None when one is malformed."""
+    shown: dict[Any, str] = {}
+    for entry in entries:
+        key, _, state = entry.rpartition(":")
+        if not key or not state or not _is_key(pk, key):
+            return None
+        shown[pk.to_python(key)] = state
+    return shown
+
+
 class ReasonedActionMixin:
-    """Actions that show a confirmation page with a required reason, then call a service per row."""
+    """Actions that show a confirmation page with a required reason, then call a service per row.
+
+    The page lists at most MAX_LISTED_ROWS rows, with counts for the whole selection; the
+    form carries the rows it listed as acted on, each with the state it was shown in.
+    Confirming acts on those rows only, each locked and compared with what was shown: a row
+    that changed since is named and left alone. Another selection is another page.
+    """
+
+    # The fields whose values a confirmation page shows and a confirmation checks again.
+    state_fields: tuple[str, ...] = ("status", "data_source", "is_legitimate")
 
     def confirm_then_apply(
         self,
@@ -118,57 +163,87 @@ class ReasonedActionMixin:
         queryset: QuerySet[Any],
         *,
         title: str,
-        rows: list[tuple[Any, str]],
+        verb: str,
+        plan: Callable[[list[Any]], list[Outcome]],
         apply: Callable[[Any, str], object],
         done_message: tuple[str, str],
         confirm_label: str,
         note: str = "",
+        initial_reason: str = "",
     ) -> HttpResponse | None:
         modeladmin: admin.ModelAdmin[Any] = self  # type: ignore[assignment]
-        action = request.POST.get("action", "")
-        select_across = request.POST.get("select_across") == "1"
         if request.POST.get("post") == "yes":
             form = ReasonForm(request.POST)
             if form.is_valid():
-                done = 0
-                # One transaction per row, so a refused row leaves the others done; the
-                # integrity monitor checks the committed rows together at the end.
-                with batched_checks():
-                    for obj in queryset.order_by("pk"):
-                        try:
-                            apply(obj, form.cleaned_data["reason"])
-                        except DocumentsRefusal as refusal:
-                            modeladmin.message_user(request, str(refusal), messages.ERROR)
-                        else:
-                            done += 1
-                modeladmin.message_user(request, _counted(done, *done_message), messages.SUCCESS)
+                self._apply_shown(request, form.cleaned_data["reason"], verb, apply, done_message)
                 return None
+            # A refused reason shows the page again, for the same rows as the form carried.
+            shown = _parse_shown(request.POST.getlist("shown"), modeladmin.model._meta.pk) or {}
+            listed = list(modeladmin.get_queryset(request).filter(pk__in=list(shown)).order_by("pk"))
+            total = len(listed)
         else:
-            form = ReasonForm()
+            form = ReasonForm(initial={"reason": initial_reason})
+            listed = list(queryset.order_by("pk")[:MAX_LISTED_ROWS])
+            total = len(listed) if len(listed) < MAX_LISTED_ROWS else queryset.count()
+        outcomes = plan(listed)
+        actionable = [obj for obj, outcome in zip(listed, outcomes, strict=True) if outcome.actionable]
         opts = modeladmin.model._meta
         context = {
             **modeladmin.admin_site.each_context(request),
             "title": title,
             "opts": opts,
             "app_label": opts.app_label,
-            "rows": rows[:MAX_LISTED_ROWS],
-            "unlisted_count": max(0, len(rows) - MAX_LISTED_ROWS),
-            # "Select all N" sends select_across=1 and the changelist's filters (in the URL), not
-            # every id: echo the page's ticked ids, which Django needs to take the confirmation
-            # as an action at all, and which keep the form under DATA_UPLOAD_MAX_NUMBER_FIELDS.
-            "selected_ids": (
-                request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
-                if select_across
-                else [obj.pk for obj in queryset]
-            ),
-            "action": action,
+            "rows": [(obj, outcome.text) for obj, outcome in zip(listed, outcomes, strict=True)],
+            "selected_count": total,
+            "unlisted_count": total - len(listed),
+            "actionable_count": len(actionable),
+            "verb": verb,
+            "shown": [f"{obj.pk}:{shown_state(obj, self.state_fields)}" for obj in actionable],
+            "selected_ids": [obj.pk for obj in actionable],
+            "action": request.POST.get("action", ""),
             "form": form,
             "confirm_label": confirm_label,
             "note": note,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "select_across": "1" if select_across else "0",
         }
         return TemplateResponse(request, CONFIRM_TEMPLATE, context)
+
+    def _apply_shown(
+        self,
+        request: HttpRequest,
+        reason: str,
+        verb: str,
+        apply: Callable[[Any, str], object],
+        done_message: tuple[str, str],
+    ) -> None:
+        modeladmin: admin.ModelAdmin[Any] = self  # type: ignore[assignment]
+        entries = request.POST.getlist("shown")
+        shown = _parse_shown(entries, modeladmin.model._meta.pk)
+        if not shown or len(shown) > MAX_LISTED_ROWS:
+            modeladmin.message_user(request, NOTHING_CONFIRMED.format(verb=verb), messages.ERROR)
+            return
+        rows = modeladmin.get_queryset(request).order_by()
+        done, changed = 0, []
+        # One transaction per row, so a refused row leaves the others done; the
+        # integrity monitor checks the committed rows together at the end.
+        with batched_checks():
+            for pk, state in sorted(shown.items()):
+                try:
+                    with transaction.atomic():
+                        obj = rows.select_for_update().filter(pk=pk).first()
+                        if obj is None or shown_state(obj, self.state_fields) != state:
+                            changed.append(str(obj) if obj is not None else f"ID {pk} (gone)")
+                            continue
+                        apply(obj, reason)
+                except DocumentsRefusal as refusal:
+                    modeladmin.message_user(request, str(refusal), messages.ERROR)
+                    continue
+                done += 1
+        if changed:
+            modeladmin.message_user(
+                request, CHANGED_SINCE_SHOWN.format(verb=verb, rows=", ".join(changed)), messages.ERROR
+            )
+        modeladmin.message_user(request, _counted(done, *done_message), messages.SUCCESS)
 
 
 class AuditedAdmin(ProvenanceAdminMixin, ReasonedActionMixin, SimpleHistoryAdmin):
@@ -269,7 +344,38 @@ class SubmissionAdmin(AuditedAdmin):
     inlines = (DraftInline,)
     actions = ("approve_selected", "reject_selected", "publish_selected")
     editable_fields = ("title", "submitted_by")
+    state_fields = ("status", "data_source", "is_legitimate", "title", "submitted_by", "approved_by_id")
     readonly_fields = ("status", "approved_by", "data_source", "is_legitimate", "created_at", "updated_at")
+
+    def get_form(
+        self, request: HttpRequest, obj: Submission | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        actor = request.user
+
+        class RuleCheckedForm(form):  # type: ignore[valid-type,misc]
+            """Refuses, as a form error, a save that would break an error-level integrity rule."""
+
+            def clean(self) -> dict[str, Any]:
+                data = super().clean()
+                if self.errors:
+                    return data
+                instance = self.instance
+                try:
+                    broken = services.submission_breaches(
+                        actor=actor,
+                        ml_number=data.get("ml_number", instance.ml_number),
+                        title=data.get("title", instance.title),
+                        submitted_by=data.get("submitted_by", instance.submitted_by),
+                        submission=instance if instance.pk else None,
+                    )
+                except DocumentsRefusal as refusal:
+                    raise ValidationError(str(refusal)) from refusal
+                if broken:
+                    raise ValidationError([RULE_BROKEN_BY_EDIT.format(breach=breach) for breach in broken])
+                return data
+
+        return RuleCheckedForm
 
     def get_inlines(self, request: HttpRequest, obj: Submission | None = None) -> tuple[type, ...]:
         return self.inlines if obj is not None and hasattr(obj, "draft") else ()
@@ -319,21 +425,35 @@ class SubmissionAdmin(AuditedAdmin):
             )
         obj.__dict__.update(saved.__dict__)
 
+    def _review_plan(self, verb: str, *, check_rules: bool) -> Callable[[list[Submission]], list[Outcome]]:
+        def plan(listed: list[Submission]) -> list[Outcome]:
+            submitted = [s.pk for s in listed if s.status == Submission.Status.SUBMITTED]
+            broken = legitimacy.breaches(submitted) if check_rules else {}
+            return [
+                Outcome(f"cannot be {verb}: {s.status}", False)
+                if s.status != Submission.Status.SUBMITTED
+                else Outcome(f"cannot be {verb}: {legitimacy.describe(broken[s.pk])}", False)
+                if s.pk in broken
+                else Outcome(f"will be {verb}", True)
+                for s in listed
+            ]
+
+        return plan
+
     @admin.action(permissions=["approve"], description="Approve selected submissions")
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
-        approved = 0
-        with batched_checks():
-            for submission in queryset:
-                try:
-                    services.approve_submission(actor=request.user, submission=submission)
-                except DocumentsRefusal as refusal:
-                    self.message_user(request, str(refusal), messages.ERROR)
-                else:
-                    approved += 1
-        self.message_user(
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Submission]) -> HttpResponse | None:
+        return self.confirm_then_apply(
             request,
-            _counted(approved, "Approved {count} submission.", "Approved {count} submissions."),
-            messages.SUCCESS,
+            queryset,
+            title="Approve submissions",
+            verb="approved",
+            plan=self._review_plan("approved", check_rules=True),
+            apply=lambda s, reason: services.approve_submission(
+                actor=request.user, submission=s, reason=reason
+            ),
+            done_message=("Approved {count} submission.", "Approved {count} submissions."),
+            confirm_label="Yes, approve",
+            initial_reason="Approved",
         )
 
     @admin.action(permissions=["approve"], description="Reject selected submissions")
@@ -342,15 +462,8 @@ class SubmissionAdmin(AuditedAdmin):
             request,
             queryset,
             title="Reject submissions",
-            rows=[
-                (
-                    s,
-                    "rejected"
-                    if s.status == Submission.Status.SUBMITTED
-                    else f"cannot be rejected: {s.status}",
-                )
-                for s in queryset.order_by("pk")
-            ],
+            verb="rejected",
+            plan=self._review_plan("rejected", check_rules=False),
             apply=lambda s, reason: services.reject_submission(
                 actor=request.user, submission=s, reason=reason
             ),
@@ -358,26 +471,28 @@ class SubmissionAdmin(AuditedAdmin):
             confirm_label="Yes, reject",
         )
 
+    @staticmethod
+    def _publish_plan(listed: list[Submission]) -> list[Outcome]:
+        approved = [s.pk for s in listed if s.status == Submission.Status.APPROVED]
+        broken = legitimacy.breaches(approved)
+        names = iter(services.next_draft_names(len([pk for pk in approved if pk not in broken])))
+        return [
+            Outcome(f"cannot be published: {s.status}", False)
+            if s.status != Submission.Status.APPROVED
+            else Outcome(f"cannot be published: {legitimacy.describe(broken[s.pk])}", False)
+            if s.pk in broken
+            else Outcome(f"will be published as {next(names)}", True)
+            for s in listed
+        ]
+
     @admin.action(permissions=["publish"], description="Publish selected submissions")
     def publish_selected(self, request: HttpRequest, queryset: QuerySet[Submission]) -> HttpResponse | None:
-        submissions = list(queryset.select_related("draft").order_by("pk"))
-        names = iter(
-            services.next_draft_names(sum(s.status == Submission.Status.APPROVED for s in submissions))
-        )
-        rows = [
-            (
-                s,
-                f"will be published as {next(names)}"
-                if s.status == Submission.Status.APPROVED
-                else f"cannot be published: {s.status}",
-            )
-            for s in submissions
-        ]
         return self.confirm_then_apply(
             request,
             queryset,
             title="Publish submissions",
-            rows=rows,
+            verb="published",
+            plan=self._publish_plan,
             apply=lambda s, reason: services.publish_submission(
                 actor=request.user, submission=s, reason=reason
             ),
@@ -425,16 +540,14 @@ class PublishedDraftAdmin(AuditedAdmin):
     ) -> HttpResponse | None:
         return self.confirm_then_apply(
             request,
-            queryset,
+            queryset.select_related("submission"),
             title="Withdraw published drafts",
-            rows=[
-                (
-                    d,
-                    "will be withdrawn"
-                    if d.status == PublishedDraft.Status.PUBLISHED
-                    else "already withdrawn",
-                )
-                for d in queryset.select_related("submission").order_by("pk")
+            verb="withdrawn",
+            plan=lambda listed: [
+                Outcome("will be withdrawn", True)
+                if d.status == PublishedDraft.Status.PUBLISHED
+                else Outcome("already withdrawn", False)
+                for d in listed
             ],
             apply=lambda d, reason: services.withdraw_draft(actor=request.user, draft=d, reason=reason),
             done_message=("Withdrew {count} draft.", "Withdrew {count} drafts."),

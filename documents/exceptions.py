@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deployguard import DeployModeActive
 
@@ -41,6 +41,14 @@ class DeployModeRefused(DocumentsRefusal, DeployModeActive):
         Exception.__init__(self, message)
         self.action = message
         self.status = status
+
+
+class RuleRefused(DocumentsRefusal):
+    """The row is not legitimate production data: it breaks error-level integrity rules."""
+
+    def __init__(self, message: str, breaches: list[Any]) -> None:
+        super().__init__(message)
+        self.breaches = breaches
 
 
 class ReasonRequired(DocumentsRefusal):

@@ -14,16 +14,18 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import models, transaction
-from django.db.models import IntegerField, Max
-from django.db.models.functions import Cast, Substr
+from django.db import IntegrityError, models, transaction
+from django.db.models import BigIntegerField, Max
+from django.db.models.functions import Cast, Length, Substr
 from django.utils import timezone
 
 import deployguard
+from documents import legitimacy
 from documents.exceptions import (
     DeployModeRefused,
     PermissionRefused,
     ReasonRequired,
+    RuleRefused,
     SamePersonRefused,
     TransitionRefused,
 )
@@ -62,7 +64,17 @@ DEPLOY_MODE_REFUSED = (
     "Try again once deploy mode is off."
 )
 
+BREAKS_RULES = "{ml_number} cannot be {verb}: it breaks {breaches}."
+NOT_SAVED = "{ml_number} was not saved: it would break {breaches}."
+DRAFT_EXISTS = (
+    "{ml_number} already has a draft, {name}, written around the services (the submission is "
+    "{status}): see `manage.py explain_row documents.publisheddraft {pk}`."
+)
+
 DEFAULT_FIRST_DRAFT_NUMBER = 1
+MAX_DRAFT_DIGITS = 18  # the numbers a bigint holds
+FREE_NAME_WINDOW = 50  # draft names checked per query when skipping taken ones
+NAME_ATTEMPTS = 5  # inserts tried when SQL takes the allocated name between check and insert
 
 
 def _require(actor: Actor, permission: str) -> None:
@@ -93,6 +105,40 @@ def _save(instance: models.Model, *, actor: Actor, reason: str) -> None:
         instance.save()
 
 
+def _refuse_breaches(submission: Submission, message: str, verb: str = "") -> None:
+    """Refuse a submission that breaks an error-level rule now (inside the caller's transaction)."""
+    broken = legitimacy.breaches([submission.pk]).get(submission.pk)
+    if broken:
+        raise RuleRefused(
+            message.format(ml_number=submission.ml_number, verb=verb, breaches=legitimacy.describe(broken)),
+            broken,
+        )
+
+
+class _TrialOver(Exception):
+    """Rolls a trial save back."""
+
+
+def submission_breaches(
+    *, actor: Actor, ml_number: str, title: str, submitted_by: str, submission: Submission | None = None
+) -> list[legitimacy.Breach]:
+    """The rules saving these values would break, found by saving them and rolling back.
+
+    The admin's forms ask before saving, so that a refusal is a form error, not a failed save.
+    """
+    try:
+        with transaction.atomic():
+            if submission is None:
+                create_submission(actor=actor, ml_number=ml_number, title=title, submitted_by=submitted_by)
+            else:
+                update_submission(actor=actor, submission=submission, title=title, submitted_by=submitted_by)
+            raise _TrialOver
+    except RuleRefused as refused:
+        return list(refused.breaches)
+    except _TrialOver:
+        return []
+
+
 def create_submission(
     *, actor: Actor, ml_number: str, title: str, submitted_by: str, reason: str = "Submitted"
 ) -> Submission:
@@ -102,6 +148,7 @@ def create_submission(
     submission.full_clean()
     with transaction.atomic():
         _save(submission, actor=actor, reason=reason)
+        _refuse_breaches(submission, NOT_SAVED)
     return submission
 
 
@@ -117,6 +164,7 @@ def update_submission(
         locked.title, locked.submitted_by = title, submitted_by
         locked.full_clean()
         _save(locked, actor=actor, reason=reason)
+        _refuse_breaches(locked, NOT_SAVED)
     return locked
 
 
@@ -131,6 +179,8 @@ def _review(
             raise TransitionRefused(
                 NOT_SUBMITTED.format(ml_number=locked.ml_number, status=locked.status, verb=verb)
             )
+        if status == Submission.Status.APPROVED:
+            _refuse_breaches(locked, BREAKS_RULES, verb)
         locked.status = status
         locked.approved_by = actor if status == Submission.Status.APPROVED else None
         _save(locked, actor=actor, reason=reason)
@@ -159,14 +209,36 @@ def reject_submission(*, actor: Actor, submission: Submission, reason: str) -> S
 
 def _first_draft_number() -> int:
     configured = getattr(settings, "DOCUMENTS_FIRST_DRAFT_NUMBER", DEFAULT_FIRST_DRAFT_NUMBER)
-    highest = PublishedDraft.objects.aggregate(
-        highest=Max(Cast(Substr("name", len(DRAFT_NAME_PREFIX) + 1), IntegerField()))
-    )["highest"]
+    # Only well-formed names count (a name written by SQL may be anything, "rfcX" included),
+    # and only numbers a bigint holds.
+    highest = (
+        PublishedDraft.objects.filter(name__numbered_as=DRAFT_NAME_PREFIX)
+        .annotate(digits=Length("name") - len(DRAFT_NAME_PREFIX))
+        .filter(digits__lte=MAX_DRAFT_DIGITS)
+        .aggregate(highest=Max(Cast(Substr("name", len(DRAFT_NAME_PREFIX) + 1), BigIntegerField())))[
+            "highest"
+        ]
+    )
     return max(configured, (highest or 0) + 1)
 
 
+def _free_numbers(start: int, count: int) -> list[int]:
+    """The first `count` numbers from `start` whose names no draft holds, whoever wrote it."""
+    free: list[int] = []
+    while len(free) < count:
+        window = range(start, start + FREE_NAME_WINDOW)
+        taken = set(
+            PublishedDraft.objects.filter(
+                name__in=[f"{DRAFT_NAME_PREFIX}{number}" for number in window]
+            ).values_list("name", flat=True)
+        )
+        free += [number for number in window if f"{DRAFT_NAME_PREFIX}{number}" not in taken]
+        start += FREE_NAME_WINDOW
+    return free[:count]
+
+
 def _allocate_draft_number() -> int:
-    """Hand out the next draft number; the caller's transaction holds the counter's row lock."""
+    """Hand out the next free draft number; the caller's transaction holds the counter's row lock."""
     counters = DraftNumber.objects.select_for_update().filter(prefix=DRAFT_NAME_PREFIX)
     with service_write(DraftNumber):
         counter = counters.first()
@@ -178,7 +250,8 @@ def _allocate_draft_number() -> int:
                 ignore_conflicts=True,
             )
             counter = counters.get()
-        counter.last_number += 1
+        # Names taken behind the counter's back (SQL, a restore) are skipped, not collided with.
+        counter.last_number = _free_numbers(counter.last_number + 1, 1)[0]
         counter.save(update_fields=["last_number"])
     return counter.last_number
 
@@ -187,7 +260,21 @@ def next_draft_names(count: int) -> list[str]:
     """The names the next `count` publications would get, without reserving them."""
     counter = DraftNumber.objects.filter(prefix=DRAFT_NAME_PREFIX).first()
     start = counter.last_number + 1 if counter else _first_draft_number()
-    return [f"{DRAFT_NAME_PREFIX}{number}" for number in range(start, start + count)]
+    return [f"{DRAFT_NAME_PREFIX}{number}" for number in _free_numbers(start, count)] if count else []
+
+
+def _insert_draft(draft: PublishedDraft, *, actor: Actor, reason: str) -> None:
+    """Insert the draft under a free name; a name taken meanwhile by SQL moves it to the next one."""
+    for attempt in range(NAME_ATTEMPTS):
+        draft.name = f"{DRAFT_NAME_PREFIX}{_allocate_draft_number()}"
+        try:
+            with transaction.atomic():
+                _save(draft, actor=actor, reason=reason)
+            return
+        except IntegrityError:
+            if attempt + 1 == NAME_ATTEMPTS or not PublishedDraft.objects.filter(name=draft.name).exists():
+                raise
+            draft.pk = None
 
 
 def publish_submission(*, actor: Actor, submission: Submission, reason: str) -> PublishedDraft:
@@ -208,13 +295,16 @@ def publish_submission(*, actor: Actor, submission: Submission, reason: str) -> 
             raise TransitionRefused(NOT_APPROVED.format(ml_number=locked.ml_number, status=locked.status))
         if settings.DOCUMENTS_REQUIRE_SEPARATE_PUBLISHER and locked.approved_by_id == actor.pk:
             raise SamePersonRefused(SAME_PERSON.format(ml_number=locked.ml_number, actor=actor))
-        draft = PublishedDraft(
-            name=f"{DRAFT_NAME_PREFIX}{_allocate_draft_number()}",
-            submission=locked,
-            published_by=actor,
-            published_at=timezone.now(),
-        )
-        _save(draft, actor=actor, reason=reason)
+        _refuse_breaches(locked, BREAKS_RULES, "published")
+        stray = PublishedDraft.objects.filter(submission=locked).first()
+        if stray is not None:
+            raise TransitionRefused(
+                DRAFT_EXISTS.format(
+                    ml_number=locked.ml_number, name=stray.name, status=locked.status, pk=stray.pk
+                )
+            )
+        draft = PublishedDraft(submission=locked, published_by=actor, published_at=timezone.now())
+        _insert_draft(draft, actor=actor, reason=reason)
         locked.status = Submission.Status.PUBLISHED
         _save(locked, actor=actor, reason=reason)
         # Queued once the publication is committed; a broker that is down must not undo it.

@@ -28,6 +28,24 @@ def action_post(client, url: str, action: str, objects, **extra):
     return client.post(url, data)
 
 
+def hidden_inputs(response) -> dict[str, list[str]]:
+    """The hidden fields of a confirmation page's form, as the browser sends them back."""
+    form: dict[str, list[str]] = {}
+    for name, value in re.findall(
+        r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.content.decode()
+    ):
+        form.setdefault(name, []).append(value)
+    form.pop("csrfmiddlewaretoken", None)
+    return form
+
+
+def confirm(client, url: str, action: str, objects, reason: str, **extra):
+    """Select `objects`, run `action`, and confirm the page it shows with `reason`."""
+    shown = action_post(client, url, action, objects, **extra)
+    assert shown.status_code == 200, shown
+    return client.post(url, {**hidden_inputs(shown), "reason": reason})
+
+
 @pytest.fixture
 def editor_client(client):
     editor = EditorFactory()
@@ -78,15 +96,18 @@ def test_approve_selected_approves_each_and_reports_one_count(editor_client):
     fresh = SubmissionFactory()
     rejected = SubmissionFactory(status="rejected")
 
-    response = action_post(editor_client, CHANGELIST, "approve_selected", [fresh, rejected])
+    shown = action_post(editor_client, CHANGELIST, "approve_selected", [fresh, rejected])
+    response = editor_client.post(CHANGELIST, {**hidden_inputs(shown), "reason": "Board of 3 May"})
 
+    assert [outcome for _, outcome in shown.context["rows"]] == [
+        "will be approved",
+        "cannot be approved: rejected",
+    ]
     assert response.status_code == 302
     fresh.refresh_from_db()
     assert fresh.status == Submission.Status.APPROVED
-    assert messages_of(response) == [
-        ("error", f"{rejected.ml_number} is rejected: only submitted submissions can be approved."),
-        ("success", "Approved 1 submission."),
-    ]
+    assert fresh.history.first().history_change_reason == "Board of 3 May"
+    assert messages_of(response) == [("success", "Approved 1 submission.")]
 
 
 def test_publish_selected_first_shows_a_confirmation_with_the_names_they_will_get(editor_client):
@@ -111,20 +132,16 @@ def test_confirming_publish_creates_drafts_with_the_admin_and_reason_in_history(
     first, second = SubmissionFactory(status="approved"), SubmissionFactory(status="approved")
     pending = SubmissionFactory()
 
-    response = action_post(
+    response = confirm(
         editor_client,
         CHANGELIST,
         "publish_selected",
         [first, pending, second],
-        post="yes",
-        reason="Approved at the November board",
+        "Approved at the November board",
     )
 
     assert response.status_code == 302
-    assert messages_of(response) == [
-        ("error", f"{pending.ml_number} is submitted, not approved: approve it first, then publish."),
-        ("success", "Published 2 submissions."),
-    ]
+    assert messages_of(response) == [("success", "Published 2 submissions.")]
     assert set(PublishedDraft.objects.values_list("name", flat=True)) == {"rfc1", "rfc2"}
     draft = PublishedDraft.objects.get(submission=first)
     creation = draft.history.get()
@@ -221,9 +238,7 @@ def test_withdraw_selected_confirms_then_withdraws_with_the_reason(editor_client
     draft = SubmissionFactory(status="published").draft
 
     confirmation = action_post(editor_client, DRAFTS, "withdraw_selected", [draft])
-    response = action_post(
-        editor_client, DRAFTS, "withdraw_selected", [draft], post="yes", reason="Superseded"
-    )
+    response = editor_client.post(DRAFTS, {**hidden_inputs(confirmation), "reason": "Superseded"})
 
     assert confirmation.status_code == 200
     assert [outcome for _, outcome in confirmation.context["rows"]] == ["will be withdrawn"]
@@ -253,10 +268,7 @@ def test_a_crafted_history_revert_post_cannot_unpublish(editor_client):
 
 def test_a_crafted_history_revert_post_cannot_resurrect_a_withdrawn_draft(editor_client):
     draft = SubmissionFactory(status="published").draft
-    editor_client.post(
-        DRAFTS,
-        {"action": "withdraw_selected", ACTION_CHECKBOX_NAME: [draft.pk], "post": "yes", "reason": "Retired"},
-    )
+    confirm(editor_client, DRAFTS, "withdraw_selected", [draft], "Retired")
     published_version = draft.history.last()
     url = reverse("admin:documents_publisheddraft_simple_history", args=[draft.pk, published_version.pk])
 
@@ -291,3 +303,27 @@ def test_the_integrity_filter_lists_rows_that_break_rules_and_never_the_legitima
         for choice in response.context["cl"].filter_specs[-1].choices(response.context["cl"])
     ]
     assert "Breaks an error-level rule" in choices
+
+
+def test_publishing_through_the_admin_after_sql_took_the_next_names_shows_and_uses_free_ones(editor_client):
+    from tests.documents.fakes import raw_insert_draft, raw_insert_submission
+
+    SubmissionFactory(status="published")  # rfc1: the counter exists
+    for number in (2, 3):
+        stray = raw_insert_submission(f"ML-90{number}")
+        raw_insert_draft(f"rfc{number}", submission_id=stray, published_by_id=editor_client.user.pk)
+    first, second = SubmissionFactory(status="approved"), SubmissionFactory(status="approved")
+
+    shown = action_post(editor_client, CHANGELIST, "publish_selected", [first, second])
+    response = editor_client.post(CHANGELIST, {**hidden_inputs(shown), "reason": "Board"})
+
+    assert [outcome for _, outcome in shown.context["rows"]] == [
+        "will be published as rfc4",
+        "will be published as rfc5",
+    ]
+    assert response.status_code == 302
+    assert messages_of(response) == [("success", "Published 2 submissions.")]
+    assert {d.submission_id: d.name for d in PublishedDraft.objects.filter(name__in=["rfc4", "rfc5"])} == {
+        first.pk: "rfc4",
+        second.pk: "rfc5",
+    }

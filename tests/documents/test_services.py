@@ -239,6 +239,85 @@ def test_publishing_costs_a_constant_number_of_queries(editor, django_assert_max
     submissions = [SubmissionFactory(status=Submission.Status.APPROVED) for _ in range(3)]
     services.publish_submission(actor=editor, submission=submissions[0], reason="Warm the counter")
 
+    # 14: the state checks, the rule check (one query), the free-name check, the savepoint
+    # around the insert, the draft, the submission and their history records.
     for submission in submissions[1:]:
-        with django_assert_max_num_queries(12):
+        with django_assert_max_num_queries(14):
             services.publish_submission(actor=editor, submission=submission, reason="Go")
+
+
+# --- draft names: never a collision, whoever took a name -------------------------------------
+
+
+def test_publishing_skips_names_taken_by_sql_before_the_first_publication(editor):
+    from tests.documents.fakes import raw_insert_draft, raw_insert_submission
+
+    stray = raw_insert_submission("ML-900", status="published", approved_by_id=editor.pk)
+    raw_insert_draft("rfc1", submission_id=stray, published_by_id=editor.pk)
+    # A number no bigint holds: left out of "the highest number so far", not an overflow.
+    huge = raw_insert_submission("ML-901")
+    raw_insert_draft("rfc1234567890123456789012", submission_id=huge, published_by_id=editor.pk)
+    first, second = (SubmissionFactory(status=Submission.Status.APPROVED) for _ in range(2))
+
+    assert services.next_draft_names(2) == ["rfc2", "rfc3"]
+    names = [
+        services.publish_submission(actor=editor, submission=s, reason="Go").name for s in (first, second)
+    ]
+
+    assert names == ["rfc2", "rfc3"]
+
+
+def test_publishing_skips_names_the_counter_would_hand_out_next(editor):
+    from tests.documents.fakes import raw_insert_draft, raw_insert_submission
+
+    services.publish_submission(
+        actor=editor, submission=SubmissionFactory(status=Submission.Status.APPROVED), reason="Go"
+    )
+    for number in (2, 3, 5):
+        stray = raw_insert_submission(f"ML-90{number}")
+        raw_insert_draft(f"rfc{number}", submission_id=stray, published_by_id=editor.pk)
+    submissions = [SubmissionFactory(status=Submission.Status.APPROVED) for _ in range(3)]
+
+    assert services.next_draft_names(3) == ["rfc4", "rfc6", "rfc7"]
+    names = [services.publish_submission(actor=editor, submission=s, reason="Go").name for s in submissions]
+
+    assert names == ["rfc4", "rfc6", "rfc7"]
+    assert DraftNumber.objects.get().last_number == 7
+
+
+def test_a_name_taken_between_the_check_and_the_insert_moves_to_the_next_free_one(editor, monkeypatch):
+    from tests.documents.fakes import raw_insert_draft, raw_insert_submission
+
+    submission = SubmissionFactory(status=Submission.Status.APPROVED)
+    stray = raw_insert_submission("ML-900")
+    real_free_numbers = services._free_numbers
+    taken = []
+
+    def sql_takes_it_meanwhile(start: int, count: int) -> list[int]:
+        free = real_free_numbers(start, count)
+        if not taken:
+            taken.append(raw_insert_draft(f"rfc{free[0]}", submission_id=stray, published_by_id=editor.pk))
+        return free
+
+    monkeypatch.setattr(services, "_free_numbers", sql_takes_it_meanwhile)
+    draft = services.publish_submission(actor=editor, submission=submission, reason="Go")
+
+    assert draft.name == "rfc2"
+    assert PublishedDraft.objects.get(pk=taken[0]).name == "rfc1"
+    assert draft.history.get().history_change_reason == "Go"
+
+
+def test_publishing_a_submission_that_sql_gave_a_draft_is_refused_not_an_error(editor):
+    from tests.documents.fakes import raw_insert_draft
+
+    submission = SubmissionFactory(status=Submission.Status.APPROVED)
+    stray = raw_insert_draft("rfc77", submission_id=submission.pk, published_by_id=editor.pk)
+
+    with pytest.raises(TransitionRefused) as refusal:
+        services.publish_submission(actor=editor, submission=submission, reason="Go")
+
+    assert str(refusal.value) == (
+        f"{submission.ml_number} already has a draft, rfc77, written around the services (the submission "
+        f"is approved): see `manage.py explain_row documents.publisheddraft {stray}`."
+    )
+    assert PublishedDraft.objects.count() == 1

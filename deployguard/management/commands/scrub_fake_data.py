@@ -116,28 +116,25 @@ class Command(IntegrityCommand):
         self.stdout.write(DRY_RUN_DONE)
 
     def _apply(self, *, force: bool) -> None:
-        with self._progress("finding rows") as progress:
-            selection = scrub.select_rows(
-                default_registry.select(), on_table=lambda _model: progress.advance()
-            )
+        rules = default_registry.select()
         try:
-            scrub.refuse_implausible_share(selection, force=force)
+            scrub.refuse_implausible_counts(scrub.preview(rules), force=force)
         except scrub.ScrubRefused as refusal:
             raise CommandError(str(refusal), returncode=EXIT_VIOLATIONS) from None
-        rows = sum(len(pks) for pks in selection.values())
+        # In batches of scrub.BATCH_ROWS rows, one transaction each: memory and lock time per batch.
         with Progress.for_command(self, self._verbosity, what="scrub_fake_data", unit="") as progress:
-            progress.set_phase(f"quarantining {rows} rows in one transaction")
-            run = scrub.quarantine(selection)
+            progress.set_phase("quarantining in batches")
+            run = scrub.quarantine_in_batches(rules)
         if run is None:
             self.stdout.write(self.style.SUCCESS(NOTHING_TO_DO))
             return
         done = " and ".join(
-            _plural(model, run.counts.get(model._meta.label_lower, 0))
-            for model in selection
-            if selection[model]
+            _plural(default_registry.get_model(label), count) for label, count in run.counts.items()
         )
         self.stdout.write(
-            self.style.SUCCESS(f"Quarantined {done} in run {run.id} ({', '.join(run.rule_ids)}).")
+            self.style.SUCCESS(
+                f"Quarantined {done or 'no rows'} in run {run.id} ({', '.join(run.rule_ids)})."
+            )
         )
         self.stdout.write(f"Undo with: manage.py scrub_fake_data --restore {run.id}")
 
