@@ -45,7 +45,7 @@ def test_list_shows_each_backup_with_time_engine_size_rows_and_whether_it_verifi
         assert line.endswith(f"  verified                    {path.name}")
         assert f"  {manifest['engine']:<10}  " in line
         assert f"{rows:>9} rows in {len(manifest['fingerprints'])} tables" in line
-        assert line.startswith(f"{timezone.now():%Y-%m-%d}")
+        assert line.startswith(f"{timezone.localtime():%Y-%m-%d}")
 
 
 def test_list_names_backups_that_do_not_verify_and_exits_one(backups):
