@@ -76,15 +76,19 @@ def natural_keys(model: type[models.Model], pks: Iterable[Any]) -> dict[Any, str
 
 
 def _by_key(model: type[models.Model], name: str, text: str) -> Any:
-    """The pk of the row whose natural key is `text`, or of the deleted row that last had it."""
-    pk = model._base_manager.filter(**{name: text}).values_list("pk", flat=True).first()
-    if pk is not None:
-        return pk
+    """The pk of the row whose natural key is `text` (as typed, else in any case and without
+    surrounding spaces, when that names one row), or of the deleted row that last had it."""
     history = history_model(model)
-    if history is None:
-        return None
-    records = history._base_manager.filter(**{name: text}).order_by("-history_id")
-    return records.values_list("id", flat=True).first()
+    for lookup, value in ((name, text), (f"{name}__iexact", text.strip())):
+        pks = list(model._base_manager.filter(**{lookup: value}).values_list("pk", flat=True)[:2])
+        if len(pks) == 1:
+            return pks[0]
+        if history is not None:
+            records = history._base_manager.filter(**{lookup: value}).order_by("-history_id")
+            ids = set(records.values_list("id", flat=True)[:100])
+            if len(ids) == 1:
+                return ids.pop()
+    return None
 
 
 def _by_pk(model: type[models.Model], text: str) -> Any:

@@ -44,10 +44,10 @@ def printable(value: object, *, keep_newlines: bool = False) -> str:
 
 class Progress:
     """One line of progress redrawn in place on a terminal: "backup_db: 3/7 tables, 120,000 rows,
-    4s elapsed, about 6 seconds left". Nothing at all when the stream is not a terminal (piped,
+    4s elapsed, about 6 seconds left". Nothing at all when the output is not a terminal (piped,
     redirected, call_command into a buffer) or the command runs with --verbosity 0, so that what
     a script reads is the command's output alone. The line is cleared when the work ends, before
-    the command prints its result; it goes to stderr, so stdout stays the result (JSON included).
+    the command prints its result; it goes to stderr, so stdout stays the result.
     """
 
     # A redraw at most this often: the line is for eyes, and a terminal is slow.
@@ -71,8 +71,11 @@ class Progress:
 
     @classmethod
     def for_command(cls, command: Any, verbosity: int, *, what: str, **kwargs: Any) -> Progress:
-        stream = command.stderr
-        return cls(stream, what=what, enabled=verbosity >= 1 and _is_terminal(stream), **kwargs)
+        """Progress for a management command: drawn on its stderr when both its stdout and its
+        stderr are a terminal (`… | less` or `--format json > file` get none) and --verbosity
+        is 1 or more."""
+        on_terminal = _is_terminal(command.stdout) and _is_terminal(command.stderr)
+        return cls(command.stderr, what=what, enabled=verbosity >= 1 and on_terminal, **kwargs)
 
     def __enter__(self) -> Progress:
         self.draw(force=True)

@@ -45,7 +45,7 @@ def test_list_shows_each_backup_with_time_engine_size_rows_and_whether_it_verifi
         assert line.endswith(f"  verified                    {path.name}")
         assert f"  {manifest['engine']:<10}  " in line
         assert f"{rows:>9} rows in {len(manifest['fingerprints'])} tables" in line
-        assert line.startswith(f"{timezone.now():%Y-%m-%d}")
+        assert line.startswith(f"{timezone.localtime():%Y-%m-%d}")
 
 
 def test_list_names_backups_that_do_not_verify_and_exits_one(backups):
@@ -115,7 +115,7 @@ def test_prune_removes_the_oldest_verified_backups_beyond_keep_but_never_a_resto
 
     stdout, _stderr, status = run_command("backup_db", "--prune", "--keep", "1", "--dir", str(backups))
     assert status == 0
-    assert stdout.splitlines()[-1] == "Nothing to prune: 2 verified backups, keeping 1."
+    assert stdout.splitlines()[-1] == "Nothing to prune: 2 backups verified, keeping the newest 1."
 
 
 @pytest.mark.parametrize(
@@ -215,7 +215,7 @@ def test_list_shows_a_hand_edited_manifest_as_unreadable_and_prune_leaves_it(bac
         "backup_db", "--prune", "--keep", "1", "--dir", str(backups), "--apply"
     )
     assert status == 0
-    assert stdout == "Nothing to prune: 1 verified backups, keeping 1.\n"
+    assert stdout == "Nothing to prune: 1 backup verified, keeping the newest 1.\n"
     assert path.exists() and manifest_file.exists()
 
 

@@ -63,3 +63,8 @@ def test_a_declaration_that_cannot_name_one_row_fails_the_system_check(monkeypat
         "documents.Submission.natural_key_field names 'title', which is not unique: "
         "a natural key must name one row."
     )
+
+
+def test_a_key_typed_in_another_case_or_with_spaces_still_names_its_row(db):
+    row = SubmissionFactory()
+    assert resolve(Submission, f"  {row.ml_number.lower()} ") == row.pk

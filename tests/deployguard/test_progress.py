@@ -55,15 +55,17 @@ def test_progress_writes_nothing_when_disabled():
     assert screen.getvalue() == ""
 
 
-def _in_terminal(scratch: Scratch, *args: str) -> tuple[int, str]:
-    """manage.py in a pseudo-terminal, as an operator types it: (exit status, what the screen got)."""
+def _in_terminal(scratch: Scratch, *args: str, stdout_piped: bool = False) -> tuple[int, str]:
+    """manage.py in a pseudo-terminal, as an operator types it: (exit status, what the screen got).
+    `stdout_piped`: stdout goes to a pipe (`manage.py … | less`), only stderr to the terminal."""
     main, secondary = pty.openpty()
     env = subprocess_env(
         scratch.url, DEPLOYGUARD_STATE_CACHE_SECONDS="0", DEPLOYGUARD_BACKUP_DIR=str(scratch.backup_dir)
     )
     process = subprocess.Popen(
         [PYTHON, str(BASE_DIR / "manage.py"), *args],
-        cwd=BASE_DIR, env=env, stdin=secondary, stdout=secondary, stderr=secondary,
+        cwd=BASE_DIR, env=env, stdin=secondary, stderr=secondary,
+        stdout=subprocess.DEVNULL if stdout_piped else secondary,
     )  # fmt: skip
     os.close(secondary)
     chunks = []
@@ -130,5 +132,8 @@ def test_long_commands_are_quiet_when_piped_or_at_verbosity_zero(scratch: Scratc
         for stream in (piped.stdout, piped.stderr):
             assert "\x1b" not in stream and "\r" not in stream, args
         status, screen = _in_terminal(scratch, *args, "--verbosity", "0")
+        assert status == 0
+        assert PROGRESS.findall(screen) == [], args
+        status, screen = _in_terminal(scratch, *args, stdout_piped=True)
         assert status == 0
         assert PROGRESS.findall(screen) == [], args

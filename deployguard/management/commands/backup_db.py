@@ -28,7 +28,7 @@ was left at PATH, or --list found a backup that does not match its manifest or i
 incomplete; 2 misuse."""
 
 DRY_RUN_DONE = "Dry run: nothing removed. Rerun with --apply to remove."
-NOTHING_TO_PRUNE = "Nothing to prune: {count} verified backups, keeping {keep}."
+NOTHING_TO_PRUNE = "Nothing to prune: {count} verified, keeping the newest {keep}."
 
 
 def _size(size: int) -> str:
@@ -37,6 +37,10 @@ def _size(size: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size} B"  # pragma: no cover
+
+
+def _backups(count: int) -> str:
+    return f"{count} backup{'' if count == 1 else 's'}"
 
 
 def _created(backup: BackupFile) -> str:
@@ -139,12 +143,12 @@ class Command(IntegrityCommand):
         if bad:
             self.stdout.write(
                 self.style.ERROR(
-                    f"{len(bad)} of {len(backups)} backups cannot be restored as they are "
+                    f"{len(bad)} of {_backups(len(backups))} cannot be restored as they are "
                     "(restore_db refuses them); the others verify."
                 )
             )
             raise SystemExit(EXIT_VIOLATIONS)
-        self.stdout.write(self.style.SUCCESS(f"{len(backups)} backups, every one verified."))
+        self.stdout.write(self.style.SUCCESS(f"{_backups(len(backups))}, every one verified."))
 
     def _checked(self, directory: Path) -> list[BackupFile]:
         with Progress.for_command(
@@ -159,7 +163,7 @@ class Command(IntegrityCommand):
             self.stdout.write(f"Keeping {self._line(backup)}")
         if not plan.remove:
             verified = len(plan.keep) + len(plan.protected)
-            self.stdout.write(NOTHING_TO_PRUNE.format(count=verified, keep=keep))
+            self.stdout.write(NOTHING_TO_PRUNE.format(count=_backups(verified), keep=keep))
             return
         verb = "Removing" if apply else "Would remove"
         for backup in plan.remove:
@@ -170,5 +174,5 @@ class Command(IntegrityCommand):
             self.stdout.write(DRY_RUN_DONE)
             return
         self.stdout.write(
-            self.style.SUCCESS(f"Removed {len(plan.remove)} backups; kept the newest {len(plan.keep)}.")
+            self.style.SUCCESS(f"Removed {_backups(len(plan.remove))}; kept the newest {len(plan.keep)}.")
         )
