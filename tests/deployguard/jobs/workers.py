@@ -7,15 +7,17 @@ signal; the fixtures kill whatever is left when the test ends, passed or failed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import sqlite3
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 import pytest
@@ -25,14 +27,36 @@ from tests.deployguard.support import subprocess_env
 from tests.waiting import wait_until
 
 REDIS_HOST = os.environ.get("DEPLOYSAFE_TEST_REDIS", "redis://127.0.0.1:6379")
-# Redis database numbers of this project's tests: one per pytest-xdist worker.
-REDIS_DATABASES = {"gw0": 6, "gw1": 7, "": 8}
+# Redis database numbers of this project's tests. Each test process (a pytest-xdist worker) claims
+# one for its lifetime by holding a lock file, so two test sessions on the machine (two engines'
+# suites at once, two checkouts) never share a queue or flush each other's.
+REDIS_NUMBERS = range(6, 14)
+_claimed: list[tuple[int, IO[str]]] = []
 QUIET = {"DEPLOYGUARD_INTEGRITY_WATCH_MINUTES": "0"}
 
 
 def redis_url() -> str:
-    number = REDIS_DATABASES.get(os.environ.get("PYTEST_XDIST_WORKER", ""), 8)
-    return f"{REDIS_HOST}/{number}"
+    return f"{REDIS_HOST}/{_redis_number()}"
+
+
+def _redis_number() -> int:
+    """This process's Redis database number: the first of REDIS_NUMBERS no other process holds."""
+    if not _claimed:
+        for number in REDIS_NUMBERS:
+            handle = open(Path(tempfile.gettempdir()) / f"deploysafe-tests-redis-{number}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when this process ends
+            except BlockingIOError:
+                handle.close()
+                continue
+            _claimed.append((number, handle))
+            break
+        else:
+            pytest.fail(
+                f"Every Redis database number {REDIS_NUMBERS.start}-{REDIS_NUMBERS.stop - 1} "
+                "is held by another test process."
+            )
+    return _claimed[0][0]
 
 
 def redis_available() -> bool:
