@@ -100,6 +100,26 @@ def private_raw_delete(draft: PublishedDraft) -> None:
     PublishedDraft._base_manager.filter(pk=draft.pk)._raw_delete(using="default")
 
 
+def private_queryset_update(draft: PublishedDraft) -> None:
+    Submission._base_manager.filter(pk=draft.submission_id)._update(
+        [(Submission._meta.get_field("title"), None, "x")]
+    )
+
+
+def bare_queryset_bulk_update(draft: PublishedDraft) -> None:
+    submission = Submission.objects.get(pk=draft.submission_id)
+    submission.title = "Rewritten"
+    models.QuerySet(model=Submission).bulk_update([submission], ["title"])
+
+
+def raw_update_returning(draft: PublishedDraft) -> None:
+    list(
+        Submission.objects.raw(
+            "UPDATE documents_submission SET title = 'x' WHERE id = %s RETURNING *", [draft.submission_id]
+        )
+    )
+
+
 def cursor_update(draft: PublishedDraft) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -153,6 +173,9 @@ ROUTES: dict[str, Callable[[PublishedDraft], None]] = {
     "Manager._insert()": private_insert,
     "Model._do_update()": private_do_update,
     "QuerySet._raw_delete()": private_raw_delete,
+    "QuerySet._update()": private_queryset_update,
+    "bare QuerySet(model=...).bulk_update()": bare_queryset_bulk_update,
+    "raw('UPDATE ... RETURNING *')": raw_update_returning,
     "cursor.execute()": cursor_update,
     "cursor.executemany()": cursor_executemany,
     "cursor.execute() with a CTE": cursor_in_a_cte,
