@@ -287,3 +287,19 @@ def test_allow_writes_the_deploy_pipelines_way_through_passes_the_seal(draft):
         )
 
     assert Submission.objects.get(pk=draft.submission_id).title == "Restored"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_migrations_code_run_inside_the_schema_editor_is_judged_like_any_other(draft):
+    """Only the editor's own statements pass: RunPython's ORM calls and RunSQL's SQL do not."""
+    before = snapshot()
+
+    def _run_sql(editor):  # named as RunSQL's, which hands a migration's SQL to the editor
+        editor.execute("UPDATE documents_submission SET title = 'Seeded by RunSQL'")
+
+    with pytest.raises(DirectWriteRefused), connection.schema_editor(atomic=False) as editor:
+        _run_sql(editor)
+    with pytest.raises(DirectWriteRefused), connection.schema_editor(atomic=False):
+        models.QuerySet(model=Submission).update(title="Seeded by RunPython")
+
+    assert snapshot() == before
