@@ -14,7 +14,8 @@ A history table (`cover(history=...)`) takes INSERTs only, and only after the bl
 the table it records: a history row comes with the change it records, never on its own.
 
 Also let through: `deployguard.allow_writes()` blocks (the deploy pipeline's restore, data migrations
-an operator allowed) and Django's schema editor (migrations' backfills of a new column). Not
+an operator allowed) and the statements of Django's schema editor itself (a migration's backfill of a
+new column, SQLite's table rebuild), not RunPython's or RunSQL's. Not
 covered: SQL sent around Django's execute wrappers (the DB-API connection, `connection.connection`,
 or another client); see the README's "What the seal does not stop".
 """
@@ -218,23 +219,26 @@ def check(writes: tuple[tuple[str, str], ...]) -> None:
 
 
 # --- migrations: Django's schema editor may fill a new column of a sealed table ----------------
+# Only the editor's own statements (a backfill, SQLite's table rebuild), not the code a migration
+# runs inside it: RunPython's ORM calls go through the cursor and are judged; RunSQL goes through
+# editor.execute() from RunSQL._run_sql and is judged too (and flagged by the write-path audit).
 
 _editor_classes: dict[type[Any], type[Any]] = {}
+_RUN_SQL = "_run_sql"
 
 
 def _editing_class(base: type[Any]) -> type[Any]:
     if base not in _editor_classes:
 
         class SchemaEditor(base):  # type: ignore[misc, valid-type]
-            def __enter__(self) -> Any:
-                self._deployguard_seal_token = _schema_editing.set(True)
-                return super().__enter__()
-
-            def __exit__(self, *exc: Any) -> Any:
+            def execute(self, sql: Any, params: Any = ()) -> Any:
+                if sys._getframe(1).f_code.co_name == _RUN_SQL:  # a migration's RunSQL
+                    return super().execute(sql, params)
+                token = _schema_editing.set(True)
                 try:
-                    return super().__exit__(*exc)  # runs the deferred SQL, still inside
+                    return super().execute(sql, params)
                 finally:
-                    _schema_editing.reset(self._deployguard_seal_token)
+                    _schema_editing.reset(token)
 
         SchemaEditor.__name__ = SchemaEditor.__qualname__ = f"Sealed{base.__name__}"
         _editor_classes[base] = SchemaEditor

@@ -19,6 +19,7 @@ from tests.documents.fakes import (
     script_publishes_without_user,
 )
 from tests.factories import SubmissionFactory, SuperuserFactory, published_draft
+from tests.utils import behind_the_services, rewriting_history
 
 # The table conditions read other tables with DISTINCT ON, which only PostgreSQL has; the
 # engine uses them only there (joins_whole_tables), and SQLite runs the per-row conditions.
@@ -46,7 +47,7 @@ def flagged_both_ways() -> dict[str, set[Any]]:
 
 def set_history(table: str, history_id: int, **values: Any) -> None:
     assignments = ", ".join(f"{connection.ops.quote_name(column)} = %s" for column in values)
-    with connection.cursor() as cursor:
+    with rewriting_history(), connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET {assignments} WHERE history_id = %s",  # noqa: S608
             [*values.values(), history_id],
@@ -55,7 +56,7 @@ def set_history(table: str, history_id: int, **values: Any) -> None:
 
 def set_draft(pk: int, **values: Any) -> None:
     assignments = ", ".join(f"{connection.ops.quote_name(column)} = %s" for column in values)
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE documents_publisheddraft SET {assignments} WHERE id = %s",  # noqa: S608
             [*values.values(), pk],
@@ -193,7 +194,7 @@ def test_one_matching_creation_record_among_several_is_enough_both_ways(legitima
     # A second creation record naming someone else does not hide or add anything.
     creation = PublishedDraft.history.filter(id=legitimate.pk, history_type="+").get()
     someone_else = SuperuserFactory()
-    with connection.cursor() as cursor:
+    with rewriting_history(), connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO documents_historicalpublisheddraft (id, name, status, published_at, data_source, "
             "is_legitimate, history_change_reason, submission_id, published_by_id, history_date, "
@@ -253,7 +254,7 @@ def test_a_draft_whose_submission_is_missing_is_flagged_both_ways(legitimate, su
     try:
         flagged = flagged_both_ways()
     finally:  # the test's rollback still checks deferred constraints
-        with connection.cursor() as cursor:
+        with behind_the_services(), connection.cursor() as cursor:
             cursor.execute("DELETE FROM documents_publisheddraft WHERE id = %s", [orphan])
 
     assert flagged["documents.E010"] == {orphan}

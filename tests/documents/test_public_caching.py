@@ -13,7 +13,7 @@ from documents import services, views
 from documents.models import PublishedDraft, Submission
 from tests.documents.fakes import raw_insert_draft, raw_insert_submission, raw_update_submission
 from tests.factories import EditorFactory, SubmissionFactory, published_draft
-from tests.utils import run_command
+from tests.utils import behind_the_services, run_command
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
@@ -194,7 +194,7 @@ def test_on_postgresql_a_raw_sql_write_without_history_changes_the_listing_valid
     client = Client()
     before = client.get("/")["ETag"]
     # A raw write the history never sees, whose statistics the server flushes once it commits.
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         cursor.execute("BEGIN")
         cursor.execute("UPDATE documents_publisheddraft SET status = status WHERE id = %s", [document.pk])
         cursor.execute("SELECT pg_stat_force_next_flush()")

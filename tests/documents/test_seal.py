@@ -100,6 +100,26 @@ def private_raw_delete(draft: PublishedDraft) -> None:
     PublishedDraft._base_manager.filter(pk=draft.pk)._raw_delete(using="default")
 
 
+def private_queryset_update(draft: PublishedDraft) -> None:
+    Submission._base_manager.filter(pk=draft.submission_id)._update(
+        [(Submission._meta.get_field("title"), None, "x")]
+    )
+
+
+def bare_queryset_bulk_update(draft: PublishedDraft) -> None:
+    submission = Submission.objects.get(pk=draft.submission_id)
+    submission.title = "Rewritten"
+    models.QuerySet(model=Submission).bulk_update([submission], ["title"])
+
+
+def raw_update_returning(draft: PublishedDraft) -> None:
+    list(
+        Submission.objects.raw(
+            "UPDATE documents_submission SET title = 'x' WHERE id = %s RETURNING *", [draft.submission_id]
+        )
+    )
+
+
 def cursor_update(draft: PublishedDraft) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -153,6 +173,9 @@ ROUTES: dict[str, Callable[[PublishedDraft], None]] = {
     "Manager._insert()": private_insert,
     "Model._do_update()": private_do_update,
     "QuerySet._raw_delete()": private_raw_delete,
+    "QuerySet._update()": private_queryset_update,
+    "bare QuerySet(model=...).bulk_update()": bare_queryset_bulk_update,
+    "raw('UPDATE ... RETURNING *')": raw_update_returning,
     "cursor.execute()": cursor_update,
     "cursor.executemany()": cursor_executemany,
     "cursor.execute() with a CTE": cursor_in_a_cte,
@@ -264,3 +287,19 @@ def test_allow_writes_the_deploy_pipelines_way_through_passes_the_seal(draft):
         )
 
     assert Submission.objects.get(pk=draft.submission_id).title == "Restored"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_migrations_code_run_inside_the_schema_editor_is_judged_like_any_other(draft):
+    """Only the editor's own statements pass: RunPython's ORM calls and RunSQL's SQL do not."""
+    before = snapshot()
+
+    def _run_sql(editor):  # named as RunSQL's, which hands a migration's SQL to the editor
+        editor.execute("UPDATE documents_submission SET title = 'Seeded by RunSQL'")
+
+    with pytest.raises(DirectWriteRefused), connection.schema_editor(atomic=False) as editor:
+        _run_sql(editor)
+    with pytest.raises(DirectWriteRefused), connection.schema_editor(atomic=False):
+        models.QuerySet(model=Submission).update(title="Seeded by RunPython")
+
+    assert snapshot() == before

@@ -410,8 +410,9 @@ def test_deploy_exits_3_when_the_data_differs_from_the_baseline(scratch: Scratch
     baseline = scratch.directory / "baseline.jsonl"
     assert scratch.manage("verify_integrity", "--save-baseline", str(baseline)).returncode == 0
     changed = scratch.manage(
-        "shell", "-c", "from django.db import connection; "
-        "connection.cursor().execute(\"UPDATE documents_submission SET title = 'Changed since'\")",
+        "shell", "-c", "from django.db import connection; from tests.utils import behind_the_services\n"
+        "with behind_the_services():\n"
+        "    connection.cursor().execute(\"UPDATE documents_submission SET title = 'Changed since'\")",
     )  # fmt: skip
     assert changed.returncode == 0, changed.stderr
     before = scratch.inspect()
