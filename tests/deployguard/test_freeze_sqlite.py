@@ -141,7 +141,9 @@ def guarded_raw(transactional_db, fast_switch) -> Iterator[sqlite3.Connection]:
 def test_the_guarded_raw_connection_cannot_touch_the_schema_or_the_frozen_tables(guarded_raw, statement):
     guarded_raw.create_function(freeze_sqlite.current_function(guarded_raw), 0, lambda: 1)
     # sqlite_master: SQLite's own refusal, as writable_schema cannot be turned on.
-    with pytest.raises(sqlite3.DatabaseError, match="not authorized|table sqlite_master may not be modified"):
+    with pytest.raises(
+        sqlite3.DatabaseError, match=r"not authorized|table sqlite_master may not be modified"
+    ):
         guarded_raw.execute(statement)
     assert freeze.verify(connection) == []
     assert guarded_raw.execute("SELECT count(*) FROM auth_group").fetchone() == (0,)
