@@ -330,6 +330,13 @@ def drain_in_flight_writes(timeout: float | None = None) -> str:
                 connection, tables, lock_timeout=timeout, still_wanted=lambda: _row_says_on(alias)
             )
         except DatabaseError as error:
+            if getattr(error.__cause__, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+                raise DrainTimeout(
+                    f"The database freeze needs the tables' owner, and this process connects as a role that "
+                    f"may not install it ({str(error).strip()}): the database does not refuse writes yet. "
+                    "Switch deploy mode with `manage.py deploy_mode` where DEPLOYGUARD_OWNER_DATABASE_URL is "
+                    "set: `manage.py deploy_mode off`, then `manage.py deploy_mode on`."
+                ) from error
             raise DrainTimeout(
                 f"A transaction that wrote before deploy mode went on was still open after {timeout:g}s "
                 f"({str(error).strip()}); its writes may still commit, and the database does not refuse "
@@ -372,6 +379,8 @@ def match_freeze(using: str = "default") -> str:
 
 
 # --- switching serialized: the state row and the database's freeze change together ---------
+
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL: not the owner, or no privilege
 
 STATE_LOST = DeployModeStatus(
     enabled=True,
