@@ -2,24 +2,26 @@
 
 The write guard stops what runs through Django in a process that has deployguard loaded. psql
 or the sqlite3 shell, `COPY`, a cron job with its own driver, another host running older code:
-only the database sees those. While deploy mode is on, every protected table carries triggers
-that refuse its writes; while it is off they are off, which costs a write nothing.
+only the database sees those. While deploy mode is on, every protected table (history tables
+included) and deployguard's own records (tables.SWITCH_TABLES) carry triggers that refuse
+their writes; while it is off they are off, which costs a write nothing.
 
-PostgreSQL: one statement-level trigger a table (INSERT, UPDATE, DELETE, TRUNCATE; COPY too),
-SQLSTATE DG001, enabled and disabled with ALTER TABLE. Enabling takes SHARE ROW EXCLUSIVE:
-it waits for every transaction that has written to the table and not yet ended (the drain,
-exact, with lock_timeout as its bound), and every write statement after the commit is
-refused, whatever state the writer's process has cached and whatever its transaction's
-snapshot. Readers are never blocked. What deployguard itself lets through
-(`deployguard.allow_writes()`, a data migration named with `--allow-data-migration`) sets the
-session setting `deployguard.writes` to `allowed` around the statement (run_allowed).
+PostgreSQL: one statement-level trigger a table (INSERT, UPDATE, DELETE, TRUNCATE; COPY and
+MERGE too), SQLSTATE DG001, `ENABLE ALWAYS` (session_replication_role does not skip it),
+enabled and disabled with ALTER TABLE, which only the tables' owner may do (deployguard.roles:
+the site connects as a role that may not). Enabling takes SHARE ROW EXCLUSIVE: it waits for
+every transaction that has written to the table and not yet ended (the drain, exact, with
+lock_timeout as its bound), and every write statement after the commit is refused, whatever
+state the writer's process has cached and whatever its transaction's snapshot. Readers are
+never blocked. The way through, for what deployguard itself lets pass (`allow_writes()`, its
+own records), is a random key drawn for each freeze and kept in a table only the owner can
+read; the trigger's function (SECURITY DEFINER) compares the session's KEY_SETTING with it
+(run_allowed). The freeze checks what it installs (verify()): its function's definition, the
+key, and on every table its own trigger, enabled ALWAYS; a trigger of the same name that is not
+its own is replaced, never trusted.
 
-SQLite: three row triggers a table, created under the write lock (BEGIN IMMEDIATE waits for
-the one current writer) and dropped when deploy mode goes off; their WHEN asks a function
-only deployguard's connections define (install_sqlite_bypass), which allows what
-`allow_writes()` allows. A client
-without it fails "no such function"; any statement prepared before is prepared again, since
-the schema changed.
+SQLite: deployguard.freeze_sqlite (row triggers whose condition calls a function named anew
+for each freeze).
 
 Either way, once `freeze()` has committed nobody can write: deploy_safe need not wait for
 other processes' caches to expire. Tables created after the freeze have no trigger; the
@@ -256,9 +258,11 @@ def verify(connection: BaseDatabaseWrapper, tables: Iterable[str] | None = None)
         else:
             if key_table[1] is False:
                 problems.append(f"roles other than its owner may use the key table {KEY_TABLE}")
-            cursor.execute(f"SELECT count(*) FROM {_quote(schema)}.{_quote(KEY_TABLE)}")  # noqa: S608
-            if cursor.fetchone() != (1,):
-                problems.append("the freeze has no key")
+            cursor.execute("SELECT has_table_privilege(%s, 'SELECT')", [f"{schema}.{KEY_TABLE}"])
+            if cursor.fetchone()[0]:  # the owner; the application role may not look
+                cursor.execute(f"SELECT count(*) FROM {_quote(schema)}.{_quote(KEY_TABLE)}")  # noqa: S608
+                if cursor.fetchone() != (1,):
+                    problems.append("the freeze has no key")
         ours = _our_triggers(cursor)
         cursor.execute(
             "SELECT c.relname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "

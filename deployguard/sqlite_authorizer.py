@@ -25,7 +25,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from deployguard import state
 from deployguard.allowances import schema_change_allowed, schema_changes_allowed, writes_allowed
-from deployguard.sql_writes import UNKNOWN_TABLE
+from deployguard.sql_writes import DDL_VERBS, UNKNOWN_TABLE
 from deployguard.status import DeployModeStatus
 from deployguard.tables import SWITCH_TABLES, is_protected
 
@@ -93,6 +93,7 @@ def authorizer(judged: Judged | None = None) -> Authorizer:
     actions = write_actions()
     ok, deny = sqlite3.SQLITE_OK, sqlite3.SQLITE_DENY
     dropping: list[str] = [""]
+    in_schema_change: list[bool] = [False]  # the last write judged was DDL
     if judged is None:
         judged = [None]
 
@@ -115,14 +116,15 @@ def authorizer(judged: Judged | None = None) -> Authorizer:
             # SQLite's own tables. Every schema change writes sqlite_master, which no statement
             # can write directly unless PRAGMA writable_schema is on: that pragma (which would
             # let a statement delete the freeze's triggers; Django never uses it) is refused in
-            # deploy mode or when the state is unknown. Writes to the others (sqlite_sequence: a
-            # table's next id) come from schema changes too (ALTER TABLE ... RENAME), which
-            # cannot be told apart here from a direct write: refused when deploy mode is known on.
+            # deploy mode or when the state is unknown. The others (sqlite_sequence: a table's
+            # next id) are written by schema changes too (ALTER TABLE ... RENAME, just judged):
+            # a direct write is refused in deploy mode, and when the state is unknown unless
+            # it follows a schema change.
             status = judged[0] or state.cached()
             if verb != "PRAGMA":
                 if table in _SCHEMA_TABLES or schema_changes_allowed():
                     return ok
-                if status is None:
+                if status is None and in_schema_change[0]:
                     return ok
             if status is None or status.enabled:
                 logger.error("SQLite refused %s on %s: deploy mode is on or unknown", verb, table)
@@ -131,6 +133,7 @@ def authorizer(judged: Judged | None = None) -> Authorizer:
         if verb == "DELETE" and table == dropping[0]:
             verb = "DROP"
         dropping[0] = table if action in _DROPS_THAT_DELETE else ""
+        in_schema_change[0] = verb in DDL_VERBS
         if not needs_deploy_mode_off(table):
             return ok
         if schema_changes_allowed() and schema_change_allowed(verb, table):

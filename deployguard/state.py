@@ -42,6 +42,7 @@ REASON_REQUIRED = "Give a reason for turning deploy mode on: it is shown to ever
 
 FORCED_BY_ENVIRONMENT = DeployModeStatus(enabled=True, source="environment")
 NOT_INSTALLED = DeployModeStatus(enabled=False, source="not-installed")
+NEVER_SWITCHED = DeployModeStatus(enabled=False, source="database")
 
 _cache: tuple[float, DeployModeStatus] | None = None
 _forced_for_process: DeployModeStatus | None = None
@@ -171,18 +172,38 @@ def _read() -> DeployModeStatus:
             # Until deployguard is migrated (a fresh database), there is no switch to read;
             # asking first keeps a failing SELECT from aborting the caller's transaction.
             with connection.cursor() as cursor:
-                if DeployModeState._meta.db_table not in connection.introspection.table_names(cursor):
-                    return NOT_INSTALLED
+                names = connection.introspection.table_names(cursor)
+            if DeployModeState._meta.db_table not in names:
+                return NOT_INSTALLED
+            if DeployModeState.history.model._meta.db_table not in names:  # half migrated
+                rows = list(DeployModeState.objects.using(alias).filter(pk=STATE_ROW_ID)[:1])
+                return status_from_row(rows[0]) if rows else NEVER_SWITCHED
             _table_seen.add(key)
-        rows = list(DeployModeState.objects.using(alias).filter(pk=STATE_ROW_ID)[:1])
-        if not rows and _state_was_lost(alias):
-            return STATE_LOST
+        row = _read_row(alias, STATE_ROW_ID)
     except DatabaseError as error:
         logger.error("Deploy mode state unreadable, refusing writes: %s", error)
         return DeployModeStatus(enabled=True, source="unreadable", error=str(error).strip() or repr(error))
-    if not rows:
-        return DeployModeStatus(enabled=False, source="database")
-    return status_from_row(rows[0])
+    if row.id is None:
+        # No row: off on a database where deploy mode was never switched; "on, state lost"
+        # where it was (its history has rows), never "off".
+        return STATE_LOST if row.switched else NEVER_SWITCHED
+    return status_from_row(row)
+
+
+def _read_row(alias: str, row_id: int) -> Any:
+    """The state row (id None when there is none) and whether the switch has any history
+    (`switched`), in one query: the state's cost per cache lifetime stays one query."""
+    from deployguard.models import DeployModeState
+
+    quote = connections[alias].ops.quote_name
+    state_table = quote(DeployModeState._meta.db_table)
+    history_table = quote(DeployModeState.history.model._meta.db_table)
+    columns = ", ".join(f"s.{quote(field.column)}" for field in DeployModeState._meta.concrete_fields)
+    sql = (
+        f"SELECT {columns}, EXISTS (SELECT 1 FROM {history_table}) AS switched "  # noqa: S608
+        f"FROM (SELECT 1 AS probe) probe LEFT JOIN {state_table} s ON s.{quote('id')} = %s"
+    )
+    return next(iter(DeployModeState.objects.using(alias).raw(sql, [row_id])))
 
 
 def status_from_row(row: Any) -> DeployModeStatus:
@@ -332,6 +353,13 @@ def drain_in_flight_writes(timeout: float | None = None) -> str:
                 connection, tables, lock_timeout=timeout, still_wanted=lambda: _row_says_on(alias)
             )
         except DatabaseError as error:
+            if getattr(error.__cause__, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+                raise DrainTimeout(
+                    f"The database freeze needs the tables' owner, and this process connects as a role that "
+                    f"may not install it ({str(error).strip()}): the database does not refuse writes yet. "
+                    "Switch deploy mode with `manage.py deploy_mode` where DEPLOYGUARD_OWNER_DATABASE_URL is "
+                    "set: `manage.py deploy_mode off`, then `manage.py deploy_mode on`."
+                ) from error
             raise DrainTimeout(
                 f"A transaction that wrote before deploy mode went on was still open after {timeout:g}s "
                 f"({str(error).strip()}); its writes may still commit, and the database does not refuse "
@@ -374,6 +402,8 @@ def match_freeze(using: str = "default") -> str:
 
 
 # --- switching serialized: the state row and the database's freeze change together ---------
+
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL: not the owner, or no privilege
 
 STATE_LOST = DeployModeStatus(
     enabled=True,

@@ -8,13 +8,15 @@ what only the owner can still do (it owns the tables) is detected by the freeze'
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from deployguard import freeze, state
+from deployguard.exceptions import DrainTimeout
 from deployguard.models import DeployModeState
 from tests.deployguard.roles_support import Roles
 from tests.utils import run_command
@@ -287,3 +289,33 @@ def test_a_deleted_state_row_reads_as_on_and_state_lost_never_off(frozen_with_ro
     assert code == 0
     assert list(DeployModeState.objects.values_list("enabled", flat=True)) == [False]
     assert not any(freeze.frozen_tables(connection).values())
+
+
+@contextlib.contextmanager
+def django_as(role: str, owner: str) -> Iterator[None]:
+    """Django's connection as `role` for the block (the site's, with DATABASE_URL), then the owner's."""
+    connection.close()
+    connection.settings_dict["USER"] = role
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["USER"] = owner
+
+
+def test_the_application_role_can_neither_install_nor_lift_the_freeze(two_roles: Roles):
+    with django_as(two_roles.app, two_roles.owner):
+        state.enable(reason="Release 42", changed_by="the site")
+        with pytest.raises(DrainTimeout) as caught:
+            state.drain_in_flight_writes(timeout=5)
+        assert str(caught.value).startswith("The database freeze needs the tables' owner, and this process")
+        assert state.agreement(state.current())[0] == "off"
+    state.disable(changed_by="ops@deploy-host")
+
+    state.switch_on(reason="Release 43", changed_by="ops@deploy-host")
+    with django_as(two_roles.app, two_roles.owner):
+        with pytest.raises(DatabaseError):
+            state.disable(changed_by="the site")
+        state.clear_cache()
+        assert state.current().enabled is True
+        assert state.agreement(state.current()) == ("on", "The database freeze is on, as the state says.")

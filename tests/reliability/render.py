@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 ORDER = {"postgresql": 0, "sqlite": 1}
+# Hand-written sections kept after the generated tables (issue 17's attack surface of the freeze).
+APPENDED = [Path(__file__).with_name("freeze_attack_surface.md")]
 
 
 def load(paths: list[str]) -> list[dict[str, Any]]:
@@ -111,6 +113,8 @@ def main(argv: list[str]) -> int:
         print("No results in the given files: run the reliability suite first.", file=sys.stderr)
         return 1
     sys.stdout.write(render(records))
+    for path in APPENDED:
+        sys.stdout.write("\n" + path.read_text(encoding="utf-8"))
     return 0
 
 
