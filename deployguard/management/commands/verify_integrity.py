@@ -29,7 +29,8 @@ and row hashes; --baseline compares the database with such a file and lists adde
 and changed rows by primary key.
 
 Exit status: 0 clean; 1 a rule at or above --fail-level has offending rows, or the data
-differs from --baseline; 2 misuse (bad arguments, unknown rule id, unreadable baseline)."""
+differs from --baseline; 2 misuse (bad arguments, unknown rule id, unreadable baseline: a
+FIFO, device or directory, too large, or not a baseline, refused before it is read)."""
 
 
 TABLE_ORIGINS = 5
