@@ -209,6 +209,27 @@ class ByValue:
     table: str
     columns: tuple[str, ...]
     retyped: tuple[str, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()  # (name before, name now): compared as one column
+
+
+def _renamed(
+    fp: TableFingerprint, now: list[str], types: Types | None, dropped: list[str], added: list[str]
+) -> tuple[tuple[str, str], ...]:
+    """The dropped columns that were renamed, each with its name now: on PostgreSQL the column
+    with the same number in the same table (ALTER TABLE … RENAME COLUMN keeps both); on SQLite
+    the column at the same place when the table has as many columns as before."""
+    if types is not None and fp.types is not None:
+        then = {
+            column[3]: column[0] for column in fp.types if column[0] in dropped and column[4] == types[0][4]
+        }
+        return tuple(
+            (then[column[3]], column[0]) for column in types if column[0] in added and column[3] in then
+        )
+    if len(now) != len(fp.columns):
+        return ()
+    return tuple(
+        (old, new) for old, new in zip(fp.columns, now, strict=True) if old in dropped and new in added
+    )
 
 
 @dataclass
@@ -237,7 +258,8 @@ def compare_with_now(
     """
     skipped = set(skip)
     now = set(protected_tables_now(using=using))
-    columns_now = {table: set(columns) for table, columns in column_names(now, using=using).items()}
+    ordered_now = column_names(now, using=using)
+    columns_now = {table: set(columns) for table, columns in ordered_now.items()}
     postgresql = connections[using].vendor == "postgresql"
     pg_types = types_now(now & set(before.tables), using=using) if postgresql else None
     proved: set[str] = set()
@@ -266,17 +288,24 @@ def compare_with_now(
         kept = tuple(c for c in fp.columns if c in columns_now[table])
         dropped = [c for c in fp.columns if c not in columns_now[table]]
         added = sorted(columns_now[table] - set(fp.columns))
+        renamed = _renamed(fp, ordered_now[table], pg_types.get(table) if pg_types else None, dropped, added)
+        dropped = [c for c in dropped if c not in dict(renamed)]
+        added = [c for c in added if c not in dict(renamed).values()]
         then_types = fp.declared_types()
         retyped = tuple(c for c in kept if c in then_types and then_types[c] != declared[table].get(c))
         if added:
             found.schema_changes.append(f"{table}: columns added {', '.join(added)}")
         if retyped:
             found.schema_changes.append(f"{table}: columns retyped {', '.join(retyped)}")
+        if renamed:
+            moved = ", ".join(f"{old} to {new}" for old, new in renamed)
+            found.schema_changes.append(f"{table}: columns renamed {moved}; compared by value")
         if dropped:
             found.schema_changes.append(
                 f"{table}: columns dropped {', '.join(dropped)}; the surviving columns compared by value"
             )
-            found.by_value.append(ByValue(table, kept, retyped))
+        if dropped or renamed:
+            found.by_value.append(ByValue(table, kept, retyped, renamed))
             continue
         after = fingerprint_table(table, using=using, columns=fp.columns)
         line = difference(table, fp.as_digest(), {"count": after.count, "digest": after.digest})

@@ -67,26 +67,36 @@ class Counted:
 
 
 def compare(
-    table: str, columns: Sequence[str], *, backup_path: Path | None, retyped: Iterable[str] = (), using: str
+    table: str,
+    columns: Sequence[str],
+    *,
+    backup_path: Path | None,
+    retyped: Iterable[str] = (),
+    renamed: Iterable[tuple[str, str]] = (),
+    using: str,
 ) -> str:
-    """How `table`'s rows now differ from the backup's over `columns` (each as text); "" when
-    they are the same rows with the same values."""
+    """How `table`'s rows now differ from the backup's over `columns` (each as text), and each
+    `renamed` column (name before, name now) as one; "" when they are the same rows with the
+    same values."""
     if backup_path is None:
         return NO_BACKUP.format(table=table)
     pk = primary_key_column(table, using=using)
     if pk is None or pk not in columns:
         return NO_IDENTITY.format(table=table, pk=pk or "(none)")
-    vendor = connections[using].vendor
-    if vendor == "sqlite":
-        before, after = _sqlite_backup(backup_path, table, columns), _sqlite_now(table, columns, using)
+    renamed = list(renamed)
+    then = [*columns, *(old for old, _ in renamed)]
+    now = [*columns, *(new for _, new in renamed)]
+    if connections[using].vendor == "sqlite":
+        before, after = _sqlite_backup(backup_path, table, then), _sqlite_now(table, now, using)
     else:
         before, after = (
-            _postgresql_backup(backup_path, table, columns, using),
-            _postgresql_now(table, columns, using),
+            _postgresql_backup(backup_path, table, then, using),
+            _postgresql_now(table, now, using),
         )
     if before == after:
         return ""
-    line = VALUES_DIFFER.format(table=table, columns=", ".join(columns), how=before.how_differs(after))
+    named = [*columns, *(f"{old} (now {new})" for old, new in renamed)]
+    line = VALUES_DIFFER.format(table=table, columns=", ".join(named), how=before.how_differs(after))
     if retyped := sorted(retyped):
         line += RETYPED_HINT.format(columns=", ".join(retyped))
     return line

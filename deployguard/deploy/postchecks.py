@@ -78,8 +78,9 @@ def run(
         for table in compared.by_value:
             try:
                 line = reshaped.compare(
-                    table.table, table.columns, backup_path=backup_path, retyped=table.retyped, using=using
-                )
+                    table.table, table.columns, backup_path=backup_path, retyped=table.retyped,
+                    renamed=table.renamed, using=using,
+                )  # fmt: skip
             except (DatabaseError, OSError, BackupError) as error:
                 line = f"{table.table}: could not be compared by value with the backup ({error})"
             if line:

@@ -33,7 +33,8 @@ Shows progress on a terminal (stderr); nothing when piped or with --verbosity 0.
 
 Exit status: 0 clean; 1 a rule at or above --fail-level has offending rows, or the data
 differs from --baseline; 2 misuse (bad arguments, unknown or ambiguous rule id, unreadable
-baseline). Rule ids may be short (E007) when only one app registers them."""
+baseline: a FIFO, device or directory, too large, or not a baseline, refused before it is
+read). Rule ids may be short (E007) when only one app registers them."""
 
 
 TABLE_ORIGINS = 5

@@ -66,6 +66,27 @@ def test_a_migration_that_drops_a_column_and_rewrites_another_fails_and_is_rolle
     )
 
 
+def test_a_renamed_column_is_compared_under_its_new_name(reshape_ready: Scratch):
+    scratch = reshape_ready
+    before = table_rows(scratch, "reshape_item")
+
+    rewritten = scratch.deploy(apps="reshape", DEPLOY_TEST_RESHAPE="rename_rewrite")
+
+    assert rewritten.returncode == 1, rewritten.stdout + rewritten.stderr
+    assert table_rows(scratch, "reshape_item") == before
+    assert scratch.report()["message"].endswith(
+        "Data changed during the deploy: reshape_item: values differ in the columns that survived "
+        "(id, size, obsolete, name (now title)): 3 rows both times, contents differ"
+    )
+
+    renamed = scratch.deploy(apps="reshape", DEPLOY_TEST_RESHAPE="rename")
+
+    assert renamed.returncode == 0, renamed.stdout + renamed.stderr
+    assert (
+        "reshape_item: columns renamed name to title; compared by value" in scratch.report()["schema_changes"]
+    )
+
+
 def test_a_migration_that_drops_a_column_and_keeps_every_other_value_deploys(reshape_ready: Scratch):
     scratch = reshape_ready
     before = table_rows(scratch, "reshape_item")
