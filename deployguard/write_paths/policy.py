@@ -51,6 +51,8 @@ OWN_LIFTS = (
     "state.py::switch_off",
     "freeze.py::freeze",
     "freeze.py::thaw",
+    "freeze_sqlite.py::install",
+    "freeze_sqlite.py::drop",
     "backup.py::restore_database",
     "deploy/child.py::prepare_process",
     "deploy/child.py::install_data_migration_allowance.apply",
