@@ -20,6 +20,7 @@ from django.db.models.functions import Cast, Length, Substr
 from django.utils import timezone
 
 import deployguard
+from deployguard import row_counts
 from documents import legitimacy
 from documents.exceptions import (
     DeployModeRefused,
@@ -428,4 +429,6 @@ def purge_quarantined(*, model: type[models.Model], pks: list[Any], reason: str)
                 with service_write():
                     row.delete()
                 deleted += 1
+        # verify_integrity's last known row count follows: these rows are accounted for.
+        row_counts.rows_removed(model, deleted)
     return deleted

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import connection
 
-from deployguard import baseline
+from deployguard import baseline, row_counts
 from deployguard.integrity import (
     DEFAULT_SAMPLE_SIZE,
     SEVERITIES,
@@ -24,9 +24,11 @@ from deployguard.management.commands._integrity import EXIT_VIOLATIONS, Integrit
 
 HELP = """Check that the database holds only legitimate data: run every integrity rule the apps
 register (one pass per table), print each rule's count of offending rows with a sample of
-their primary keys and where they came from. --save-baseline writes counts, fingerprints
-and row hashes; --baseline compares the database with such a file and lists added, removed
-and changed rows by primary key.
+their primary keys and where they came from. It also keeps the last known row count of every
+checked table: a table holding fewer rows than recorded, with no purge to account for them,
+fails as deployguard.E101 (--accept-row-counts records the counts as they are).
+--save-baseline writes counts, fingerprints and row hashes; --baseline compares the database
+with such a file and lists added, removed and changed rows by primary key.
 
 Exit status: 0 clean; 1 a rule at or above --fail-level has offending rows, or the data
 differs from --baseline; 2 misuse (bad arguments, unknown rule id, unreadable baseline)."""
@@ -63,6 +65,12 @@ class Command(IntegrityCommand):
         parser.add_argument("--save-baseline", metavar="FILE", help="Write a baseline of the checked tables.")
         parser.add_argument("--baseline", metavar="FILE", help="Compare the tables with this baseline.")
         parser.add_argument("--list-rules", action="store_true", help="List the registered rules and exit.")
+        parser.add_argument(
+            "--accept-row-counts",
+            action="store_true",
+            help=f"Record the checked tables' row counts as they are, once a loss "
+            f"({row_counts.LOST_ROWS_ID}) is explained.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["sample"] < 0:
@@ -82,6 +90,12 @@ class Command(IntegrityCommand):
             except baseline.BaselineError as error:
                 raise misuse(str(error)) from None
         results = evaluate(rules, sample_size=options["sample"], with_origins=True)
+        if options["accept_row_counts"]:
+            row_counts.record()
+        if not options["rule"]:
+            results += row_counts.losses()
+            if not row_counts.reported(results):
+                row_counts.record()  # the last known counts: a later loss is measured from here
         if options["save_baseline"]:
             try:
                 baseline.save(options["save_baseline"], default_registry.models())
