@@ -11,8 +11,6 @@ reports that as the error rule LOST_ROWS_ID.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
@@ -42,18 +40,26 @@ def tracked(registry: IntegrityRegistry | None = None) -> list[type[models.Model
 
 
 def record(*, registry: IntegrityRegistry | None = None) -> dict[str, int]:
-    """Store every checked table's row count now, each under its lock (a purge waits). {table: rows}."""
-    counts: dict[str, int] = {}
-    origin = current_origin()
-    for model in tracked(registry):
-        table = model._meta.db_table
-        with transaction.atomic():
-            list(TableRowCount.objects.select_for_update().filter(table=table))
-            counts[table] = model._base_manager.count()
-            TableRowCount.objects.update_or_create(
-                table=table,
-                defaults={"rows": counts[table], "recorded_at": timezone.now(), "origin": origin},
-            )
+    """Store every checked table's row count now, under the marks' locks (a purge waits). {table: rows}."""
+    models_by_table = {model._meta.db_table: model for model in tracked(registry)}
+    origin, now = current_origin(), timezone.now()
+    with transaction.atomic():
+        marks = {
+            m.table: m for m in TableRowCount.objects.select_for_update().filter(table__in=models_by_table)
+        }
+        counts = {table: model._base_manager.count() for table, model in models_by_table.items()}
+        TableRowCount.objects.bulk_create(
+            [
+                TableRowCount(table=t, rows=n, recorded_at=now, origin=origin)
+                for t, n in counts.items()
+                if t not in marks
+            ]
+        )
+        for table, mark in marks.items():
+            if mark.rows != counts[table]:
+                TableRowCount.objects.filter(table=table).update(
+                    rows=counts[table], recorded_at=now, origin=origin
+                )
     return counts
 
 
@@ -63,15 +69,17 @@ def rows_removed(model: type[models.Model], count: int) -> None:
         TableRowCount.objects.filter(table=model._meta.db_table).update(rows=Greatest(F("rows") - count, 0))
 
 
-def losses(*, registry: IntegrityRegistry | None = None) -> list[RuleResult]:
-    """One failed LOST_ROWS_ID result per checked table holding fewer rows than recorded."""
+def check(*, registry: IntegrityRegistry | None = None) -> tuple[list[RuleResult], bool]:
+    """(one failed LOST_ROWS_ID result per checked table holding fewer rows than recorded,
+    whether any table holds more or has no record yet: worth recording)."""
     marks = {mark.table: mark for mark in TableRowCount.objects.all()}
-    results = []
+    results, grown = [], False
     for model in tracked(registry):
         mark = marks.get(model._meta.db_table)
-        if mark is None:
-            continue
         now = model._base_manager.count()
+        if mark is None or now > mark.rows:
+            grown = True
+            continue
         if now < mark.rows:
             description = LOST_ROWS.format(
                 table=mark.table,
@@ -82,7 +90,12 @@ def losses(*, registry: IntegrityRegistry | None = None) -> list[RuleResult]:
                 origin=mark.origin or "origin unknown",
             )
             results.append(RuleResult(rule=_lost_rows_rule(model, description), count=mark.rows - now))
-    return results
+    return results, grown
+
+
+def losses(*, registry: IntegrityRegistry | None = None) -> list[RuleResult]:
+    """The LOST_ROWS_ID results of check()."""
+    return check(registry=registry)[0]
 
 
 def _lost_rows_rule(model: type[models.Model], description: str) -> Rule:
@@ -92,8 +105,3 @@ def _lost_rows_rule(model: type[models.Model], description: str) -> Rule:
 
 def _nothing() -> Q:
     return Q(pk__in=[])
-
-
-def reported(results: list[Any]) -> bool:
-    """Whether `results` report a loss (so the counts must not be recorded over it)."""
-    return any(result.rule.id == LOST_ROWS_ID and result.failed for result in results)
