@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import connection
+from django.db import connection, models
 
 from deployguard import baseline, row_counts
+from deployguard.history_diff import Difference, differences
 from deployguard.integrity import (
     DEFAULT_SAMPLE_SIZE,
     SEVERITIES,
@@ -38,6 +39,18 @@ TABLE_ORIGINS = 5
 VIOLATIONS_FOUND = (
     "Integrity violations found (see above); `manage.py scrub_fake_data` shows what it would quarantine."
 )
+
+
+Changed = dict[type[models.Model], dict[Any, list[Difference]]]
+
+
+def _changed_without_record(results: list[RuleResult]) -> Changed:
+    """For the sampled rows of failed rules, the fields that differ from their latest history record."""
+    sampled: dict[type[models.Model], set[Any]] = {}
+    for result in results:
+        if result.failed and result.sample_pks:
+            sampled.setdefault(result.rule.model, set()).update(result.sample_pks)
+    return {model: differences(model, list(pks)) for model, pks in sampled.items()}
 
 
 class Command(IntegrityCommand):
@@ -90,6 +103,7 @@ class Command(IntegrityCommand):
             except baseline.BaselineError as error:
                 raise misuse(str(error)) from None
         results = evaluate(rules, sample_size=options["sample"], with_origins=True)
+        changed = _changed_without_record(results)
         if options["accept_row_counts"]:
             row_counts.record()
         if not options["rule"]:
@@ -108,9 +122,9 @@ class Command(IntegrityCommand):
         chosen = options["rule"] or list(default_registry.rules)
         silenced = sorted(set(chosen) - {rule.id for rule in rules})
         if options["format"] == "json":
-            self._json(results, comparison, options, duration, silenced, ok=not failed)
+            self._json(results, comparison, options, duration, silenced, changed, ok=not failed)
         else:
-            self._table(results, comparison, options, duration, silenced, ok=not failed)
+            self._table(results, comparison, options, duration, silenced, changed, ok=not failed)
         if options["save_baseline"] and options["verbosity"] >= 1 and options["format"] == "table":
             self.stdout.write(f"Baseline saved to {options['save_baseline']}.")
         if failed:
@@ -130,6 +144,7 @@ class Command(IntegrityCommand):
         options: dict[str, Any],
         duration: float,
         silenced: list[str],
+        changed: Changed,
         *,
         ok: bool,
     ) -> None:
@@ -147,7 +162,17 @@ class Command(IntegrityCommand):
                     "description": result.rule.description,
                     "count": result.count,
                     "sample_pks": result.sample_pks,
-                    "samples": [{"pk": pk, **result.origins[pk]} for pk in result.sample_pks],
+                    "samples": [
+                        {
+                            "pk": pk,
+                            **result.origins[pk],
+                            "differs": [
+                                {"field": d.field, "recorded": d.recorded, "now": d.now}
+                                for d in changed.get(result.rule.model, {}).get(pk, [])
+                            ],
+                        }
+                        for pk in result.sample_pks
+                    ],
                     "duration_s": round(result.duration, 4),
                 }
                 for result in results
@@ -163,6 +188,7 @@ class Command(IntegrityCommand):
         options: dict[str, Any],
         duration: float,
         silenced: list[str],
+        changed: Changed,
         *,
         ok: bool,
     ) -> None:
@@ -189,6 +215,8 @@ class Command(IntegrityCommand):
                 listed = result.sample_pks if verbosity >= 2 else result.sample_pks[:TABLE_ORIGINS]
                 for pk in listed:
                     out.write(f"  {pk}: {describe_origin(result.origins[pk])}")
+                    for difference in changed.get(result.rule.model, {}).get(pk, []):
+                        out.write(f"    changed without a record: {difference}")
                 if len(listed) < result.count:
                     out.write(f"  … {result.count - len(listed)} more (--format json or -v 2 lists more)")
         if comparison is not None:
