@@ -333,6 +333,8 @@ register_quarantine(
         purge=services.purge_quarantined,
         cascade=_drafts_of,
         display_field="ml_number",
+        repair=services.restore_recorded_values,
+        repairable=("documents.E022",),
     )
 )
 register_quarantine(
@@ -343,5 +345,7 @@ register_quarantine(
         restore=services.restore_rows,
         purge=services.purge_quarantined,
         display_field="name",
+        repair=services.restore_recorded_values,
+        repairable=("documents.E023",),
     )
 )
