@@ -226,6 +226,11 @@ class Quarantine:
     cascade: Callable[[models.QuerySet[Any]], dict[type[models.Model], Q]] | None = None
     # The field that names a row in scrub_fake_data's listings (default: the primary key).
     display_field: str | None = None
+    # repair(model=, pks=, reason=) -> rows repaired: put back the values the latest history
+    # record holds, for rows of the rules in `repairable` (changed without a record), which
+    # scrub_fake_data --repair RULE then restores instead of quarantining.
+    repair: Callable[..., int] | None = None
+    repairable: tuple[str, ...] = ()
 
 
 @dataclass

@@ -80,7 +80,7 @@ class DeployRecord(models.Model):
 
 # Integrity and the operations pages keep their own models in modules of their own; they are
 # deployguard's tables too.
-from deployguard.models_integrity import ScrubRow, ScrubRun  # noqa: E402
+from deployguard.models_integrity import ScrubRow, ScrubRun, TableRowCount  # noqa: E402
 
 # So do the job records (deployguard.jobs).
 from deployguard.models_jobs import CompletedJob, IntegrityWatchRun, RefusedJobWrite  # noqa: E402
@@ -96,4 +96,5 @@ __all__ = [
     "RefusedJobWrite",
     "ScrubRow",
     "ScrubRun",
+    "TableRowCount",
 ]

@@ -53,3 +53,18 @@ class ScrubRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_label} {self.object_pk} in run {self.run_id}"
+
+
+class TableRowCount(models.Model):
+    """The last known row count of a checked table: rows only disappear through a purge."""
+
+    table = models.CharField(primary_key=True, max_length=100)
+    rows = models.BigIntegerField()
+    recorded_at = models.DateTimeField(default=timezone.now)
+    origin = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        verbose_name = "table row count"
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.rows} rows at {self.recorded_at:%Y-%m-%d %H:%M}"

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from deployguard.allowances import own_records
 from deployguard.integrity import IntegrityRegistry, Rule, default_registry, flag_rows
-from deployguard.models_integrity import ScrubRow, ScrubRun
+from deployguard.models_integrity import ScrubRow, ScrubRun, new_run_id
 from deployguard.natural_keys import natural_key_field
 from deployguard.origin import current_origin
 
@@ -304,7 +304,9 @@ def _select_into(run: ScrubRun, rules: Sequence[Rule], registry: IntegrityRegist
             )
 
 
-def _quarantine_recorded(run: ScrubRun, model: type[models.Model], registry: IntegrityRegistry) -> int:
+def _quarantine_recorded(
+    run: ScrubRun, model: type[models.Model], registry: IntegrityRegistry, note: str = ""
+) -> int:
     """Quarantine the rows the run recorded for `model`, one transaction per batch; rows done."""
     label, last, done = model._meta.label_lower, 0, 0
     to_pk = model._meta.pk.to_python
@@ -326,7 +328,7 @@ def _quarantine_recorded(run: ScrubRun, model: type[models.Model], registry: Int
         with transaction.atomic():
             by_state: dict[str, tuple[dict[str, Any], list[int]]] = {}
             for rule_ids, pks in by_rules.items():
-                reason = f"Quarantined by deployguard run {run.id} ({run.kind}): {', '.join(rule_ids)}"
+                reason = f"Quarantined by deployguard run {run.id} ({run.kind}){note}: {', '.join(rule_ids)}"
                 prior = registry.quarantines[model].quarantine(model=model, pks=pks, reason=reason)
                 for pk, state in prior.items():
                     by_state.setdefault(repr(sorted(state.items())), (state, []))[1].append(record_of[pk])
@@ -343,6 +345,7 @@ def quarantine_in_batches(
     *,
     kind: str = ScrubRun.Kind.SCRUB,
     registry: IntegrityRegistry | None = None,
+    note: str = "",
 ) -> ScrubRun | None:
     """Quarantine every row breaking an error rule (and those that follow), in bounded batches."""
     registry = registry or default_registry
@@ -353,7 +356,8 @@ def quarantine_in_batches(
         run.delete()
         return None
     counts = {
-        model._meta.label_lower: _quarantine_recorded(run, model, registry) for model in registry.quarantines
+        model._meta.label_lower: _quarantine_recorded(run, model, registry, note)
+        for model in registry.quarantines
     }
     run.rule_ids = sorted(
         {
@@ -368,6 +372,49 @@ def quarantine_in_batches(
     return run
 
 
+def repairable(rules: Sequence[Rule], *, registry: IntegrityRegistry | None = None) -> list[Rule]:
+    """The rules among `rules` whose rows can have their recorded values restored instead."""
+    registry = registry or default_registry
+    return [
+        rule
+        for rule in rules
+        if (q := registry.quarantines.get(rule.model)) is not None and q.repair and rule.id in q.repairable
+    ]
+
+
+def repair_in_batches(
+    rules: Sequence[Rule], *, registry: IntegrityRegistry | None = None, note: str = ""
+) -> tuple[str, dict[str, int]]:
+    """Restore the recorded values of every row breaking `rules` (repairable ones), in batches.
+
+    Returns the repair run's id (named in every history record it writes) and {rule id: rows}.
+    """
+    registry = registry or default_registry
+    run_id = new_run_id()
+    repaired: dict[str, int] = {}
+    for rule in rules:
+        quarantine = registry.quarantines[rule.model]
+        if quarantine.repair is None or rule.id not in quarantine.repairable:
+            known = ", ".join(r.id for r in repairable(list(registry.rules.values()), registry=registry))
+            raise ScrubRefused(
+                f"{rule.id} cannot be repaired: only rules for rows changed without a record ({known}) can."
+            )
+        reason = f"Recorded values restored by deployguard repair run {run_id} ({rule.id}){note}"
+        last, count = None, 0
+        while True:
+            rows = rule.offending(registry).order_by("pk")
+            if last is not None:
+                rows = rows.filter(pk__gt=last)
+            batch = list(rows.values_list("pk", flat=True)[:BATCH_ROWS])
+            if not batch:
+                break
+            with transaction.atomic():
+                count += quarantine.repair(model=rule.model, pks=batch, reason=reason)
+            last = batch[-1]
+        repaired[rule.id] = count
+    return run_id, repaired
+
+
 def refuse_implausible_counts(previews: Sequence[ModelPreview], *, force: bool) -> None:
     """refuse_implausible_share for counts (preview()), so that nothing is loaded to decide."""
     limit = max_share()
@@ -380,7 +427,7 @@ def refuse_implausible_counts(previews: Sequence[ModelPreview], *, force: bool) 
             )
 
 
-def restore(run_id: str, *, registry: IntegrityRegistry | None = None) -> dict[str, int]:
+def restore(run_id: str, *, registry: IntegrityRegistry | None = None, note: str = "") -> dict[str, int]:
     """Undo a run: every row it quarantined gets its prior state back. {model label: rows restored}.
 
     The run is claimed first (restored_at set, in its own transaction), so that it is restored
@@ -403,7 +450,7 @@ def restore(run_id: str, *, registry: IntegrityRegistry | None = None) -> dict[s
         return {
             label: count
             for label, count in (
-                (model._meta.label_lower, _restore_batches(run, model, registry))
+                (model._meta.label_lower, _restore_batches(run, model, registry, note))
                 for model in registry.quarantines
             )
             if count
@@ -413,10 +460,10 @@ def restore(run_id: str, *, registry: IntegrityRegistry | None = None) -> dict[s
         raise
 
 
-def _restore_batches(run: ScrubRun, model: type[models.Model], registry: IntegrityRegistry) -> int:
+def _restore_batches(run: ScrubRun, model: type[models.Model], registry: IntegrityRegistry, note: str) -> int:
     label, last, restored = model._meta.label_lower, 0, 0
     to_pk = model._meta.pk.to_python
-    reason = f"Restored by deployguard: undoing run {run.id}"
+    reason = f"Restored by deployguard: undoing run {run.id}{note}"
     while True:
         batch = list(
             run.rows.filter(model_label=label, purged_at__isnull=True, id__gt=last)

@@ -16,10 +16,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Exists, Expression, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.lookups import Exact, IExact, IsNull
+from django.db.models.lookups import Exact, IsNull
 
-from deployguard.integrity import HasWord, Joined, Quarantine, Rule, register, register_quarantine
+from deployguard.integrity import Joined, Quarantine, Rule, register, register_quarantine
 from documents import services
+from documents.matching import missing_key_condition, test_content_condition
 from documents.models import (
     DRAFT_NAME_PREFIX,
     ML_NUMBER_PREFIX,
@@ -49,18 +50,14 @@ Column = Callable[[str], Expression]
 
 
 def _test_content(column: Column = F) -> Q:
-    """Rows whose submitter is a test name, or whose submitter or title holds a test word.
+    """Rows whose submitter is a test name, or whose submitter or title holds a test word,
+    however disguised (documents.matching), or whose match keys are missing.
 
     `column` names a submission's field: the row's own (F), or a joined submission's.
     """
-    condition = Q(pk__in=[])  # matches nothing: empty lists must not flag every row
-    for name in test_submitters():
-        condition |= Q(IExact(column("submitted_by"), name))
-    words = test_words()
-    if words:
-        condition |= Q(HasWord(column("submitted_by"), words))
-        condition |= Q(HasWord(column("title"), words))
-    return condition
+    return test_content_condition(
+        names=test_submitters(), words=test_words(), column=column
+    ) | missing_key_condition(column)
 
 
 def _not_production(column: Column = F) -> Q:
@@ -124,7 +121,16 @@ def _differs_from(latest: Joined, fields: tuple[str, ...]) -> Q:
     return ~latest.missing() & ~same
 
 
-SUBMISSION_TRACKED = ("ml_number", "title", "submitted_by", "status", "data_source", "is_legitimate")
+SUBMISSION_TRACKED = (
+    "ml_number",
+    "title",
+    "submitted_by",
+    "status",
+    "data_source",
+    "is_legitimate",
+    "submitted_by_key",
+    "title_key",
+)
 DRAFT_TRACKED = ("name", "submission_id", "status", "published_by_id", "data_source", "is_legitimate")
 
 # What the table passes join (aliases must not be table names).
@@ -145,7 +151,14 @@ PRODUCTION_DRAFT = Joined(
 DRAFT_SUBMISSION = Joined(
     alias="integrity_draft_submission",
     queryset=lambda: Submission.objects.order_by().values(
-        "id", "status", "data_source", "is_legitimate", "submitted_by", "title"
+        "id",
+        "status",
+        "data_source",
+        "is_legitimate",
+        "submitted_by",
+        "title",
+        "submitted_by_key",
+        "title_key",
     ),
     on=(("id", "submission_id"),),
 )
@@ -197,7 +210,10 @@ RULES = (
         id="documents.E007",
         severity="error",
         model=Submission,
-        description="test submitter or test word in submitted_by or title (DOCUMENTS_TEST_*)",
+        description=(
+            "test submitter or test word in submitted_by or title, however disguised, or no match key "
+            "(DOCUMENTS_TEST_*)"
+        ),
         condition=_test_content,
     ),
     Rule(
@@ -317,6 +333,8 @@ register_quarantine(
         purge=services.purge_quarantined,
         cascade=_drafts_of,
         display_field="ml_number",
+        repair=services.restore_recorded_values,
+        repairable=("documents.E022",),
     )
 )
 register_quarantine(
@@ -327,5 +345,7 @@ register_quarantine(
         restore=services.restore_rows,
         purge=services.purge_quarantined,
         display_field="name",
+        repair=services.restore_recorded_values,
+        repairable=("documents.E023",),
     )
 )

@@ -32,7 +32,10 @@ WHAT_TO_DO = {
     ),
     "documents.E011": "it is marked published without a draft: " + EXPLAIN,
     "documents.E020": "it was not created through the services (no creation record): " + EXPLAIN,
-    "documents.E022": "it was changed without a record, which only SQL around the services does: " + EXPLAIN,
+    "documents.E022": (
+        "it was changed without a record (SQL around the services): `manage.py scrub_fake_data --apply "
+        "--repair documents.E022` restores the recorded values; " + EXPLAIN + " shows which"
+    ),
 }
 
 

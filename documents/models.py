@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -15,6 +17,7 @@ from deployguard.allowances import writes_allowed
 from deployguard.origin import OriginHistoricalModel
 from deployguard.seal import Seal
 from documents.exceptions import DirectWriteRefused
+from documents.matching import stored_key
 
 ML_NUMBER_PREFIX = "ML-"
 DRAFT_NAME_PREFIX = "rfc"
@@ -89,6 +92,23 @@ ml_number_validator = RegexValidator(
     rf"^{ML_NUMBER_PREFIX}[0-9]+\Z",
     f"Enter an ML number: {ML_NUMBER_PREFIX} followed by digits, such as ML-001.",
 )
+CONTROL_CHARACTER = (
+    "Remove the control character {name} (at position {position}): text holds no control characters "
+    "other than tabs and line breaks."
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def no_control_characters(value: str) -> None:
+    """Refuse NUL and the other C0 controls (and DEL): PostgreSQL refuses NUL, and no reader sees any."""
+    found = _CONTROL.search(value or "")
+    if found:
+        raise ValidationError(
+            CONTROL_CHARACTER.format(name=f"U+{ord(found.group()):04X}", position=found.start() + 1),
+            code="control_character",
+        )
+
+
 draft_name_validator = RegexValidator(
     rf"^{DRAFT_NAME_PREFIX}[0-9]+\Z",
     f"Draft names are {DRAFT_NAME_PREFIX} followed by digits, such as rfc9001.",
@@ -113,8 +133,8 @@ class Submission(ServiceOnlyModel):
     natural_key_field: ClassVar[str] = "ml_number"
 
     ml_number = models.CharField("ML number", max_length=32, unique=True, validators=[ml_number_validator])
-    title = models.CharField(max_length=300)
-    submitted_by = models.CharField(max_length=200)
+    title = models.CharField(max_length=300, validators=[no_control_characters])
+    submitted_by = models.CharField(max_length=200, validators=[no_control_characters])
     status = models.CharField(
         max_length=16, choices=SubmissionStatus.choices, default=SubmissionStatus.SUBMITTED, db_index=True
     )
@@ -127,6 +147,10 @@ class Submission(ServiceOnlyModel):
     is_legitimate = models.BooleanField(default=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # What the test-data rule matches (documents.matching.stored_key), computed on every save;
+    # empty only when a row was written around the model (the rule flags that too).
+    submitted_by_key = models.TextField(editable=False, default="", db_default="")
+    title_key = models.TextField(editable=False, default="", db_default="")
 
     history = HistoricalRecords(
         bases=[OriginHistoricalModel], history_change_reason_field=models.TextField(null=True)
@@ -161,6 +185,14 @@ class Submission(ServiceOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.ml_number}: {self.title}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.submitted_by_key = stored_key(self.submitted_by)
+        self.title_key = stored_key(self.title)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and {"submitted_by", "title"} & set(update_fields):
+            kwargs["update_fields"] = {*update_fields, "submitted_by_key", "title_key"}
+        super().save(*args, **kwargs)
 
 
 class PublishedDraft(ServiceOnlyModel):

@@ -20,6 +20,7 @@ from django.db.models.functions import Cast, Length, Substr
 from django.utils import timezone
 
 import deployguard
+from deployguard import history_diff, row_counts
 from documents import legitimacy
 from documents.exceptions import (
     DeployModeRefused,
@@ -411,6 +412,27 @@ def restore_rows(*, model: type[models.Model], prior: dict[Any, dict[str, Any]],
     return len(restored)
 
 
+def restore_recorded_values(*, model: type[models.Model], pks: list[Any], reason: str) -> int:
+    """Put back, field by field, the values each row's latest history record holds; one record each.
+
+    For rows changed around the services (documents.E022, E023): the recorded state is the one
+    the audit trail vouches for, so the row returns to it, with a history record giving the reason.
+    """
+    _refuse_in_deploy_mode(f"Restoring recorded values of {model._meta.verbose_name_plural}")
+    _require_quarantinable(model)
+    reason = _require_reason(reason, "restoring recorded values")
+    restored = 0
+    with transaction.atomic():
+        for batch in _batches(list(pks)):
+            changed = history_diff.differences(model, batch)
+            for row in model._base_manager.select_for_update().filter(pk__in=list(changed)).order_by("pk"):
+                for difference in changed[row.pk]:
+                    setattr(row, difference.field, difference.recorded)
+                _save(row, actor=None, reason=reason)  # type: ignore[arg-type]
+                restored += 1
+    return restored
+
+
 def purge_quarantined(*, model: type[models.Model], pks: list[Any], reason: str) -> int:
     """Delete quarantined rows, one by one so that each leaves a deletion record with the reason."""
     _refuse_in_deploy_mode(f"Purging {model._meta.verbose_name_plural}")
@@ -427,4 +449,6 @@ def purge_quarantined(*, model: type[models.Model], pks: list[Any], reason: str)
                 with service_write(model):
                     row.delete()
                 deleted += 1
+        # verify_integrity's last known row count follows: these rows are accounted for.
+        row_counts.rows_removed(model, deleted)
     return deleted

@@ -22,7 +22,7 @@ from typing import Any
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from deployguard import backup, conf, fingerprints, freeze, origin, state
+from deployguard import backup, conf, fingerprints, freeze, origin, row_counts, state
 from deployguard.deploy import lock, migrate, postchecks, prechecks, recovery, undo
 from deployguard.deploy.record import RUNNING, Record, Report, append_log, new_deploy_id, running_record
 from deployguard.deploy.steps import (
@@ -144,6 +144,7 @@ def _deploy(options: Options, report: Report, held: contextlib.ExitStack, record
         _roll_back(report, record, backed_up, why=problem)  # exit 1, or 4 when a person must act
     with report.steps.step("deploy mode off") as step:
         step.detail = _deploy_mode_off(report, f"deploy_safe {report.deploy_id} done")
+    row_counts.record()  # the verified data's row counts: verify_integrity reports rows lost after this
     record.finish("succeeded", EXIT_DEPLOYED, DEPLOYED.format(deploy_id=report.deploy_id))
 
 

@@ -112,6 +112,8 @@ def test_rows_not_marked_production_data_are_flagged(legitimate):
         ("Sample Submitter", "Widgets"),
         ("Grace Hopper", "Lorem ipsum"),
         ("Grace Hopper", "EXAMPLE."),
+        # A separator is not a disguise: an underscore splits words as a space does.
+        ("Grace Hopper", "test_suite naming"),
     ],
 )
 def test_test_submitters_and_test_words_are_flagged(db, submitted_by, title):
@@ -126,7 +128,6 @@ def test_test_submitters_and_test_words_are_flagged(db, submitted_by, title):
         ("Grace Hopper", "Attestation formats"),
         ("Testa Rossa", "Widgets"),
         ("Grace Hopper", "Examples of fakery? no: sampled data"),
-        ("Grace Hopper", "test_suite naming"),
         ("Grace Hopper", "Protest2024 testing"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from deployguard.integrity import default_registry
 from documents import legitimacy, services
 from documents.exceptions import RuleRefused
 from documents.models import DataSource, PublishedDraft, Submission
@@ -14,14 +15,14 @@ from tests.factories import SubmissionFactory
 
 pytestmark = pytest.mark.django_db
 
-E005 = (
-    "documents.E005 (not marked production data (data_source=production, is_legitimate=true)): "
-    + legitimacy.WHAT_TO_DO["documents.E005"]
-)
-E007 = (
-    "documents.E007 (test submitter or test word in submitted_by or title (DOCUMENTS_TEST_*)): "
-    + legitimacy.WHAT_TO_DO["documents.E007"]
-)
+
+def breach(rule_id: str) -> str:
+    rule = default_registry.rules[rule_id]
+    return f"{rule_id} ({rule.description}): {legitimacy.WHAT_TO_DO[rule_id]}"
+
+
+E005 = breach("documents.E005")
+E007 = breach("documents.E007")
 
 
 def quarantine(submission: Submission) -> None:

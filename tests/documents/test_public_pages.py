@@ -265,7 +265,12 @@ def test_writing_methods_are_refused_on_public_pages(client, superuser):
 
 
 def test_the_feed_survives_markup_and_control_characters_in_a_title(client, superuser):
-    published_draft(actor=superuser, title="<script>alert(1)</script> widgets\x0b\x1b and more")
+    # The model refuses control characters now: this title is from before, as its history says.
+    draft = published_draft(actor=superuser, title="<script>alert(1)</script> widgets and more")
+    title = "<script>alert(1)</script> widgets\x0b\x1b and more"
+    with connection.cursor() as cursor:
+        for table in ("documents_submission", "documents_historicalsubmission"):
+            cursor.execute(f"UPDATE {table} SET title = %s WHERE id = %s", [title, draft.submission_id])  # noqa: S608
 
     response = client.get("/feed/")
 

@@ -7,6 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import CommandParser
 
+from deployguard.history_diff import differences
 from deployguard.integrity import broken_by_row, default_registry, history_model
 from deployguard.management.commands._integrity import IntegrityCommand, misuse
 from deployguard.natural_keys import AmbiguousRow, RowNotFound, natural_key_field, resolve
@@ -109,6 +110,12 @@ class Command(IntegrityCommand):
                 f"deploy={printable(getattr(rec, 'history_deploy_id', '') or '-')}",
             ]
             out.write("  " + "  ".join(fields))
+
+        changed = differences(model, [pk]).get(pk, []) if row is not None else []
+        if changed:
+            out.write(self.style.ERROR("\nChanged without a record (latest history record -> row now):"))
+            for difference in changed:
+                out.write(self.style.ERROR(f"  {difference}"))
 
         out.write(
             "\nRules broken now"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import getpass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
 from django.db import models
 
 import deployguard
 from deployguard import scrub
-from deployguard.integrity import default_registry
+from deployguard.integrity import IntegrityError, default_registry
 from deployguard.management.commands._integrity import EXIT_VIOLATIONS, IntegrityCommand, misuse
 from deployguard.models_integrity import ScrubRun
 from deployguard.terminal import Progress, printable
@@ -20,7 +22,10 @@ naming the run and the rules, in one transaction. A dry run unless --apply. Rows
 every rule are never touched. Refuses to quarantine more than DEPLOYGUARD_SCRUB_MAX_SHARE
 (default 20%) of a table without --force, unless that is at most DEPLOYGUARD_SCRUB_MIN_ROWS
 rows (default 10). --restore RUN_ID undoes a run exactly; --purge --older-than DAYS --apply
-deletes rows quarantined more than DAYS ago. Shows progress on a terminal (stderr).
+deletes rows quarantined more than DAYS ago. --apply --repair RULE first restores the recorded
+values of rows changed without a record (RULE such as documents.E022; the dry run offers it)
+instead of quarantining them. History records name the run, the operator (--as USER, else the
+OS user) and --reason. Shows progress on a terminal (stderr).
 
 Exit status: 0 done (or nothing to do, or a dry run); 1 refused (deploy mode is on, share
 over the limit, a purge that would take unquarantined rows, a run already restored);
@@ -44,6 +49,24 @@ def _listing(labels: list[str], count: int) -> str:
     return printable(", ".join(labels)) + more
 
 
+def operator(name: str | None) -> str:
+    """Who runs the command: --as USER (an existing user), else the OS user."""
+    if name:
+        if not get_user_model()._default_manager.filter(**{get_user_model().USERNAME_FIELD: name}).exists():
+            raise misuse(f"--as {name!r}: no such user; give the username of the operator.")
+        return name
+    try:
+        return f"OS user {getpass.getuser()}"
+    except (KeyError, OSError):
+        return "an unknown OS user"
+
+
+def _note(name: str | None, reason: str) -> str:
+    """What every history record of the run adds: who ran it, and why."""
+    note = f" by {operator(name)}"
+    return f"{note}: {reason.strip()}" if reason.strip() else note
+
+
 class Command(IntegrityCommand):
     help = HELP
 
@@ -59,6 +82,23 @@ class Command(IntegrityCommand):
         parser.add_argument(
             "--older-than", type=int, metavar="DAYS", help="With --purge: age of the quarantine."
         )
+        parser.add_argument(
+            "--repair",
+            action="append",
+            default=[],
+            metavar="RULE",
+            help="With --apply: restore the recorded values of rows breaking RULE (a row changed without "
+            "a record, such as documents.E022) instead of quarantining them.",
+        )
+        parser.add_argument(
+            "--reason", default="", help="Why: recorded in every history record the run writes."
+        )
+        parser.add_argument(
+            "--as",
+            dest="operator",
+            metavar="USER",
+            help="The operator named in the history records (default: the OS user running the command).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._verbosity = options["verbosity"]
@@ -71,6 +111,9 @@ class Command(IntegrityCommand):
                 deployguard.ensure_writable("scrub_fake_data")
             except deployguard.DeployModeActive as active:
                 raise CommandError(str(active), returncode=EXIT_VIOLATIONS) from None
+        if options["repair"] and not (options["apply"] and not (options["restore"] or options["purge"])):
+            raise misuse("--repair goes with --apply (and not with --restore or --purge).")
+        self.note = _note(options["operator"], options["reason"])
         if options["list_runs"]:
             self._list_runs()
         elif options["restore"]:
@@ -80,7 +123,7 @@ class Command(IntegrityCommand):
                 raise misuse(f"--purge needs --older-than DAYS (0 to {MAX_OLDER_THAN_DAYS}).")
             self._purge(options["older_than"], apply=options["apply"])
         elif options["apply"]:
-            self._apply(force=options["force"])
+            self._apply(force=options["force"], repair=options["repair"])
         else:
             self._dry_run(force=options["force"])
 
@@ -91,6 +134,13 @@ class Command(IntegrityCommand):
         return progress
 
     def _dry_run(self, *, force: bool) -> None:
+        for rule in scrub.repairable(default_registry.select()):
+            count = rule.offending().count()
+            if count:
+                self.stdout.write(
+                    f"Could restore the recorded values of {_plural(rule.model, count)} ({rule.id}: "
+                    f"{rule.description}) instead of quarantining them: add --repair {rule.id} to --apply."
+                )
         with self._progress("finding rows") as progress:
             previews = scrub.preview(default_registry.select(), on_table=lambda _model: progress.advance())
         if not any(p.count for p in previews):
@@ -115,8 +165,18 @@ class Command(IntegrityCommand):
                 )
         self.stdout.write(DRY_RUN_DONE)
 
-    def _apply(self, *, force: bool) -> None:
+    def _apply(self, *, force: bool, repair: list[str]) -> None:
         rules = default_registry.select()
+        if repair:
+            try:
+                chosen = default_registry.select(only=repair)
+                run_id, repaired = scrub.repair_in_batches(chosen, note=self.note)
+            except (IntegrityError, scrub.ScrubRefused) as error:
+                raise misuse(str(error)) from None
+            for rule_id, count in repaired.items():
+                model = default_registry.rules[rule_id].model
+                done = f"Restored the recorded values of {_plural(model, count)} ({rule_id})"
+                self.stdout.write(self.style.SUCCESS(f"{done} in repair run {run_id}."))
         try:
             scrub.refuse_implausible_counts(scrub.preview(rules), force=force)
         except scrub.ScrubRefused as refusal:
@@ -124,7 +184,7 @@ class Command(IntegrityCommand):
         # In batches of scrub.BATCH_ROWS rows, one transaction each: memory and lock time per batch.
         with Progress.for_command(self, self._verbosity, what="scrub_fake_data", unit="") as progress:
             progress.set_phase("quarantining in batches")
-            run = scrub.quarantine_in_batches(rules)
+            run = scrub.quarantine_in_batches(rules, note=self.note)
         if run is None:
             self.stdout.write(self.style.SUCCESS(NOTHING_TO_DO))
             return
@@ -140,7 +200,7 @@ class Command(IntegrityCommand):
 
     def _restore(self, run_id: str) -> None:
         try:
-            restored = scrub.restore(run_id)
+            restored = scrub.restore(run_id, note=self.note)
         except LookupError as error:
             raise misuse(str(error.args[0])) from None
         except scrub.ScrubRefused as refusal:

@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from django.core.management.base import CommandParser
-from django.db import connection
+from django.db import connection, models
 
-from deployguard import baseline
+from deployguard import baseline, row_counts
+from deployguard.history_diff import Difference, differences
 from deployguard.integrity import (
     DEFAULT_SAMPLE_SIZE,
     SEVERITIES,
@@ -26,10 +27,12 @@ from deployguard.terminal import Progress, printable
 
 HELP = """Check that the database holds only legitimate data: run every integrity rule the apps
 register (one pass per table), print each rule's count of offending rows with a sample of
-their primary keys (and natural keys, such as ML numbers) and where they came from.
---save-baseline writes counts, fingerprints and row hashes; --baseline compares the
-database with such a file and lists added, removed and changed rows by primary key.
-Shows progress on a terminal (stderr); nothing when piped or with --verbosity 0.
+their primary keys (and natural keys, such as ML numbers) and where they came from. It also
+keeps the last known row count of every checked table: a table holding fewer rows than
+recorded, with no purge to account for them, fails as deployguard.E101 (--accept-row-counts
+records the counts as they are). --save-baseline writes counts, fingerprints and row hashes;
+--baseline compares the database with such a file and lists added, removed and changed rows
+by primary key. Shows progress on a terminal (stderr); nothing when piped or with --verbosity 0.
 
 Exit status: 0 clean; 1 a rule at or above --fail-level has offending rows, or the data
 differs from --baseline; 2 misuse (bad arguments, unknown or ambiguous rule id, unreadable
@@ -54,6 +57,18 @@ def sample_keys(results: list[RuleResult]) -> dict[str, dict[Any, str]]:
 def row_name(pk: Any, keys: dict[Any, str]) -> str:
     """ "3 (ML-003)", or "3" when the model declares no natural key."""
     return printable(f"{pk} ({keys[pk]})" if pk in keys else pk)
+
+
+Changed = dict[type[models.Model], dict[Any, list[Difference]]]
+
+
+def _changed_without_record(results: list[RuleResult]) -> Changed:
+    """For the sampled rows of failed rules, the fields that differ from their latest history record."""
+    sampled: dict[type[models.Model], set[Any]] = {}
+    for result in results:
+        if result.failed and result.sample_pks:
+            sampled.setdefault(result.rule.model, set()).update(result.sample_pks)
+    return {model: differences(model, list(pks)) for model, pks in sampled.items()}
 
 
 class Command(IntegrityCommand):
@@ -87,6 +102,12 @@ class Command(IntegrityCommand):
         parser.add_argument("--save-baseline", metavar="FILE", help="Write a baseline of the checked tables.")
         parser.add_argument("--baseline", metavar="FILE", help="Compare the tables with this baseline.")
         parser.add_argument("--list-rules", action="store_true", help="List the registered rules and exit.")
+        parser.add_argument(
+            "--accept-row-counts",
+            action="store_true",
+            help=f"Record the checked tables' row counts as they are, once a loss "
+            f"({row_counts.LOST_ROWS_ID}) is explained.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["sample"] < 0:
@@ -117,6 +138,14 @@ class Command(IntegrityCommand):
                 with_origins=True,
                 on_table=lambda _model: progress.advance(),
             )
+            changed = _changed_without_record(results)
+            if options["accept_row_counts"]:
+                row_counts.record()
+            if not options["rule"]:
+                lost, grown = row_counts.check()
+                results += lost
+                if grown and not lost:
+                    row_counts.record()  # the last known counts: a later loss is measured from here
             keys = sample_keys(results)
             if options["save_baseline"]:
                 progress.set_phase("saving the baseline")
@@ -131,9 +160,9 @@ class Command(IntegrityCommand):
         chosen = chosen or set(default_registry.rules)
         silenced = sorted(chosen - {rule.id for rule in rules})
         if options["format"] == "json":
-            self._json(results, keys, comparison, options, duration, silenced, ok=not failed)
+            self._json(results, keys, comparison, options, duration, silenced, changed, ok=not failed)
         else:
-            self._table(results, keys, comparison, options, duration, silenced, ok=not failed)
+            self._table(results, keys, comparison, options, duration, silenced, changed, ok=not failed)
         if options["save_baseline"] and options["verbosity"] >= 1 and options["format"] == "table":
             self.stdout.write(f"Baseline saved to {printable(options['save_baseline'])}.")
         if failed:
@@ -154,6 +183,7 @@ class Command(IntegrityCommand):
         options: dict[str, Any],
         duration: float,
         silenced: list[str],
+        changed: Changed,
         *,
         ok: bool,
     ) -> None:
@@ -172,7 +202,15 @@ class Command(IntegrityCommand):
                     "count": result.count,
                     "sample_pks": result.sample_pks,
                     "samples": [
-                        {"pk": pk, "natural_key": keys[result.rule.model_label].get(pk), **result.origins[pk]}
+                        {
+                            "pk": pk,
+                            "natural_key": keys.get(result.rule.model_label, {}).get(pk),
+                            **result.origins[pk],
+                            "differs": [
+                                {"field": d.field, "recorded": d.recorded, "now": d.now}
+                                for d in changed.get(result.rule.model, {}).get(pk, [])
+                            ],
+                        }
                         for pk in result.sample_pks
                     ],
                     "duration_s": round(result.duration, 4),
@@ -191,6 +229,7 @@ class Command(IntegrityCommand):
         options: dict[str, Any],
         duration: float,
         silenced: list[str],
+        changed: Changed,
         *,
         ok: bool,
     ) -> None:
@@ -200,7 +239,7 @@ class Command(IntegrityCommand):
         if shown:
             out.write(f"{'RULE':<16}{'SEVERITY':<10}{'COUNT':>8}  {'SAMPLE PK (KEY)':<24} DESCRIPTION")
             for result in shown:
-                named = keys[result.rule.model_label]
+                named = keys.get(result.rule.model_label, {})
                 sample = ", ".join(row_name(pk, named) for pk in result.sample_pks[:5])
                 if result.count > len(result.sample_pks[:5]):
                     sample += ", …" if sample else "…"
@@ -216,9 +255,11 @@ class Command(IntegrityCommand):
                     continue
                 out.write(f"\n{result.rule.id} ({result.rule.model_label}), where the rows came from:")
                 listed = result.sample_pks if verbosity >= 2 else result.sample_pks[:TABLE_ORIGINS]
-                named = keys[result.rule.model_label]
+                named = keys.get(result.rule.model_label, {})
                 for pk in listed:
                     out.write(f"  {row_name(pk, named)}: {printable(describe_origin(result.origins[pk]))}")
+                    for difference in changed.get(result.rule.model, {}).get(pk, []):
+                        out.write(printable(f"    changed without a record: {difference}"))
                 if len(listed) < result.count:
                     out.write(f"  … {result.count - len(listed)} more (--format json or -v 2 lists more)")
         if comparison is not None:

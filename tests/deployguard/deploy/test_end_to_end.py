@@ -465,7 +465,9 @@ def test_integrity_errors_before_the_deploy_stop_it_with_every_rule_counted(scra
     assert result.returncode == 3, result.stdout + result.stderr
     assert scratch.report()["message"] == (
         "1 pre-check(s) failed; nothing was touched: Integrity errors before the deploy: "
-        "documents.E020 (1), documents.E021 (1); see `manage.py verify_integrity`."
+        # Written by SQL: no creation records (E020, E021), no match keys (E007, E008).
+        "documents.E007 (1), documents.E008 (1), documents.E020 (1), documents.E021 (1); "
+        "see `manage.py verify_integrity`."
     )
     assert scratch.inspect() == before
     assert not list(scratch.backup_dir.glob("*"))

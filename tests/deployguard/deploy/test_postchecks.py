@@ -58,10 +58,12 @@ def test_a_row_changed_behind_the_deploy_fails_the_fingerprint_post_check(transa
 
 def test_integrity_worse_than_before_fails_the_integrity_post_check(transactional_db, alongside):
     before = RulesBefore(rules.count())
-    raw_insert_submission("ML-900")  # no creation record: documents.E020
+    raw_insert_submission("ML-900")  # no creation record (documents.E020), no match keys (E007)
     frozen = fingerprints_as_frozen()
 
     steps, checked = _post_check(alongside, frozen, before)
 
-    assert checked.problems == ["Integrity is worse than before: documents.E020 1 rows"]
+    assert checked.problems == [
+        "Integrity is worse than before: documents.E007 1 rows, documents.E020 1 rows"
+    ]
     assert steps.taken[-1].status == FAILED

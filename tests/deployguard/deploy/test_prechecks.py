@@ -100,7 +100,10 @@ def test_integrity_errors_fail_the_pre_check_with_every_error_rule_counted(trans
 
     assert verdict.detail == verdict.rules.counts
     assert verdict.detail["documents.E020"] == 1
-    assert verdict.problem.startswith("Integrity errors before the deploy: documents.E020 (1)")
+    # Written by SQL: no match keys (documents.E007) and no creation record (documents.E020).
+    assert verdict.problem.startswith(
+        "Integrity errors before the deploy: documents.E007 (1), documents.E020 (1)"
+    )
     assert verdict.problem.endswith("; see `manage.py verify_integrity`.")
 
 
