@@ -14,11 +14,12 @@ from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, transaction
-from django.db.models import Field, QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from deployguard.admin import IntegrityListFilter, ProvenanceAdminMixin
@@ -63,6 +64,23 @@ def _is_key(field: Field[Any, Any], value: str) -> bool:
 
 def _counted(count: int, singular: str, plural: str) -> str:
     return (singular if count == 1 else plural).format(count=count)
+
+
+NAMED_AT_MOST = 10
+
+
+def done_named(rows: list[Any], counted: str) -> str:
+    """ "Published 2 submissions: rfc12, rfc13." with each name linked to its admin page."""
+    links = format_html_join(
+        ", ",
+        '<a href="{}">{}</a>',
+        (
+            (reverse(f"admin:{row._meta.app_label}_{row._meta.model_name}_change", args=[row.pk]), str(row))
+            for row in rows[:NAMED_AT_MOST]
+        ),
+    )
+    more = f" and {len(rows) - NAMED_AT_MOST} more" if len(rows) > NAMED_AT_MOST else ""
+    return format_html("{}: {}{}.", counted.rstrip("."), links, more)
 
 
 # One query either way, so that a page's query count does not depend on the table's size.
@@ -223,7 +241,8 @@ class ReasonedActionMixin:
             modeladmin.message_user(request, NOTHING_CONFIRMED.format(verb=verb), messages.ERROR)
             return
         rows = modeladmin.get_queryset(request).order_by()
-        done, changed = 0, []
+        done: list[Any] = []  # what each row's service returned (a draft, when publishing), or the row
+        changed = []
         # One transaction per row, so a refused row leaves the others done; the
         # integrity monitor checks the committed rows together at the end.
         with batched_checks():
@@ -234,16 +253,20 @@ class ReasonedActionMixin:
                         if obj is None or shown_state(obj, self.state_fields) != state:
                             changed.append(str(obj) if obj is not None else f"ID {pk} (gone)")
                             continue
-                        apply(obj, reason)
+                        result = apply(obj, reason)
+                        # Recent actions on the admin's index: who did what to which row, and why.
+                        modeladmin.log_change(request, obj, f"{verb.capitalize()}: {reason}")
                 except DocumentsRefusal as refusal:
                     modeladmin.message_user(request, str(refusal), messages.ERROR)
                     continue
-                done += 1
+                done.append(result if isinstance(result, Model) else obj)
         if changed:
             modeladmin.message_user(
                 request, CHANGED_SINCE_SHOWN.format(verb=verb, rows=", ".join(changed)), messages.ERROR
             )
-        modeladmin.message_user(request, _counted(done, *done_message), messages.SUCCESS)
+        if done:  # never a green "0" beside the errors that say why
+            summary = done_named(done, _counted(len(done), *done_message))
+            modeladmin.message_user(request, summary, messages.SUCCESS)
 
 
 class AuditedAdmin(ProvenanceAdminMixin, ReasonedActionMixin, SimpleHistoryAdmin):
@@ -388,8 +411,11 @@ class SubmissionAdmin(AuditedAdmin):
 
     @admin.display(description="draft", ordering="draft__name")
     def draft_name(self, obj: Submission) -> str:
+        """The draft's name, and "(withdrawn)" once it no longer is published."""
         draft = getattr(obj, "draft", None)
-        return draft.name if draft else "—"
+        if draft is None:
+            return "—"
+        return f"{draft.name} (withdrawn)" if draft.status == PublishedDraft.Status.WITHDRAWN else draft.name
 
     def has_change_permission(self, request: HttpRequest, obj: Submission | None = None) -> bool:
         if obj is not None and obj.status != Submission.Status.SUBMITTED:

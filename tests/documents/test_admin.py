@@ -6,9 +6,12 @@ import re
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.messages import get_messages
 from django.urls import reverse
+from django.utils.html import strip_tags
 
+from documents import services
 from documents.admin import REVERT_DISABLED
 from documents.models import PublishedDraft, Submission
 from tests.factories import EditorFactory, StaffFactory, SubmissionFactory, UserFactory
@@ -20,7 +23,8 @@ DRAFTS = reverse("admin:documents_publisheddraft_changelist")
 
 
 def messages_of(response) -> list[tuple[str, str]]:
-    return [(m.level_tag, m.message) for m in get_messages(response.wsgi_request)]
+    """(level, text) of each message, its links reduced to their text."""
+    return [(m.level_tag, strip_tags(m.message)) for m in get_messages(response.wsgi_request)]
 
 
 def action_post(client, url: str, action: str, objects, **extra):
@@ -107,7 +111,7 @@ def test_approve_selected_approves_each_and_reports_one_count(editor_client):
     fresh.refresh_from_db()
     assert fresh.status == Submission.Status.APPROVED
     assert fresh.history.first().history_change_reason == "Board of 3 May"
-    assert messages_of(response) == [("success", "Approved 1 submission.")]
+    assert messages_of(response) == [("success", f"Approved 1 submission: {fresh}.")]
 
 
 def test_publish_selected_first_shows_a_confirmation_with_the_names_they_will_get(editor_client):
@@ -141,7 +145,7 @@ def test_confirming_publish_creates_drafts_with_the_admin_and_reason_in_history(
     )
 
     assert response.status_code == 302
-    assert messages_of(response) == [("success", "Published 2 submissions.")]
+    assert messages_of(response) == [("success", "Published 2 submissions: rfc1, rfc2.")]
     assert set(PublishedDraft.objects.values_list("name", flat=True)) == {"rfc1", "rfc2"}
     draft = PublishedDraft.objects.get(submission=first)
     creation = draft.history.get()
@@ -166,7 +170,7 @@ def test_publishing_all_rows_across_pages_publishes_every_filtered_row_after_con
     response = editor_client.post(filtered, {**confirm, "reason": "Every approved one"})
 
     assert response.status_code == 302
-    assert messages_of(response) == [("success", "Published 3 submissions.")]
+    assert messages_of(response) == [("success", "Published 3 submissions: rfc1, rfc2, rfc3.")]
     assert set(PublishedDraft.objects.values_list("submission_id", flat=True)) == {s.pk for s in approved}
     assert Submission.objects.get(pk=pending.pk).status == Submission.Status.SUBMITTED
 
@@ -242,7 +246,7 @@ def test_withdraw_selected_confirms_then_withdraws_with_the_reason(editor_client
 
     assert confirmation.status_code == 200
     assert [outcome for _, outcome in confirmation.context["rows"]] == ["will be withdrawn"]
-    assert messages_of(response) == [("success", "Withdrew 1 draft.")]
+    assert messages_of(response) == [("success", f"Withdrew 1 draft: {draft.name}.")]
     draft.refresh_from_db()
     assert draft.status == PublishedDraft.Status.WITHDRAWN
     assert draft.history.first().history_change_reason == "Superseded"
@@ -322,8 +326,44 @@ def test_publishing_through_the_admin_after_sql_took_the_next_names_shows_and_us
         "will be published as rfc5",
     ]
     assert response.status_code == 302
-    assert messages_of(response) == [("success", "Published 2 submissions.")]
+    assert messages_of(response) == [("success", "Published 2 submissions: rfc4, rfc5.")]
     assert {d.submission_id: d.name for d in PublishedDraft.objects.filter(name__in=["rfc4", "rfc5"])} == {
         first.pk: "rfc4",
         second.pk: "rfc5",
     }
+
+
+def test_each_confirmed_action_is_in_recent_actions_and_the_message_links_what_it_made(editor_client):
+    submission = SubmissionFactory(status="approved")
+
+    response = confirm(editor_client, CHANGELIST, "publish_selected", [submission], "November board")
+
+    draft = PublishedDraft.objects.get(submission=submission)
+    [message] = [m.message for m in get_messages(response.wsgi_request)]
+    link = f'<a href="/admin/documents/publisheddraft/{draft.pk}/change/">rfc1</a>'
+    assert message == f"Published 1 submission: {link}."
+    entry = LogEntry.objects.get()
+    assert (entry.user, entry.action_flag) == (editor_client.user, CHANGE)
+    assert entry.object_id == str(submission.pk)
+    assert entry.get_change_message() == "Published: November board"
+    index = editor_client.get("/admin/").content.decode()
+    assert str(submission) in index.split('id="recent-actions-module"', 1)[1]
+
+
+def test_when_nothing_was_done_no_success_message_is_shown(editor_client):
+    draft = SubmissionFactory(status="published").draft
+    shown = action_post(editor_client, DRAFTS, "withdraw_selected", [draft])
+    services.withdraw_draft(actor=editor_client.user, draft=draft, reason="Meanwhile")
+
+    response = editor_client.post(DRAFTS, {**hidden_inputs(shown), "reason": "Again"})
+
+    assert [level for level, _ in messages_of(response)] == ["error"]
+
+
+def test_a_withdrawn_drafts_submission_says_so_in_the_changelist(editor_client):
+    draft = SubmissionFactory(status="published").draft
+    services.withdraw_draft(actor=editor_client.user, draft=draft, reason="Superseded")
+
+    body = editor_client.get(CHANGELIST).content.decode()
+
+    assert f'<td class="field-draft_name">{draft.name} (withdrawn)</td>' in body

@@ -33,7 +33,7 @@ def test_a_stale_select_all_publishes_only_the_rows_the_page_listed(editor_clien
     response = editor_client.post(APPROVED, {**hidden_inputs(shown), "reason": "Board"})
 
     assert [str(obj) for obj, _ in shown.context["rows"]] == [str(listed)]
-    assert messages_of(response) == [("success", "Published 1 submission.")]
+    assert messages_of(response) == [("success", "Published 1 submission: rfc1.")]
     assert list(PublishedDraft.objects.values_list("submission_id", flat=True)) == [listed.pk]
     assert Submission.objects.get(pk=approved_later.pk).status == Submission.Status.APPROVED
 
@@ -51,7 +51,7 @@ def test_a_row_edited_after_the_page_listed_it_is_named_and_left_alone(editor_cl
     verb = "rejected" if action == "reject_selected" else "approved"
     assert messages_of(response) == [
         ("error", CHANGED_SINCE_SHOWN.format(verb=verb, rows=str(edited))),
-        ("success", f"{verb.capitalize()} 1 submission."),
+        ("success", f"{verb.capitalize()} 1 submission: {untouched}."),
     ]
     assert Submission.objects.get(pk=edited.pk).status == Submission.Status.SUBMITTED
     assert Submission.objects.get(pk=untouched.pk).status == verb
@@ -80,8 +80,7 @@ def test_a_draft_withdrawn_by_someone_else_after_listing_is_named(editor_client)
 
     assert messages_of(response) == [
         ("error", CHANGED_SINCE_SHOWN.format(verb="withdrawn", rows=draft.name)),
-        ("success", "Withdrew 0 drafts."),
-    ]
+    ]  # no green "Withdrew 0 drafts." beside the error
     assert draft.history.first().history_change_reason == "First"
 
 

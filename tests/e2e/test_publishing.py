@@ -28,7 +28,11 @@ def test_an_editor_creates_approves_and_publishes_a_submission(editor_page: Page
 
     page.check("input.action-select")
     run_action(page, "approve_selected")
-    expect(page.locator(".messagelist")).to_contain_text("Approved 1 submission.")
+    expect(page.locator("h1")).to_have_text("Approve submissions")
+    page.click("input[value='Yes, approve']")
+    expect(page.locator(".messagelist")).to_contain_text(
+        "Approved 1 submission: ML-001: Interoperable widgets."
+    )
 
     page.check("input.action-select")
     run_action(page, "publish_selected")
@@ -48,7 +52,7 @@ def test_an_editor_creates_approves_and_publishes_a_submission(editor_page: Page
 
     page.fill("textarea[name=reason]", "Approved by the November board")
     page.click("input[value='Yes, publish']")
-    expect(page.locator(".messagelist")).to_contain_text("Published 1 submission.")
+    expect(page.locator(".messagelist")).to_contain_text("Published 1 submission: rfc1.")
     expect(page.locator("#result_list")).to_contain_text("rfc1")
 
     draft = PublishedDraft.objects.get(name="rfc1")
