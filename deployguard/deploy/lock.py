@@ -83,6 +83,8 @@ class DeployLock:
             with contextlib.suppress(Exception):
                 if not hasattr(self._handle, "cursor"):  # the lock file: it names nobody once released
                     self._handle.truncate(0)
+                else:  # unlocked before the session ends: its end reaches the server asynchronously
+                    self._handle.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
                 self._handle.close()
             self._handle = None
             mark_held(self.using, False)

@@ -42,13 +42,13 @@ def documents_of(state: dict) -> dict:
 # --- SIGKILL at each step, then --recover -----------------------------------------------
 
 # One step for each state a kill can leave behind, in order (killed on entering the step: it
-# has not started, every earlier one has finished): nothing switched on yet; frozen with no
+# has not started, every earlier one has finished): the record saved, nothing switched on yet; frozen with no
 # backup; backed up, not migrated; migrated, not verified; verified, still frozen; a failed
 # migrate not yet rolled back (halfway). The other steps leave one of these states: the
 # pre-checks that of "deploy mode on", "fingerprint" that of "backup", the read-only
 # post-checks that of "post-check: health".
 KILLED_AT = [
-    ("deploy mode on", "schema", "No incomplete deploy to recover."),
+    ("deploy mode on", "schema", "killed before its backup was made, so before migrate: nothing ran"),
     ("backup", "schema", "killed before its backup was made, so before migrate: nothing ran"),
     ("migrate", "schema", "proved unchanged: fingerprints and applied migrations equal the backup's"),
     ("post-check: health", "schema", "restored_because"),
@@ -68,8 +68,9 @@ def test_deploy_safe_killed_at_any_step_is_recovered_with_nothing_lost_or_added(
 
     assert killed.returncode == -9, killed.stdout + killed.stderr
     entered_deploy_mode = step != "deploy mode on"
-    # Fail closed until recovered: still frozen, the record still running.
-    assert peek(scratch) == (entered_deploy_mode, ["running"] if entered_deploy_mode else [])
+    # Fail closed until recovered: still frozen, the record still running (saved before deploy mode
+    # goes on, so even a kill entering that step leaves one for --recover).
+    assert peek(scratch) == (entered_deploy_mode, ["running"])
 
     recover = scratch.deploy("--recover", apps=f"gate,{apps}")
 
@@ -79,7 +80,7 @@ def test_deploy_safe_killed_at_any_step_is_recovered_with_nothing_lost_or_added(
     assert not after_state["deploy_mode"]
     assert apps not in after_state["migrations"]  # django_migrations' rows are compared below too
     assert documents_of(after_state) == LEGITIMATE
-    assert list(after_state["records"].values()) == (["recovered"] if entered_deploy_mode else [])
+    assert list(after_state["records"].values()) == ["recovered"]
     record_scenario(
         f"SIGKILL of deploy_safe entering {step!r}, then --recover",
         attempts=0,
