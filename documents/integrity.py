@@ -14,13 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Exists, Expression, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.lookups import Exact, IsNull
 
 from deployguard.integrity import Joined, Quarantine, Rule, register, register_quarantine
 from documents import services
-from documents.matching import missing_key_condition, test_content_condition
+from documents.matching import (  # noqa: F401  (the configured lists, read here too)
+    DEFAULT_TEST_SUBMITTERS,
+    DEFAULT_TEST_WORDS,
+    missing_key_condition,
+    test_content_condition,
+    test_submitters,
+    test_words,
+)
 from documents.models import (
     DRAFT_NAME_PREFIX,
     ML_NUMBER_PREFIX,
@@ -31,19 +37,8 @@ from documents.models import (
     SubmissionStatus,
 )
 
-DEFAULT_TEST_SUBMITTERS = ("Anonymous User", "test", "Test User")
-DEFAULT_TEST_WORDS = ("test", "fake", "dummy", "sample", "example", "lorem")
-
 SubmissionHistory = Submission.history.model
 DraftHistory = PublishedDraft.history.model
-
-
-def test_submitters() -> list[str]:
-    return list(getattr(settings, "DOCUMENTS_TEST_SUBMITTERS", DEFAULT_TEST_SUBMITTERS))
-
-
-def test_words() -> list[str]:
-    return list(getattr(settings, "DOCUMENTS_TEST_WORDS", DEFAULT_TEST_WORDS))
 
 
 Column = Callable[[str], Expression]

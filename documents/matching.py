@@ -5,12 +5,14 @@ Python when the model saves: Unicode NFKC, accents dropped, case folded, letters
 scripts that look Latin mapped to their Latin look-alikes, zero-width and other format
 characters removed, camel case and digits split from letters, every other separator turned
 into one space, and a run of single letters ("T e s t", "T.E.S.T") joined back into a word.
-The key is lower-case letters and digits in words separated by single spaces.
+The key is lower-case letters and digits in words separated by single spaces; when it is
+stored, a word made of two configured pieces ("testuser") is split (`split_joined`).
 
 The rule then matches the configured names and words against the key in SQL that means the
-same on every engine (`=`, `LIKE` over lower-case text with no wildcard in the pattern,
-`replace`), so SQLite and PostgreSQL give the same verdict for every input; `is_test_content`
-is the same decision in Python, which the property test compares both engines with.
+same on every engine (`=`, `replace`, and a whole-word test that is a literal regular
+expression on PostgreSQL and instr() on SQLite), so SQLite and PostgreSQL give the same verdict
+for every input; `is_test_content` is the same decision in Python, which the property test
+compares both engines with.
 
 A word matches a whole word of the key ("a test", "TEST-42", "Test_User"), or a word joined
 to another configured word or name part ("testuser", "SampleFake"); a name matches the whole
@@ -25,6 +27,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Expression, F, Lookup, Q, TextField, Value
 from django.db.models.functions import Replace
@@ -162,13 +165,45 @@ def match_key(text: str) -> str:
     return " ".join(_join_single_letters(words))
 
 
+DEFAULT_TEST_SUBMITTERS = ("Anonymous User", "test", "Test User")
+DEFAULT_TEST_WORDS = ("test", "fake", "dummy", "sample", "example", "lorem")
+
+
+def test_submitters() -> list[str]:
+    return list(getattr(settings, "DOCUMENTS_TEST_SUBMITTERS", DEFAULT_TEST_SUBMITTERS))
+
+
+def test_words() -> list[str]:
+    return list(getattr(settings, "DOCUMENTS_TEST_WORDS", DEFAULT_TEST_WORDS))
+
+
+def split_joined(key: str, *, names: Iterable[str], words: Iterable[str]) -> str:
+    """ "testuser sampledoc" -> "test user sampledoc": a word made of two configured pieces (test
+    words and name parts, one of them a test word) is split, so that SQL matches whole words only.
+
+    Done when the key is stored, with the lists configured then: a word added to the settings
+    later splits the joined forms of rows saved from then on (re-saving a row re-splits it).
+    """
+    _, keyed_words, parts = _vocabulary(names, words)
+    split = []
+    for word in key.split(" "):
+        for cut in range(1, len(word)):
+            head, tail = word[:cut], word[cut:]
+            if head in parts and tail in parts and (head in keyed_words or tail in keyed_words):
+                word = f"{head} {tail}"
+                break
+        split.append(word)
+    return " ".join(split)
+
+
 NO_WORDS = " "
 """The stored key of text without a word ("", "?!", an emoji): not empty, which means "never computed"."""
 
 
 def stored_key(text: str) -> str:
-    """What a row stores as a match key: never empty, so that an empty one shows a write around the model."""
-    return match_key(text) or NO_WORDS
+    """What a row stores as a match key: joined test words split (split_joined, with the configured
+    lists), and never empty, so that an empty one shows a write around the model."""
+    return split_joined(match_key(text), names=test_submitters(), words=test_words()) or NO_WORDS
 
 
 def _bare(key: str) -> str:
@@ -176,29 +211,23 @@ def _bare(key: str) -> str:
     return "".join(char for char in key if char not in _DIGITS and char != " ")
 
 
-def _vocabulary(names: Iterable[str], words: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
-    """The normalised names (bare), words, and word-joining patterns of the configured lists."""
+def _vocabulary(names: Iterable[str], words: Iterable[str]) -> tuple[list[str], list[str], set[str]]:
+    """The normalised names (bare), the words, and the pieces joined words are made of."""
+    names, words = list(names), list(words)
     bare_names = sorted({_bare(match_key(name)) for name in names} - {""})
     keyed_words = sorted({match_key(word) for word in words} - {""})
-    parts = set(keyed_words) | {part for name in names for part in match_key(name).split()}
-    joined = sorted(
-        {a + b for a in parts for b in parts if " " not in a + b and (a in keyed_words or b in keyed_words)}
-    )
-    return bare_names, keyed_words, joined
+    parts = {w for w in keyed_words if " " not in w} | {p for name in names for p in match_key(name).split()}
+    return bare_names, keyed_words, parts
 
 
 def is_test_content(submitted_by: str, title: str, *, names: Iterable[str], words: Iterable[str]) -> bool:
     """The rule's verdict, in Python, for a submitter and title (what the SQL decides)."""
     names, words = list(names), list(words)
-    bare_names, keyed_words, joined = _vocabulary(names, words)
-    by_key, title_key = match_key(submitted_by), match_key(title)
+    bare_names, keyed_words, _ = _vocabulary(names, words)
+    by_key, title_key = (split_joined(match_key(t), names=names, words=words) for t in (submitted_by, title))
     if by_key and _bare(by_key) in bare_names:
         return True
-    for key in (by_key, title_key):
-        padded = f" {key} "
-        if any(f" {word} " in padded for word in [*keyed_words, *joined]):
-            return True
-    return False
+    return any(f" {word} " in f" {key} " for key in (by_key, title_key) for word in keyed_words)
 
 
 Column = Callable[[str], Expression]
@@ -212,13 +241,13 @@ def _without_spaces_and_digits(column: Expression) -> Expression:
 
 def test_content_condition(*, names: Iterable[str], words: Iterable[str], column: Column = F) -> Q:
     """The rows whose match keys hold a configured name or word (`column` names a field)."""
-    bare_names, keyed_words, joined = _vocabulary(names, words)
+    bare_names, keyed_words, _ = _vocabulary(names, words)
     condition = Q(pk__in=[])  # matches nothing: empty lists must not flag every row
     if bare_names:
         condition |= Q(In(_without_spaces_and_digits(column("submitted_by_key")), bare_names))
     if keyed_words:
         for field in ("submitted_by_key", "title_key"):
-            condition |= Q(HasKeyWord(column(field), [*keyed_words, *joined]))
+            condition |= Q(HasKeyWord(column(field), keyed_words))
     return condition
 
 

@@ -264,20 +264,6 @@ def next_draft_names(count: int) -> list[str]:
     return [f"{DRAFT_NAME_PREFIX}{number}" for number in _free_numbers(start, count)] if count else []
 
 
-def _insert_draft(draft: PublishedDraft, *, actor: Actor, reason: str) -> None:
-    """Insert the draft under a free name; a name taken meanwhile by SQL moves it to the next one."""
-    for attempt in range(NAME_ATTEMPTS):
-        draft.name = f"{DRAFT_NAME_PREFIX}{_allocate_draft_number()}"
-        try:
-            with transaction.atomic():
-                _save(draft, actor=actor, reason=reason)
-            return
-        except IntegrityError:
-            if attempt + 1 == NAME_ATTEMPTS or not PublishedDraft.objects.filter(name=draft.name).exists():
-                raise
-            draft.pk = None
-
-
 def publish_submission(*, actor: Actor, submission: Submission, reason: str) -> PublishedDraft:
     """Publish an approved submission as the next rfc<digits> draft."""
     _require(actor, "documents.publish_submission")
@@ -305,7 +291,18 @@ def publish_submission(*, actor: Actor, submission: Submission, reason: str) -> 
                 )
             )
         draft = PublishedDraft(submission=locked, published_by=actor, published_at=timezone.now())
-        _insert_draft(draft, actor=actor, reason=reason)
+        # A free name; one taken meanwhile by SQL (between the check and the insert) moves it on.
+        for attempt in range(NAME_ATTEMPTS):
+            draft.name = f"{DRAFT_NAME_PREFIX}{_allocate_draft_number()}"
+            try:
+                with transaction.atomic():
+                    _save(draft, actor=actor, reason=reason)
+                break
+            except IntegrityError:
+                taken = PublishedDraft.objects.filter(name=draft.name).exists()
+                if attempt + 1 == NAME_ATTEMPTS or not taken:
+                    raise
+                draft.pk = None
         locked.status = Submission.Status.PUBLISHED
         _save(locked, actor=actor, reason=reason)
         # Queued once the publication is committed; a broker that is down must not undo it.

@@ -28,8 +28,8 @@ def test_an_editor_creates_approves_and_publishes_a_submission(editor_page: Page
 
     page.check("input.action-select")
     run_action(page, "approve_selected")
-    expect(page.locator("h1")).to_have_text("Approve submissions")
-    page.click("input[value='Yes, approve']")
+    expect(page.locator("#confirm-rows")).to_contain_text("will be approved")
+    page.click("input[value='Yes, approve']")  # the reason is filled in: "Approved"
     expect(page.locator(".messagelist")).to_contain_text(
         "Approved 1 submission: ML-001: Interoperable widgets."
     )

@@ -15,11 +15,13 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import transaction
 from django.test import Client
 
 from deployguard import state, views
+from documents.admin import shown_state
 from documents.models import PublishedDraft, Submission
 from tests.factories import (
     DOCUMENTS_PERMISSIONS,
@@ -83,7 +85,15 @@ D = "/admin/documents/publisheddraft/"
 
 
 def _action(name: str, pick: Callable[[Rows], Any], **extra: str) -> Callable[[Rows], dict[str, Any]]:
-    return lambda rows: {"action": name, ACTION_CHECKBOX_NAME: [str(pick(rows).pk)], **extra}
+    """The action's confirmation as its page sends it: the row, and the state the page showed it in."""
+
+    def data(rows: Rows) -> dict[str, Any]:
+        obj = type(pick(rows))._base_manager.get(pk=pick(rows).pk)
+        fields = admin.site.get_model_admin(type(obj)).state_fields
+        shown = {"shown": f"{obj.pk}:{shown_state(obj, fields)}"} if extra.get("post") else {}
+        return {"action": name, ACTION_CHECKBOX_NAME: [str(obj.pk)], **shown, **extra}
+
+    return data
 
 
 def _status(model, pick: Callable[[Rows], Any], status: str) -> Callable[[Rows], bool]:
@@ -126,7 +136,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "approve action": Endpoint(
         "POST",
         lambda r: S,
-        _action("approve_selected", lambda r: r.submitted),
+        _action("approve_selected", lambda r: r.submitted, post="yes", reason="Approved"),
         _status(Submission, lambda r: r.submitted, "approved"),
     ),
     "reject action": Endpoint(

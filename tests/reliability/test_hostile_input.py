@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.messages import get_messages
 from django.db import transaction
@@ -27,7 +28,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from deployguard import state
-from documents.admin import BAD_SELECTION, MAX_SEARCH_LENGTH, NUL_IN_ADDRESS, SEARCH_TOO_LONG
+from documents.admin import BAD_SELECTION, MAX_SEARCH_LENGTH, NUL_IN_ADDRESS, SEARCH_TOO_LONG, shown_state
 from documents.models import PublishedDraft, Submission
 from tests.factories import SubmissionFactory, SuperuserFactory, published_draft
 from tests.reliability.rows import RowChanges, RowHashes, compare, row_hashes
@@ -290,7 +291,13 @@ def test_reasoned_action_confirmations_refuse_hostile_reasons_or_change_exactly_
         with rolled_back(baseline) as measured:
             response = admin_client.post(
                 changelist,
-                {"action": action, ACTION_CHECKBOX_NAME: [str(obj.pk)], "post": "yes", "reason": reason},
+                {
+                    "action": action,
+                    ACTION_CHECKBOX_NAME: [str(obj.pk)],
+                    "post": "yes",
+                    "reason": reason,
+                    "shown": shown,  # what the confirmation page carries
+                },
             )
             assert_no_traceback(response)
             changes = changes_since(measured)
@@ -303,6 +310,8 @@ def test_reasoned_action_confirmations_refuse_hostile_reasons_or_change_exactly_
             assert set(changes.by_table) <= tables, changes
             tally.accepted()
 
+    stored = type(obj)._base_manager.get(pk=obj.pk)
+    shown = f"{obj.pk}:{shown_state(stored, admin.site.get_model_admin(type(obj)).state_fields)}"
     baseline = row_hashes()
     attempt()
     assert tally.refused and tally.attempts > tally.refused
