@@ -164,19 +164,21 @@ def add_cascades(selection: Selection, *, registry: IntegrityRegistry | None = N
 def refuse_implausible_share(
     selection: Selection, *, force: bool, registry: IntegrityRegistry | None = None
 ) -> None:
-    registry = registry or default_registry
-    limit = max_share()
     for model, rows in selection.items():
         if not rows:
             continue
         total = model._base_manager.count()
         if implausible(len(rows), total) and not force:
-            raise ScrubRefused(
-                f"Refusing to quarantine {len(rows)} of {total} {model._meta.verbose_name_plural} "
-                f"({len(rows) / total:.0%} > DEPLOYGUARD_SCRUB_MAX_SHARE={limit:.0%}, and more than "
-                f"DEPLOYGUARD_SCRUB_MIN_ROWS={min_rows()} rows): a broken rule must not empty production. "
-                "Check the rules with verify_integrity, then rerun with --force."
-            )
+            raise ScrubRefused(_implausible_message(model, len(rows), total))
+
+
+def _implausible_message(model: type[models.Model], count: int, total: int) -> str:
+    return (
+        f"Refusing to quarantine {count} of {total} {model._meta.verbose_name_plural} "
+        f"({count / total:.0%} > DEPLOYGUARD_SCRUB_MAX_SHARE={max_share():.0%}, and more than "
+        f"DEPLOYGUARD_SCRUB_MIN_ROWS={min_rows()} rows): a broken rule must not empty production. "
+        "Check the rules with verify_integrity, then rerun with --force."
+    )
 
 
 def quarantine(
@@ -417,14 +419,9 @@ def repair_in_batches(
 
 def refuse_implausible_counts(previews: Sequence[ModelPreview], *, force: bool) -> None:
     """refuse_implausible_share for counts (preview()), so that nothing is loaded to decide."""
-    limit = max_share()
     for p in previews:
-        if p.total and p.share > limit and not force:
-            raise ScrubRefused(
-                f"Refusing to quarantine {p.count} of {p.total} {p.model._meta.verbose_name_plural} "
-                f"({p.share:.0%} > DEPLOYGUARD_SCRUB_MAX_SHARE={limit:.0%}): a broken rule "
-                "must not empty production. Check the rules with verify_integrity, then rerun with --force."
-            )
+        if implausible(p.count, p.total) and not force:
+            raise ScrubRefused(_implausible_message(p.model, p.count, p.total))
 
 
 def restore(run_id: str, *, registry: IntegrityRegistry | None = None, note: str = "") -> dict[str, int]:

@@ -16,6 +16,7 @@ from documents.integrity import test_words as configured_words
 from documents.matching import is_test_content, stored_key
 from documents.models import CONTROL_CHARACTER, Submission
 from tests.factories import SubmissionFactory
+from tests.utils import behind_the_services
 
 pytestmark = pytest.mark.django_db
 
@@ -175,7 +176,7 @@ def probe(editor):
 
 
 def db_verdict(pk: int, submitted_by: str, title: str) -> bool:
-    with connection.cursor() as cursor:
+    with behind_the_services(), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE documents_submission SET submitted_by = %s, title = %s, submitted_by_key = %s, "
             "title_key = %s WHERE id = %s",
