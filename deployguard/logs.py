@@ -28,7 +28,13 @@ from django.utils.log import AdminEmailHandler
 
 # Every logger deployguard's modules log through; tests/deployguard/test_logs.py checks the list
 # against the package's getLogger() calls.
-LOGGER_NAMES = ("deployguard", "deployguard.audit", "deployguard.monitoring", "deployguard.jobs")
+LOGGER_NAMES = (
+    "deployguard",
+    "deployguard.audit",
+    "deployguard.monitoring",
+    "deployguard.jobs",
+    "deployguard.wholesale",
+)
 
 
 def _escape_character(character: str) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from deployguard.terminal import printable
+
 logger = logging.getLogger("deployguard.wholesale")
 
 OVERRIDE_FLAG = "--override-production-guard"
@@ -64,5 +66,6 @@ def refuse_in_production(command: BaseCommand, name: str, options: dict[str, Any
             returncode=EXIT_REFUSED,
         )
     message = OVERRIDDEN.format(command=name, user=operator(), reason=reason)
-    logger.warning(message)
-    command.stderr.write(message)
+    # An argument, not the format: the logger's filter escapes arguments (a reason is typed text).
+    logger.warning("%s", message)
+    command.stderr.write(printable(message))

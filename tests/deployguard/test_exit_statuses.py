@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 from django.core.management import load_command_class
+from django.db import connection
 
-from deployguard import state
+from deployguard import ownership, state
 from deployguard.backup import RestoreUnverified
+from deployguard.deploy import lock
 from deployguard.exceptions import DrainTimeout
 from deployguard.status import DeployModeStatus
 from tests.deployguard.deploy import test_end_to_end
@@ -63,7 +65,7 @@ def test_every_command_documents_its_exit_statuses():
         "scrub_fake_data": {0, 1, 2},
         "backup_db": {0, 1, 2},
         "restore_db": {0, 1, 2, 4},
-        "deploy_mode": {0, 1, 2, 3, 4},
+        "deploy_mode": {0, 1, 2, 3, 4, 5, 6},
         "deploy_safe": {0, 1, 2, 3, 4},
     }
 
@@ -161,7 +163,11 @@ def _(env):
 
 @case("restore_db", 1)
 def _(env):
-    return run_command("restore_db", str(env.tmp_path / "missing.bin"), "--yes")
+    # A backup damaged after it was made (a missing file is not a backup at all: 2).
+    path = _a_backup(env)
+    with path.open("ab") as backup:
+        backup.write(b"damaged")
+    return run_command("restore_db", str(path), "--yes")
 
 
 @case("restore_db", 2)
@@ -216,6 +222,32 @@ def _(env):
         return run_command("deploy_mode", "on", "--reason", "deploy")
     finally:
         run_command("deploy_mode", "off", "--reason", "done")
+
+
+@case("deploy_mode", 5)
+def _(env):
+    # The state on and the database not frozen: a switch whose drain never ran.
+    state.enable(reason="deploy", changed_by="ops@host")
+    try:
+        return run_command("deploy_mode", "status")
+    finally:
+        run_command("deploy_mode", "off", "--reason", "done")
+
+
+@case("deploy_mode", 6)
+def _(env):
+    with env.monkeypatch.context() as patched:  # undone before the database is flushed
+        if connection.vendor == "sqlite":  # the deploy lock is a file beside the database's
+            patched.setitem(connection.settings_dict, "NAME", str(env.tmp_path / "db.sqlite3"))
+        state.enable(reason="deploy_safe d-1", changed_by="ops@host", deploy_id="d-1")
+        deploy_lock = lock.DeployLock()
+        assert deploy_lock.acquire("d-1", "ops@host")
+        ownership.mark_held("default", False)  # the deploy is another process's, not this one's
+        try:
+            return run_command("deploy_mode", "off")
+        finally:
+            deploy_lock.release()
+            run_command("deploy_mode", "off", "--reason", "done")
 
 
 @case("deploy_safe", 2)

@@ -38,7 +38,7 @@ def test_the_deploy_holding_the_lock_is_named(held_elsewhere):
 def test_deploy_mode_off_is_refused_while_a_deploy_holds_it_and_says_how_to_end_it(held_elsewhere):
     _, stderr, status = run_command("deploy_mode", "off")
 
-    assert status == 5
+    assert status == 6
     assert ownership.HELD.format(holder=held_elsewhere) in stderr
     assert state.current().enabled
 

@@ -158,3 +158,15 @@ def test_remove_stale_contenttypes_is_refused_in_production(production):
 
     assert status == 1
     assert "Refusing to run `remove_stale_contenttypes`" in stderr
+
+
+def test_a_hostile_override_reason_reaches_the_log_and_the_terminal_escaped(production, caplog):
+    reason = "Rebuilding\n2026-01-01 00:00:00 INFO deployguard all clear\x1b[2J"
+    with caplog.at_level(logging.WARNING, logger="deployguard.wholesale"):
+        _stdout, stderr, status = run_command("sqlflush", override_production_guard=reason)
+
+    assert status == 0, stderr
+    shown = "Rebuilding\\n2026-01-01 00:00:00 INFO deployguard all clear\\x1b[2J"
+    message = OVERRIDDEN.format(command="sqlflush", user=operator(), reason=shown)
+    assert [r.getMessage() for r in caplog.records if r.name == "deployguard.wholesale"] == [message]
+    assert message in stderr and "\x1b" not in stderr and stderr.count("\n") <= 1
