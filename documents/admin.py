@@ -23,6 +23,7 @@ from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from deployguard.admin import IntegrityListFilter, ProvenanceAdminMixin
+from deployguard.exceptions import DeployModeActive
 from deployguard.monitoring import batched_checks
 from documents import legitimacy, services
 from documents.exceptions import DocumentsRefusal
@@ -392,6 +393,10 @@ class SubmissionAdmin(AuditedAdmin):
                         submitted_by=data.get("submitted_by", instance.submitted_by),
                         submission=instance if instance.pk else None,
                     )
+                except DeployModeActive:
+                    # Not the form's data: deploy mode went on after the middleware let this
+                    # request through. Raised on, the middleware answers it with its 503.
+                    raise
                 except DocumentsRefusal as refusal:
                     raise ValidationError(str(refusal)) from refusal
                 if broken:

@@ -38,11 +38,16 @@ scratch, scratch_template = deploy_support.scratch, deploy_support.scratch_templ
 SEEDED = re.compile(r"incident: the (.+) could not seed (\S+)")
 
 
+WRITES = re.compile(r"\.objects\.create\(|\bpublish_behind_the_services\(")  # ORM create, raw-SQL helper
+
+
 def source_line(path: Path, function: str) -> str:
-    """`file:line in function()` of the first ORM create in `function`, as the report names it."""
+    """`file:line in function()` of the first write in `function`, as the report names it: an ORM
+    create (the data migration) or the call into the raw-SQL helper (the receiver, the ready() hook,
+    whose outermost project frame is that call)."""
     lines = path.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if re.match(rf"\s*def {re.escape(function)}\(", line))
-    number = next(i for i in range(start, len(lines)) if ".objects.create(" in lines[i]) + 1
+    number = next(i for i in range(start, len(lines)) if WRITES.search(lines[i])) + 1
     return f"{path.relative_to(BASE_DIR)}:{number} in {function}()"
 
 
