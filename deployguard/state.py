@@ -392,12 +392,16 @@ def switch_off(**kwargs: Any) -> tuple[DeployModeStatus, bool]:
 
 def match_freeze(using: str = "default") -> str:
     """After a restore: the database's freeze follows the state row (a backup taken during a
-    deploy brings its enabled triggers back with it)."""
+    deploy brings its enabled triggers back with it; one taken while off brings none)."""
     connection = connections[using]
     if not freeze.supported(connection):
         return ""
     if current().enabled:
-        return "deploy mode is on: the triggers stay as restored"
+        if not freeze.verify(connection):
+            return "deploy mode is on: the restored freeze verifies and stays"
+        # A backup taken while deploy mode was off brings no freeze back (restore_db keeps the
+        # state, on): freeze the restored tables as the state says.
+        return f"deploy mode is on and the restored database was not frozen: {drain_in_flight_writes()}"
     return f"deploy mode is off: {freeze.thaw(connection)} trigger(s) disabled"
 
 

@@ -38,6 +38,13 @@ BAD_REQUEST = (
 METHOD_NOT_ALLOWED = "{method} is not allowed here: use {allowed}."
 
 
+SWITCH_FAILED = (
+    "The database refused the switch ({error}); the state is as shown. Where the site connects as a "
+    "least-privileged role, switch with `manage.py deploy_mode`, which connects as the tables' owner "
+    "(DEPLOYGUARD_OWNER_DATABASE_URL)."
+)
+
+
 def _allow(*methods: str) -> Callable[[Callable[..., JsonResponse]], Callable[..., JsonResponse]]:
     """Like require_http_methods, but the 405 says in JSON what to use instead."""
 
@@ -152,6 +159,11 @@ def mode(request: HttpRequest) -> JsonResponse:
             current, was_on = state.switch_off(changed_by=who, reason=wanted.reason)
         except DeployModeHeld as error:  # no override here: that is `deploy_mode off --force`'s
             return JsonResponse({**state.current().as_dict(), "error": str(error)}, status=409)
+        except DatabaseError as error:
+            # Typically the site's least-privileged role, which may not lift the database's freeze.
+            return JsonResponse(
+                {**state.current().as_dict(), "error": SWITCH_FAILED.format(error=error)}, status=503
+            )
         return JsonResponse({**current.as_dict(), "changed": was_on})
     try:
         current, drained = state.switch_on(
@@ -166,4 +178,8 @@ def mode(request: HttpRequest) -> JsonResponse:
         return JsonResponse({**error.status.as_dict(), "error": str(error)}, status=409)
     except DrainTimeout as error:
         return JsonResponse({**state.current().as_dict(), "error": str(error)}, status=504)
+    except DatabaseError as error:
+        return JsonResponse(
+            {**state.current().as_dict(), "error": SWITCH_FAILED.format(error=error)}, status=503
+        )
     return JsonResponse({**current.as_dict(), "changed": True, "drain": drained})

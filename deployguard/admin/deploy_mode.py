@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern
 
@@ -16,6 +17,7 @@ from deployguard.deploy.lock import DeployLock
 from deployguard.exceptions import DeployModeAlreadyOn, DrainTimeout
 from deployguard.models import DeployModeState, DeployRecord
 from deployguard.ownership import DeployModeHeld
+from deployguard.views import SWITCH_FAILED
 
 TEMPLATE = "admin/deployguard/deploymodestate/page.html"
 CONFIRM_TEMPLATE = "admin/deployguard/deploymodestate/confirm.html"
@@ -164,6 +166,8 @@ class DeployModeAdmin(OperationsAdmin):
             )
         except DrainTimeout as error:
             self.message_user(request, DRAIN_TIMED_OUT.format(error=error), messages.ERROR)
+        except DatabaseError as error:  # the site's least-privileged role cannot install the freeze
+            self.message_user(request, SWITCH_FAILED.format(error=error), messages.ERROR)
         else:
             self.message_user(request, SWITCHED_ON, messages.SUCCESS)
         return HttpResponseRedirect(self.url("changelist"))
@@ -208,6 +212,9 @@ class DeployModeAdmin(OperationsAdmin):
             )
         except DeployModeHeld as error:  # a deploy took the lock since the check above
             self.message_user(request, str(error), messages.ERROR)
+            return HttpResponseRedirect(self.url("changelist"))
+        except DatabaseError as error:  # the site's least-privileged role cannot lift the freeze
+            self.message_user(request, SWITCH_FAILED.format(error=error), messages.ERROR)
             return HttpResponseRedirect(self.url("changelist"))
         self.message_user(
             request, SWITCHED_OFF if was_on else ALREADY_OFF, messages.SUCCESS if was_on else messages.WARNING

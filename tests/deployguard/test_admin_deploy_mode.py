@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import DatabaseError
 from django.test import Client
 
 from deployguard import state
@@ -10,6 +11,7 @@ from deployguard.admin import deploy_mode as page
 from deployguard.deploy.lock import DeployLock
 from deployguard.exceptions import DrainTimeout
 from deployguard.models import DeployModeState, DeployRecord
+from deployguard.views import SWITCH_FAILED
 from tests.deployguard.admin_support import DEPLOY_MODE, SWITCH_OFF, SWITCH_ON, messages_of
 from tests.factories import DeployRecordFactory
 
@@ -242,3 +244,19 @@ def test_the_history_lists_every_switch_newest_first(operator_client):
     table = body.split('id="deploy-mode-history"')[1]
 
     assert table.index("Deploy mode off: Deploy finished") < table.index("Deploy mode on: Release 42")
+
+
+def test_a_switch_the_database_refuses_is_an_error_message_naming_the_owners_command(
+    operator_client, monkeypatch
+):
+    def refused(**kwargs):
+        raise DatabaseError("permission denied for function deployguard_freeze")
+
+    monkeypatch.setattr(state, "switch_on", refused)
+
+    response = operator_client.post(SWITCH_ON, CONFIRMED_ON, follow=True)
+
+    assert messages_of(response) == [
+        SWITCH_FAILED.format(error="permission denied for function deployguard_freeze")
+    ]
+    assert not state.current().enabled

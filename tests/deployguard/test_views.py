@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.urls import reverse
 
 import deployguard
 from deployguard import state
-from deployguard.views import ENDPOINT_DISABLED, STATUS_PUBLIC, TOKEN_REQUIRED, TOKEN_WRONG
+from deployguard.views import ENDPOINT_DISABLED, STATUS_PUBLIC, SWITCH_FAILED, TOKEN_REQUIRED, TOKEN_WRONG
 
 TOKEN = "t" * 40
 
@@ -236,3 +236,22 @@ def test_the_switch_takes_a_form_body_with_the_same_rules(client, token):
     accepted = client.post(url, {"mode": "on", "reason": "release 8", "expected_minutes": "5"}, **headers)
     assert accepted.status_code == 200, accepted.content
     assert accepted.json()["reason"] == "release 8"
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_a_switch_the_database_refuses_is_a_503_that_says_to_use_the_owners_command(
+    client, token, monkeypatch, mode
+):
+    # As the site's least-privileged role would be refused installing or lifting the freeze.
+    def refused(**kwargs):
+        raise DatabaseError("permission denied for table documents_submission")
+
+    monkeypatch.setattr(state, f"switch_{mode}", refused)
+
+    response = switch(client, {"mode": mode, "reason": "release 8"})
+
+    assert response.status_code == 503
+    assert response.json()["error"] == SWITCH_FAILED.format(
+        error="permission denied for table documents_submission"
+    )
+    assert "enabled" in response.json()

@@ -262,6 +262,10 @@ def test_restore_db_keeps_deploy_mode_as_it_is_and_deployguards_own_records(scra
     assert after["records"] == {deploy_id: "succeeded"}
     assert after["deploy_mode_switches"] == before["deploy_mode_switches"]
     assert "schema" not in after["migrations"]  # the data did go back
+    # The backup was taken with deploy mode off, so it held no freeze: the restored tables are
+    # frozen again, as the state says.
+    status = scratch.manage("deploy_mode", "status")
+    assert status.returncode == 0, status.stdout + status.stderr
 
 
 def test_deploy_mode_belongs_to_the_deploy_and_a_forced_switch_off_stops_it_without_erasing_writes(
