@@ -18,7 +18,7 @@ from tests.deployguard.jobs.tasks import add_group
 MAX_SECONDS = 240
 # Jobs per phase at most, whatever the phase lasts: a deploy that is slow on a loaded machine
 # must not make the test queue (and then wait for) hundreds more jobs.
-MAX_PER_PHASE = 60
+MAX_PER_PHASE = 20
 BACKENDS = ("default", "database")  # Celery (CELERY_BROKER_URL is set), then db_worker
 
 
