@@ -41,6 +41,7 @@ from deployguard.allowances import allow_writes
 from deployguard.fingerprint import PIN_RUNNING
 from deployguard.fingerprints import Digests, current_digests
 from deployguard.fingerprints import differences as fingerprint_differences
+from deployguard.sqlite_check import integrity_problems
 from deployguard.tables import protected_tables
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -135,10 +136,6 @@ def applied_migrations(using: str = "default") -> dict[str, list[str]]:
 
 def postgres_environment(using: str) -> dict[str, str]:
     """The environment that points libpq's tools (pg_dump, pg_restore) at this database."""
-    return _postgres_environment(using)
-
-
-def _postgres_environment(using: str) -> dict[str, str]:
     params = connections[using].settings_dict
     env = {**os.environ, "PGDATABASE": str(params["NAME"])}
     for key, variable in (
@@ -154,14 +151,10 @@ def _postgres_environment(using: str) -> dict[str, str]:
 
 def executable(name: str) -> str:
     """The path of a PostgreSQL client tool; BackupError when it is not installed."""
-    return _executable(name)
-
-
-def _executable(name: str) -> str:
-    executable = shutil.which(name)
-    if executable is None:
+    path = shutil.which(name)
+    if path is None:
         raise BackupError(f"{name} is not installed: install the PostgreSQL client tools.")
-    return executable
+    return path
 
 
 def _failed(name: str, returncode: int, output: str) -> BackupError:
@@ -171,7 +164,7 @@ def _failed(name: str, returncode: int, output: str) -> BackupError:
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
     result = subprocess.run(  # noqa: S603
-        [_executable(command[0]), *command[1:]], env=env, capture_output=True, text=True
+        [executable(command[0]), *command[1:]], env=env, capture_output=True, text=True
     )
     if result.returncode != 0:
         raise _failed(command[0], result.returncode, result.stderr or result.stdout)
@@ -183,7 +176,7 @@ def _started(command: list[str], env: dict[str, str]) -> Iterator[None]:
     Killed when the block raises."""
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(  # noqa: S603
-            [_executable(command[0]), *command[1:]], env=env, stdout=output, stderr=subprocess.STDOUT
+            [executable(command[0]), *command[1:]], env=env, stdout=output, stderr=subprocess.STDOUT
         )
         try:
             yield
@@ -232,67 +225,6 @@ def checked_sha256(target: Path) -> str:
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
             raise BackupError(f"The copy failed SQLite's integrity check: {'; '.join(problems[:3])}{more}")
         return digest.result()
-
-
-# integrity_check(TABLE) appeared in SQLite 3.33.0 (2020).
-_PER_TABLE_CHECK = sqlite3.sqlite_version_info >= (3, 33, 0)
-
-
-def integrity_problems(path: Path, pool: ThreadPoolExecutor | None = None) -> list[str]:
-    """What PRAGMA integrity_check finds wrong with the SQLite file at `path`: [] when it is sound.
-
-    The check is split so that it can use more than one core: `quick_check` makes every
-    check of integrity_check over the whole file except two, UNIQUE constraints and index
-    entries against their table's rows; integrity_check(TABLE) makes exactly those two (with
-    the table's own b-trees), one table at a time. Together they are the whole check. The
-    largest tables are submitted first, so that the last to finish is a small one. Without
-    `pool` the parts run one after another; older SQLite runs the plain whole-file check.
-    """
-    if not _PER_TABLE_CHECK:
-        return _check(path, "PRAGMA integrity_check")
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        tables = [
-            name for (name,) in connection.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")
-        ]
-        sizes = {table: _rows_at_most(connection, table) for table in tables}
-    except sqlite3.DatabaseError as error:  # damage that stops even reading the schema
-        return [f"reading the schema: {error}"]
-    finally:
-        connection.close()
-    quote = _quote_identifier
-    statements = ["PRAGMA quick_check"] + [
-        f"PRAGMA integrity_check({quote(table)})"
-        for table in sorted(tables, key=sizes.__getitem__, reverse=True)
-    ]
-    if pool is None:
-        return [problem for statement in statements for problem in _check(path, statement)]
-    parts = [pool.submit(_check, path, statement) for statement in statements]
-    return [problem for part in parts for problem in part.result()]
-
-
-def _check(path: Path, statement: str) -> list[str]:
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        found = [row[0] for row in connection.execute(statement)]
-    except sqlite3.DatabaseError as error:  # damage can stop the check itself
-        found = [f"{statement}: {error}"]
-    finally:
-        connection.close()
-    return [] if found == ["ok"] else found
-
-
-def _rows_at_most(connection: sqlite3.Connection, table: str) -> int:
-    """The table's largest rowid, a cheap stand-in for its size (0 without rowids)."""
-    try:
-        (largest,) = connection.execute(f"SELECT max(rowid) FROM {_quote_identifier(table)}").fetchone()  # noqa: S608
-    except sqlite3.Error:
-        return 0
-    return int(largest or 0)
-
-
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @contextlib.contextmanager
@@ -345,7 +277,7 @@ def _postgresql_copy(copy: Copy) -> Iterator[None]:
     process of its own, and so is the server backend that answers the block. Then prove the
     file reads with pg_restore --list while a thread hashes it."""
     connection = connections[copy.using]
-    env = _postgres_environment(copy.using)
+    env = postgres_environment(copy.using)
     dump = ["pg_dump", "--format=custom", "--file", str(copy.temporary)]
     with transaction.atomic(using=copy.using):
         with connection.cursor() as cursor:
@@ -582,7 +514,7 @@ def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
             str(connections[using].settings_dict["NAME"]),
             str(backup),
         ],
-        _postgres_environment(using),
+        postgres_environment(using),
     )
 
 
