@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import connections
 
+from deployguard import written
 from deployguard.fingerprint import (
     column_names,
     column_types,
@@ -59,6 +60,9 @@ class FingerprintsAt:
 
     tables: Mapping[str, TableFingerprint]
     horizon: int | None = None
+    # SQLite: the write counts (deployguard.written) at the same moment, from which later
+    # states are proved unwritten the same way.
+    mark: written.Mark | None = None
 
     def reused_in(self, later: Mapping[str, TableFingerprint]) -> list[str]:
         """The tables of `later` that kept this set's fingerprint, proved unwritten since."""
@@ -77,6 +81,7 @@ def take(
     using: str = "default",
     earlier: FingerprintsAt | None = None,
     on_table: Callable[[int, int, int], None] | None = None,
+    only: Iterable[str] | None = None,
 ) -> dict[str, TableFingerprint]:
     """Every protected table's fingerprint, bookkeeping tables included. `on_table(done, total,
     rows)` is called as each table is done (progress on a terminal).
@@ -84,9 +89,11 @@ def take(
     With `earlier` (PostgreSQL, with a horizon), a table with the same columns
     (fingerprint.column_types: names, types, numbers, the table's oid), all provable, that is
     proved unwritten since that snapshot keeps its earlier fingerprint, the very same object,
-    instead of being hashed again.
+    instead of being hashed again. `only`: those of the protected tables, not all.
     """
     tables = protected_tables_now(using=using)
+    if only is not None:
+        tables = [table for table in tables if table in set(only)]
     bookkeeping = migrate_writable_tables()
     described = _describe(tables, using=using)
     proved: set[str] = set()
@@ -254,7 +261,8 @@ def compare_with_now(
 
     On PostgreSQL a table with the same columns (names, types, numbers, the table's oid), all
     provable, that is proved unwritten since `before`'s snapshot is not hashed again: it holds
-    the very rows whose fingerprint was taken.
+    the very rows whose fingerprint was taken. On SQLite the same holds for a table whose write
+    count and schema (deployguard.written) are what `before.mark` recorded.
     """
     skipped = set(skip)
     now = set(protected_tables_now(using=using))
@@ -273,6 +281,13 @@ def compare_with_now(
             and provable(fp.types)
         }
         proved = unwritten_since(before.horizon, same_types, using=using)
+    elif before.mark is not None and not postgresql:
+        now_mark = written.mark_now(str(connections[using].settings_dict["NAME"]))
+        proved = {
+            table
+            for table in now_mark.unwritten_since(before.mark)
+            if table in before.tables and table not in skipped
+        }
     found = Comparison(proved_unwritten=sorted(proved))
     compared = sorted(t for t in before.tables if t not in skipped and t in now and t not in proved)
     declared = declared_now(compared, using=using, types=pg_types)

@@ -87,7 +87,7 @@ def run(
                 compared.differences.append(line)
         checked.schema_changes = compared.schema_changes
         step.detail = {"schema_changes": compared.schema_changes, "differences": compared.differences}
-        if frozen.horizon is not None:
+        if frozen.horizon is not None or frozen.mark is not None:
             step.detail["proved_unwritten"] = len(compared.proved_unwritten)
         if compared.differences:
             step.status = FAILED

@@ -1,20 +1,22 @@
 """deploy_safe, step by step: the orchestrator of a deploy and of `--recover`.
 
-A deploy: one at a time (the lock) → pre-checks → deployguard's own tables → deploy mode on
-(the migrate subprocess starts up, frozen, meanwhile) → the fingerprints, taken while the
-verified backup copies the same data → migrate → post-checks → deploy mode off → the record.
-Any failure after the backup is undone (deployguard.deploy.undo), and the exit status says how
-the run ended (deployguard.deploy.steps).
+A deploy: one at a time (the lock) → pre-checks → deployguard's own tables → the verified
+backup and its fingerprints, while the site still writes → deploy mode on (the migrate
+subprocess starts up, frozen, meanwhile) → the backup proved to hold the data at the freeze,
+what was written since copied and hashed again (deployguard.deploy.backup_first) → migrate →
+post-checks → deploy mode off → the record. Any failure after the freeze is undone
+(deployguard.deploy.undo), and the exit status says how the run ended (deployguard.deploy.steps).
 
-Deploy mode goes on before the fingerprints and the backup, not after: otherwise a live write
-between them and the freeze would make the comparison race. Going off does not wait for other
-processes' caches: nothing the deploy does afterwards needs them writing again.
+The freeze window, what the site's users wait, holds the proof, migrate and the post-checks;
+not the copy or the hashing. Going off does not wait for other processes' caches: nothing the
+deploy does afterwards needs them writing again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from deployguard import backup, conf, fingerprints, freeze, origin, row_counts, state
-from deployguard.deploy import lock, migrate, postchecks, prechecks, recovery, undo
+from deployguard.deploy import backup_first, lock, migrate, postchecks, prechecks, recovery, undo
 from deployguard.deploy.record import RUNNING, Record, Report, append_log, new_deploy_id, running_record
 from deployguard.deploy.steps import (
     EXIT_DEPLOYED,
@@ -131,10 +133,13 @@ def _deploy(options: Options, report: Report, held: contextlib.ExitStack, record
     alongside = _one_at_a_time(options, report, held)
     checked = _pre_checks(options, report, alongside)  # exit 3 unless every one passes: nothing touched
     _bootstrap(options, report)
-    record.store(status="running")  # before deploy mode goes on: a kill from here on is recoverable
+    record.store(status="running")  # before anything is copied or frozen: a kill from here on is recoverable
+    early = _back_up_first(
+        options, report, record, held, earlier=checked.rules.tables
+    )  # the site still writes
     child = _deploy_mode_on(options, report, record, held)  # the migrate subprocess starts up, frozen
     _still_frozen(report, record, None)  # at each step: else exit 4, nothing restored over writes since
-    backed_up = _back_up(options, report, record, earlier=checked.rules.tables)
+    backed_up = _backed_up_at_freeze(options, report, record, early, earlier=checked.rules.tables)
     _still_frozen(report, record, backed_up)
     migrated = _migrate(options, report, child)
     _still_frozen(report, record, backed_up)
@@ -221,6 +226,78 @@ def _deploy_mode_on(
         step.detail = {"expected_end": status.expected_end, "waited": waited, "drain": drained}
         record.store(status="running")
     return child
+
+
+def _back_up_first(
+    options: Options,
+    report: Report,
+    record: Record,
+    held: contextlib.ExitStack,
+    *,
+    earlier: FingerprintsAt | None,
+) -> backup_first.Early | None:
+    """The backup and its fingerprints, taken before deploy mode goes on, while the site still
+    writes (deployguard.deploy.backup_first); None when the database cannot prove them at the
+    freeze (in-memory SQLite): then both are taken under the freeze."""
+    using = options.using
+    if not backup_first.supported(using):
+        return None
+    held.callback(backup_first.stop_counting, using)  # SQLite's write counting, whatever the end
+    try:
+        with report.steps.step("backup, before the freeze") as step:
+            target = backup.default_backup_path(using, _backup_dir(options))
+            early = backup_first.take(target, using=using, deploy_id=report.deploy_id, earlier=earlier)
+            tables = early.fingerprints.tables
+            step.detail = {
+                "path": str(target), "tables": len(tables), "rows": sum(fp.count for fp in tables.values()),
+                "while": "the site still writes",
+            }  # fmt: skip
+            if earlier is not None:
+                reused = earlier.reused_in(tables)
+                step.detail["reused_from_pre_check"] = len(reused)
+                step.detail["hashed"] = sorted(set(tables) - set(reused))
+    except (backup.BackupError, DatabaseError, OSError, sqlite3.Error) as error:
+        # Nothing was frozen or migrated: the data is as it was.
+        record.finish("rolled_back", EXIT_RESTORED, BACKUP_FAILED.format(error=error))
+        raise Stop(EXIT_RESTORED, report.message) from None
+    return early
+
+
+def _backed_up_at_freeze(
+    options: Options,
+    report: Report,
+    record: Record,
+    early: backup_first.Early | None,
+    *,
+    earlier: FingerprintsAt | None,
+) -> BackedUp:
+    """Under the freeze: the early backup proved to hold the data now, the tables written since
+    it copied again; or, when it cannot be (none taken, or a table redefined since), the whole
+    backup taken now."""
+    if early is None:
+        return _back_up(options, report, record, earlier=earlier)
+    try:
+        with report.steps.step("backup proved at the freeze") as step:
+            proved = backup_first.prove(early)
+            step.detail = (
+                {"copied_again": "everything, under the freeze: a table was redefined since the copy"}
+                if proved is None
+                else {
+                    "path": str(proved.path), "written_since_the_copy": proved.written_since,
+                    "copied_again": proved.copied_again,
+                }
+            )  # fmt: skip
+    except (backup.BackupError, DatabaseError, OSError, sqlite3.Error) as error:
+        backup_first.discard(early)
+        _deploy_mode_off(report, f"deploy_safe {report.deploy_id} aborted")
+        record.finish("rolled_back", EXIT_RESTORED, BACKUP_FAILED.format(error=error))
+        raise Stop(EXIT_RESTORED, report.message) from None
+    if proved is None:
+        backup_first.stop_counting(options.using)  # so that the whole copy does not carry the triggers
+        return _back_up(options, report, record, earlier=earlier)
+    report.backup = proved.path
+    record.store(status="running")
+    return BackedUp(proved.path, proved.manifest, proved.fingerprints)
 
 
 def _back_up(options: Options, report: Report, record: Record, *, earlier: FingerprintsAt | None) -> BackedUp:
@@ -410,6 +487,7 @@ def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
             undo.alert(report.deploy_id, "restore_failed", message)  # a person must act: never silent
             raise Stop(EXIT_HUMAN, message) from None
     record.survive_restore()
+    backup_first.stop_counting(using)  # SQLite: the write counting the killed deploy left
     with steps.step("deploy mode off") as off:
         if recovery.shared_status(using=using).deploy_id == report.deploy_id:
             off.detail = _deploy_mode_off(report, f"deploy_safe --recover {report.deploy_id}")

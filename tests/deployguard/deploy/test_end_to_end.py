@@ -41,34 +41,42 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     assert report["status"] == "succeeded"
     assert after["records"] == {report["deploy_id"]: "succeeded"}
     assert [step["name"] for step in report["steps"]][-8:] == [
-        "deploy mode on", "fingerprint", "backup", "migrate",
+        "backup, before the freeze", "deploy mode on", "backup proved at the freeze", "migrate",
         "post-check: health", "post-check: fingerprints", "post-check: integrity", "deploy mode off",
     ]  # fmt: skip
     assert all(isinstance(step["seconds"], float) for step in report["steps"])
     steps = {step["name"]: step for step in report["steps"]}
     assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
-    # The freeze window holds every step from deploy mode on to off, and no step outside it.
-    inside = sum(steps[name]["seconds"] for name in ("fingerprint", "migrate", "deploy mode off"))
+    # The freeze window holds every step from deploy mode on to off, and no step outside it:
+    # the backup and its fingerprints are taken before it, while the site still writes.
+    inside = sum(
+        steps[name]["seconds"] for name in ("backup proved at the freeze", "migrate", "deploy mode off")
+    )
     assert report["migrate_s"] == steps["migrate"]["seconds"]
-    assert inside <= report["freeze_window_s"] <= sum(step["seconds"] for step in report["steps"])
+    everything = sum(step["seconds"] for step in report["steps"])
+    assert inside <= report["freeze_window_s"] <= everything - steps["backup, before the freeze"]["seconds"]
     assert f"freeze window: {report['freeze_window_s']:.2f}s with writes refused" in result.stdout
     # Counted one model at a time (threads or connections of their own), reported in the registry's order.
     assert list(steps["pre-check: integrity"]["detail"]) == [rule.id for rule in default_registry.select()]
-    assert steps["fingerprint"]["detail"]["while"] == "the backup copies the same data"
+    assert steps["backup, before the freeze"]["detail"]["while"] == "the site still writes"
+    # Nothing was written between the copy and the freeze: the backup stands as taken.
+    proved = steps["backup proved at the freeze"]["detail"]
+    assert (proved["written_since_the_copy"], proved["copied_again"]) == ([], "nothing")
+    # The post-check proved the tables migrate did not write unwritten instead of hashing them:
+    # PostgreSQL by row versions, SQLite by the write counts (deployguard.written).
+    compared = [
+        t
+        for t in before["fingerprints"]
+        if t not in ("django_content_type", "auth_permission", "django_migrations")
+    ]
+    assert steps["post-check: fingerprints"]["detail"]["proved_unwritten"] == len(compared)
     if scratch.url.startswith("postgres"):
-        # Every table was hashed once, in the pre-check's snapshot: the backup kept those
-        # fingerprints, and the post-check proved the tables unwritten instead of hashing them.
-        fingerprinted = steps["fingerprint"]["detail"]
+        # Every table was hashed once, in the pre-check's snapshot: the backup kept those fingerprints.
+        fingerprinted = steps["backup, before the freeze"]["detail"]
         assert (fingerprinted["hashed"], fingerprinted["reused_from_pre_check"]) == (
             [],
             fingerprinted["tables"],
         )
-        compared = [
-            t
-            for t in before["fingerprints"]
-            if t not in ("django_content_type", "auth_permission", "django_migrations")
-        ]
-        assert steps["post-check: fingerprints"]["detail"]["proved_unwritten"] == len(compared)
         # Nothing the rules read changed, in the pre-check's snapshot or since: same answer.
         assert steps["post-check: integrity"]["detail"]["reused"] == (
             "the tables the rules read are unchanged since the pre-check ran them"

@@ -1,0 +1,133 @@
+"""The backup taken before the freeze holds exactly the data at the freeze, with writers running
+until the freeze refuses them (deployguard.deploy.backup_first)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from deployguard.backup import manifest_path
+from tests.deploy_apps.support import PYTHON, Scratch, is_postgresql
+from tests.waiting import wait_until
+
+# Writes through a raw driver, as another program sharing the database would, one transaction
+# at a time: a new group, and the editor's first name, both numbered. Each committed number is
+# appended to the log; the first refusal (the freeze) is logged and ends the writer.
+WRITER = """
+import sys, time
+url, log = sys.argv[1], sys.argv[2]
+if url.startswith("sqlite:///"):
+    import sqlite3
+    db = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=60, isolation_level=None)
+    begin, mark, errors = "BEGIN IMMEDIATE", "?", sqlite3.Error
+else:
+    import psycopg
+    db = psycopg.connect(url, autocommit=True)
+    begin, mark, errors = "BEGIN", "%s", psycopg.Error
+number = 0
+with open(log, "a", buffering=1) as out:
+    out.write("started\\n")
+    while True:
+        number += 1
+        try:
+            db.execute(begin)
+            db.execute(f"INSERT INTO auth_group (name) VALUES ({mark})", [f"writer {number}"])
+            db.execute(f"UPDATE auth_user SET first_name = {mark} WHERE username = 'editor'", [f"n{number}"])
+            db.execute("COMMIT")
+        except errors as error:
+            out.write("refused " + " ".join(str(error).split()) + "\\n")
+            break
+        out.write(f"{number}\\n")
+        time.sleep(0.002)
+"""
+
+
+def _start_writer(scratch: Scratch) -> tuple[subprocess.Popen[bytes], Path]:
+    log = scratch.directory / "writer.log"
+    writer = subprocess.Popen([PYTHON, "-c", WRITER, scratch.url, str(log)])
+    wait_until(
+        lambda: log.exists() and len(log.read_text().splitlines()) > 3,
+        "the writer to commit its first writes",
+        timeout=60,
+    )
+    return writer, log
+
+
+def _query(scratch: Scratch, sql: str) -> list[tuple[object, ...]]:
+    if is_postgresql():
+        with psycopg.connect(scratch.url) as db:
+            return db.execute(sql).fetchall()
+    path = scratch.url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return db.execute(sql).fetchall()
+
+
+def _user_first_name(scratch: Scratch) -> str:
+    return str(_query(scratch, "SELECT first_name FROM auth_user WHERE username = 'editor'")[0][0])
+
+
+def _groups(scratch: Scratch) -> set[str]:
+    return {str(name) for (name,) in _query(scratch, "SELECT name FROM auth_group")}
+
+
+def test_a_rolled_back_deploy_restores_every_write_committed_until_the_freeze(scratch: Scratch):
+    writer, log = _start_writer(scratch)
+    try:
+        result = scratch.deploy(apps="halfway")
+        writer.wait(timeout=60)  # it stops at its first refusal: the freeze
+    finally:
+        writer.kill()
+        writer.wait()
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = log.read_text().splitlines()
+    assert lines[-1].startswith("refused "), lines[-3:]
+    committed = [int(line) for line in lines[1:-1]]
+    report = scratch.report()
+    steps = {step["name"]: step for step in report["steps"]}
+    proved = steps["backup proved at the freeze"]["detail"]
+    # The writer kept writing after the copy: those tables, and only those, were written since.
+    assert {"auth_group", "auth_user"} <= set(proved["written_since_the_copy"]), proved
+    if is_postgresql():
+        assert proved["copied_again"] == "everything"  # a custom dump is made again whole
+    else:
+        assert set(proved["written_since_the_copy"]) == {"auth_group", "auth_user"}, proved
+        assert proved["copied_again"] == "the tables written since"
+    assert "restored_because" in steps["roll back"]["detail"]
+    # The data restored is the data at the freeze: every committed write, the last included.
+    assert _groups(scratch) >= {f"writer {number}" for number in committed}
+    assert f"writer {committed[-1] + 1}" not in _groups(scratch)
+    assert _user_first_name(scratch) == f"n{committed[-1]}"
+    # Outside the window: the copy and its hashing were made while the writer still wrote.
+    assert report["freeze_window_s"] < sum(step["seconds"] for step in report["steps"])
+    assert not list(scratch.backup_dir.glob(".*")), "a temporary copy was left behind"
+
+
+def test_the_write_counting_is_gone_after_a_deploy_whatever_its_end(scratch: Scratch):
+    assert scratch.deploy(apps="schema").returncode == 0
+    assert scratch.deploy(apps="schema,halfway").returncode == 1
+    if is_postgresql():
+        return  # PostgreSQL proves by row versions: nothing is installed
+    names = {str(name) for (name,) in _query(scratch, "SELECT name FROM sqlite_master")}
+    assert not {name for name in names if name.startswith("deployguard_written")}, names
+
+
+def test_a_deploy_with_nothing_written_since_the_copy_keeps_it_as_taken(scratch: Scratch):
+    result = scratch.deploy(apps="schema")
+
+    assert result.returncode == 0, result.stderr
+    report = scratch.report()
+    steps = {step["name"]: step for step in report["steps"]}
+    assert steps["backup proved at the freeze"]["detail"]["copied_again"] == "nothing"
+    assert (
+        steps["backup proved at the freeze"]["detail"]["path"]
+        == steps["backup, before the freeze"]["detail"]["path"]
+    )
+    path = Path(steps["backup, before the freeze"]["detail"]["path"])
+    assert report["backup"] == str(path)
+    assert json.loads(manifest_path(path).read_text())["deploy_id"] == report["deploy_id"]
