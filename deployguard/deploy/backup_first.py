@@ -12,13 +12,14 @@ from holds exactly the data at the freeze either way.
   the freeze, with the proved tables' fingerprints kept and only the others hashed (a custom
   dump cannot be patched table by table).
 - SQLite (a database file): deployguard.written counts every write to each protected table
-  from before the copy until the deploy ends. The copy is made through the backup API from a
-  read transaction, which also reads the counts: writers wait for the page copy, not for the
-  checks or the hashing, and are never refused. The fingerprints are taken afterwards from
-  the live database; a table written while they ran is marked stale. At the freeze a table
-  whose count moved, or that is stale, is copied again into the backup (its rows and its
-  sqlite_sequence entry, in one transaction) and hashed again. A table whose definition
-  changed, or one added or dropped, makes the whole copy again, as before.
+  from before the pre-checks until the deploy ends (deploy_safe starts it). The copy is made
+  through the backup API from a read transaction, which also reads the counts: writers wait
+  for the page copy, not for the checks or the hashing, and are never refused. The
+  fingerprints are taken afterwards from the live database; a table written while they ran is
+  marked stale. At the freeze a table whose count moved, or that is stale, is copied again
+  into the backup (its rows and its sqlite_sequence entry, in one transaction) and hashed
+  again. A table whose definition changed, or one added or dropped, makes the whole copy
+  again, as before.
 - An in-memory SQLite database (tests) has no second connection to count with: it is
   backed up under the freeze, as before.
 """
@@ -110,7 +111,6 @@ def _take_sqlite(target: Path, *, using: str, deploy_id: str) -> Early:
     temporary = Path(temporary_name)
     temporary.unlink()
     try:
-        written.install(name, fingerprints.protected_tables_now(using=using))
         at_copy = _copy(name, temporary)
         # The checks on the copy on two threads (SQLite and hashlib release the GIL), the
         # fingerprints of the live database on this one.
@@ -296,7 +296,20 @@ def discard(early: Early) -> None:
             early.target.unlink(missing_ok=True)
 
 
+def counts_writes(using: str) -> bool:
+    """Whether deploy_safe counts writes on this database: a SQLite file."""
+    connection = connections[using]
+    return connection.vendor == "sqlite" and not connection.is_in_memory_db()
+
+
+def start_counting(using: str) -> int:
+    """SQLite: count writes to every protected table from now on (deployguard.written); how many."""
+    tables = fingerprints.protected_tables_now(using=using)
+    written.install(_name(using), tables)
+    return len(tables)
+
+
 def stop_counting(using: str) -> None:
-    """SQLite: remove the write counting (deployguard.written) a deploy installed, if any."""
-    if connections[using].vendor == "sqlite" and supported(using):
+    """SQLite: remove the write counting a deploy installed, if any."""
+    if counts_writes(using):
         written.remove(_name(using))

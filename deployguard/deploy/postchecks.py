@@ -2,9 +2,10 @@
 fingerprints equal those taken at the freeze, the baseline (when it had to wait), and integrity
 no worse than before.
 
-When the pre-check fingerprinted what the rules read (PostgreSQL), the rules run again only if
-that changed; else they run now, on their own thread and connection, beside the fingerprints
-(SQL that SQLite and PostgreSQL run without the GIL).
+When the pre-check can tell what the rules read since (PostgreSQL: fingerprinted with them;
+SQLite: its write counts, deployguard.written), the rules run again only if that changed; else
+they run now, on their own thread and connection, beside the fingerprints (SQL that SQLite and
+PostgreSQL run without the GIL).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from django.db import DatabaseError, connections
 
-from deployguard import bookkeeping, fingerprints, reshaped
+from deployguard import bookkeeping, fingerprints, reshaped, written
 from deployguard.backup import BackupError
 from deployguard.deploy import rules
 from deployguard.deploy.migrate import pending_migrations
@@ -68,7 +69,8 @@ def run(
             problems.append(f"{len(still)} migration(s) still unapplied: {', '.join(still[:5])}")
         if problems:
             step.status = FAILED
-    integrity = None if before.inputs else alongside.start(lambda: rules.count(using=using))
+    reusable = bool(before.inputs) or (before.mark is not None and bool(before.mark.counts))
+    integrity = None if reusable else alongside.start(lambda: rules.count(using=using))
     ran_alongside = integrity is not None
     with steps.step("post-check: fingerprints") as step:
         kept = migrate_writable_tables()
@@ -103,8 +105,12 @@ def run(
         seconds, reused = None, ""
         try:
             if integrity is None:
-                types = fingerprints.types_now(before.inputs, using=using)
-                rerun = rules.would_see_changes(before, frozen.tables, compared.unchanged, types)
+                if before.inputs:
+                    types = fingerprints.types_now(before.inputs, using=using)
+                    rerun = rules.would_see_changes(before, frozen.tables, compared.unchanged, types)
+                else:
+                    name = str(connections[using].settings_dict["NAME"])
+                    rerun = rules.would_see_changes_sqlite(before, written.mark_now(name))
                 if rerun:
                     integrity = alongside.start(lambda: rules.count(using=using))
                     step.detail = {"ran_again_because": rerun}

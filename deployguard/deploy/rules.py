@@ -25,7 +25,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
-from deployguard import baseline, fingerprints
+from deployguard import baseline, fingerprints, written
 from deployguard.deploy.steps import Alongside
 from deployguard.fingerprint import PIN_RUNNING, provable, snapshot_horizon
 from deployguard.fingerprints import FingerprintsAt, TableFingerprint, Types
@@ -45,6 +45,10 @@ class RulesBefore:
     failure: DatabaseError | None = None  # why they could not (the new models on the old schema, say)
     inputs: dict[str, TableFingerprint] = field(default_factory=dict)  # the tables they read, fingerprinted
     tables: FingerprintsAt | None = None  # every protected table in their snapshot, for the backup to reuse
+    # SQLite, while deploy_safe counts writes (deployguard.written): the counts before the rules
+    # ran, and the tables their SQL named.
+    mark: written.Mark | None = None
+    read: frozenset[str] = frozenset()
 
 
 def rules_by_model(rules: Iterable[Rule]) -> list[list[Rule]]:
@@ -110,23 +114,31 @@ def import_snapshot(cursor: Any, snapshot: str) -> None:
     cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
 
 
-def count(*, using: str = "default") -> dict[str, int]:
-    """Every rule's count of failing rows, by rule id in the registry's order."""
+def count(*, using: str = "default", read: set[str] | None = None) -> dict[str, int]:
+    """Every rule's count of failing rows, by rule id in the registry's order; `read` collects
+    the tables their SQL named (tables_read)."""
     rules = default_registry.select()
     connection = connections[using]
+    named: set[str] = set() if read is None else read
     if connection.vendor != "sqlite" or connection.is_in_memory_db():
-        with without_jit(using=using):
+        with without_jit(using=using), tables_read(named, using=using):
             return {r.rule.id: r.count for r in evaluate(rules, sample_size=0)}
 
-    def counts(group: list[Rule]) -> dict[str, int]:
+    def counts(group: list[Rule]) -> tuple[dict[str, int], set[str]]:
+        found: set[str] = set()
         try:
-            return {r.rule.id: r.count for r in evaluate(group, sample_size=0)}
+            with tables_read(found, using=using):
+                return {r.rule.id: r.count for r in evaluate(group, sample_size=0)}, found
         finally:
             connections.close_all()  # this thread's own connections
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="deploy_safe-rules") as pool:
         parts = [pool.submit(counts, group) for group in rules_by_model(rules)]
-        found = {rule_id: count for part in parts for rule_id, count in part.result().items()}
+        found: dict[str, int] = {}
+        for part in parts:
+            part_counts, part_read = part.result()
+            found |= part_counts
+            named |= part_read
     return {rule.id: found[rule.id] for rule in rules}  # in the registry's order, as reported
 
 
@@ -142,9 +154,15 @@ def count_before(*, using: str = "default", alongside: Alongside) -> RulesBefore
     snapshot too, without parallel workers: with the fingerprints beside them the cores are
     busy already, and a parallel worker would read the joined history tables whole again. At
     1,000,000 rows this took 5.9 s where one connection took 6.9 s."""
-    if connections[using].vendor != "postgresql":
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        # While deploy_safe counts writes, the counts before the rules run: the post-check
+        # reuses their answer when nothing they read was written since.
+        counting = connection.vendor == "sqlite" and not connection.is_in_memory_db()
+        mark = written.mark_now(str(connection.settings_dict["NAME"])) if counting else None
+        read: set[str] = set()
         try:
-            return RulesBefore(count(using=using))
+            return RulesBefore(count(using=using, read=read), mark=mark, read=frozenset(read))
         except DatabaseError as error:
             return RulesBefore(None, failure=error)
     rules = default_registry.select()
@@ -230,6 +248,21 @@ def fingerprints_in_snapshot(
             return FingerprintsAt(fingerprints.take(using=using), horizon)
     finally:
         imported.set()
+
+
+def would_see_changes_sqlite(before: RulesBefore, now: written.Mark) -> str:
+    """SQLite: why the rules must run again after migrate, or "" when their answer is known:
+    every table they read is proved unwritten (deployguard.written) from before they ran until
+    `now`, with the same definition, so the same rule SQL gives the same counts."""
+    if before.counts is None:
+        return "the pre-check's rules did not run"
+    if before.mark is None or not before.mark.counts or not before.read:
+        return "writes were not counted while the pre-check's rules ran"
+    proved = now.unwritten_since(before.mark)
+    for table in sorted(before.read):
+        if table not in proved:
+            return f"{table} was written (or redefined) since the pre-check ran the rules"
+    return ""
 
 
 def would_see_changes(

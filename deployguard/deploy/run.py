@@ -48,6 +48,10 @@ logger = logging.getLogger("deployguard")
 
 PRECHECKS_FAILED = "{count} pre-check(s) failed; nothing was touched: {failures}"
 DRAIN_FAILED = "{error} Deploy mode is off again; nothing was backed up or migrated."
+COUNTING_FAILED = (
+    "Could not start counting writes ({error}); nothing was touched. Run deploy_safe again when "
+    "no long transaction holds the database."
+)
 BACKUP_FAILED = "The backup failed ({error}); nothing was migrated."
 DEPLOYED = "Deploy {deploy_id} done: migrated and verified."
 ROLLED_BACK = "Deploy {deploy_id} failed and was rolled back ({how}): {why}"
@@ -131,6 +135,7 @@ def _unexpected(report: Report, record: Record, error: Exception) -> None:
 
 def _deploy(options: Options, report: Report, held: contextlib.ExitStack, record: Record) -> None:
     alongside = _one_at_a_time(options, report, held)
+    _count_writes(options, report, held)  # SQLite: from before the rules run to the deploy's end
     checked = _pre_checks(options, report, alongside)  # exit 3 unless every one passes: nothing touched
     _bootstrap(options, report)
     record.store(status="running")  # before anything is copied or frozen: a kill from here on is recoverable
@@ -162,6 +167,24 @@ def _one_at_a_time(options: Options, report: Report, held: contextlib.ExitStack)
     alongside = Alongside(options.using)
     held.callback(alongside.shutdown)
     return alongside
+
+
+def _count_writes(options: Options, report: Report, held: contextlib.ExitStack) -> None:
+    """SQLite (a file): count every write to each protected table until the deploy ends
+    (deployguard.written), from which the backup is proved at the freeze, and the post-checks
+    prove tables unwritten and reuse the pre-check's rules. Exit 3 when it cannot start."""
+    if not backup_first.counts_writes(options.using):
+        return
+    held.callback(backup_first.stop_counting, options.using)  # whatever the deploy's end
+    with report.steps.step("pre-check: count writes") as step:
+        try:
+            step.detail = {"tables": backup_first.start_counting(options.using)}
+        except sqlite3.Error as error:
+            step.status = FAILED
+            message = COUNTING_FAILED.format(error=error)
+            report.end("precheck_failed", EXIT_PRECHECK, message)
+            append_log(report)
+            raise Stop(EXIT_PRECHECK, message) from None
 
 
 def _pre_checks(options: Options, report: Report, alongside: Alongside) -> prechecks.PreChecked:
@@ -242,7 +265,6 @@ def _back_up_first(
     using = options.using
     if not backup_first.supported(using):
         return None
-    held.callback(backup_first.stop_counting, using)  # SQLite's write counting, whatever the end
     try:
         with report.steps.step("backup, before the freeze") as step:
             target = backup.default_backup_path(using, _backup_dir(options))

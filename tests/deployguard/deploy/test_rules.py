@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from deployguard import fingerprints
+from deployguard import fingerprints, written
 from deployguard.deploy import rules
 from deployguard.deploy.rules import RulesBefore
 from deployguard.deploy.steps import Alongside
@@ -217,3 +217,26 @@ def test_worse_counts_more_rows_than_before_and_without_counts_any_error(db):
     }
     assert rules.worse(None, {error_rule: 1, warning_rule: 2}) == {error_rule: 1}
     assert rules.errors({error_rule: 3, warning_rule: 5}) == {error_rule: 3}
+
+
+def _counted(count: int, definition: str = "CREATE TABLE t (id integer)") -> written.Mark:
+    triggers = sorted(written.trigger_sql("t", operation) for operation in written.OPERATIONS)
+    return written.Mark({"t": count}, {"t": (definition, *triggers)})
+
+
+def test_on_sqlite_the_rules_answer_is_reused_only_while_what_they_read_is_unwritten():
+    before = rules.RulesBefore({"documents.E001": 0}, mark=_counted(0), read=frozenset({"t"}))
+
+    assert rules.would_see_changes_sqlite(before, _counted(0)) == ""
+    assert rules.would_see_changes_sqlite(before, _counted(1)) == (
+        "t was written (or redefined) since the pre-check ran the rules"
+    )
+    redefined = _counted(0, "CREATE TABLE t (id integer, extra text)")
+    assert rules.would_see_changes_sqlite(before, redefined).startswith("t was written")
+    uncounted = rules.RulesBefore({"documents.E001": 0})
+    assert rules.would_see_changes_sqlite(uncounted, _counted(0)) == (
+        "writes were not counted while the pre-check's rules ran"
+    )
+    assert rules.would_see_changes_sqlite(rules.RulesBefore(None), _counted(0)) == (
+        "the pre-check's rules did not run"
+    )
