@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import connections
 
-from deployguard import written
+from deployguard import written, written_pg
 from deployguard.fingerprint import (
     column_names,
     column_types,
@@ -63,6 +63,9 @@ class FingerprintsAt:
     # SQLite: the write counts (deployguard.written) at the same moment, from which later
     # states are proved unwritten the same way.
     mark: written.Mark | None = None
+    # PostgreSQL, while deploy_safe logs writes (deployguard.written_pg): the snapshot itself,
+    # after which the log proves tables unwritten without reading their rows.
+    snapshot: str | None = None
 
     def reused_in(self, later: Mapping[str, TableFingerprint]) -> list[str]:
         """The tables of `later` that kept this set's fingerprint, proved unwritten since."""
@@ -280,7 +283,12 @@ def compare_with_now(
             and pg_types.get(table) == fp.types
             and provable(fp.types)
         }
-        proved = unwritten_since(before.horizon, same_types, using=using)
+        logged = (
+            written_pg.unwritten_since(connections[using], before.snapshot, same_types)
+            if before.snapshot is not None
+            else None
+        )
+        proved = logged if logged is not None else unwritten_since(before.horizon, same_types, using=using)
     elif before.mark is not None and not postgresql:
         now_mark = written.mark_now(str(connections[using].settings_dict["NAME"]))
         proved = {

@@ -27,6 +27,7 @@ from holds exactly the data at the freeze either way.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import tempfile
@@ -34,13 +35,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from deployguard import backup, fingerprints, written
+from deployguard import backup, conf, fingerprints, written, written_pg
 from deployguard.fingerprint import PIN_RUNNING, provable, snapshot_horizon, unwritten_since
 from deployguard.fingerprints import FingerprintsAt, TableFingerprint
 from deployguard.sqlite_check import integrity_problems
+
+logger = logging.getLogger("deployguard")
 
 
 @dataclass
@@ -91,9 +94,12 @@ def take(target: Path, *, using: str, deploy_id: str, earlier: FingerprintsAt | 
         with backup.copying(target, using=using, deploy_id=deploy_id) as copy:
             tables = fingerprints.take(using=using, earlier=earlier)
             horizon = snapshot_horizon(using=using)
+            with connections[using].cursor() as cursor:
+                snapshot = written_pg.snapshot(cursor)  # the dump's: copying() runs the block in it
             copy.describe(fingerprints.digests(tables), backup.applied_migrations(using))
         assert copy.manifest is not None
-        return Early(using, copy.path, deploy_id, FingerprintsAt(tables, horizon), manifest=copy.manifest)
+        taken = FingerprintsAt(tables, horizon, snapshot=snapshot)
+        return Early(using, copy.path, deploy_id, taken, manifest=copy.manifest)
     return _take_sqlite(target, using=using, deploy_id=deploy_id)
 
 
@@ -179,7 +185,11 @@ def _prove_postgresql(early: Early) -> Proved:
             for table, fp in before.tables.items()
             if fp.types is not None and types.get(table) == fp.types and provable(fp.types)
         }
-        proved = unwritten_since(before.horizon, same, using=using)
+        # The write log when deploy_safe kept one since before the dump; else every row's version.
+        logged = (
+            written_pg.unwritten_since(connections[using], before.snapshot, same) if before.snapshot else None
+        )
+        proved = logged if logged is not None else unwritten_since(before.horizon, same, using=using)
     changed = sorted((set(now) | set(before.tables)) - proved)
     if not changed:
         return Proved(early.target, early.manifest, before, [], "nothing")
@@ -188,10 +198,13 @@ def _prove_postgresql(early: Early) -> Proved:
     with backup.copying(path, using=using, deploy_id=early.deploy_id) as copy:
         tables = fingerprints.take(using=using, earlier=before)
         horizon = snapshot_horizon(using=using)
+        with connections[using].cursor() as cursor:
+            snapshot = written_pg.snapshot(cursor)
         copy.describe(fingerprints.digests(tables), backup.applied_migrations(using))
     assert copy.manifest is not None
     discard(early)
-    return Proved(copy.path, copy.manifest, FingerprintsAt(tables, horizon), changed, "everything")
+    again = FingerprintsAt(tables, horizon, snapshot=snapshot)
+    return Proved(copy.path, copy.manifest, again, changed, "everything")
 
 
 def _prove_sqlite(early: Early) -> Proved | None:
@@ -207,6 +220,11 @@ def _prove_sqlite(early: Early) -> Proved | None:
         discard(early)
         return None
     changed = sorted((now - at_freeze.unwritten_since(early.at_copy)) | early.stale)
+    # SQLite's own tables (sqlite_stat1) are never counted: small, so compared by hashing them.
+    own = [table for table in changed if table.startswith("sqlite_")]
+    if own:
+        hashed = fingerprints.take(using=using, only=own)
+        changed = [t for t in changed if t not in own or hashed[t].as_digest() != before[t].as_digest()]
     tables: dict[str, TableFingerprint] = dict(before)
     sha256 = early.sha256
     if changed:
@@ -297,19 +315,32 @@ def discard(early: Early) -> None:
 
 
 def counts_writes(using: str) -> bool:
-    """Whether deploy_safe counts writes on this database: a SQLite file."""
-    connection = connections[using]
-    return connection.vendor == "sqlite" and not connection.is_in_memory_db()
+    """Whether deploy_safe keeps track of writes on this database: PostgreSQL, or a SQLite file."""
+    return supported(using)
 
 
 def start_counting(using: str) -> int:
-    """SQLite: count writes to every protected table from now on (deployguard.written); how many."""
+    """Keep track of every write to each protected table from now on: SQLite's counts
+    (deployguard.written), PostgreSQL's log (deployguard.written_pg). How many tables."""
     tables = fingerprints.protected_tables_now(using=using)
+    if connections[using].vendor == "postgresql":
+        return written_pg.install(
+            connections[using], tables, lock_timeout=conf.get("DEPLOYGUARD_DRAIN_TIMEOUT")
+        )
     written.install(_name(using), tables)
-    return len(tables)
+    return len([table for table in tables if not table.startswith("sqlite_")])
 
 
 def stop_counting(using: str) -> None:
-    """SQLite: remove the write counting a deploy installed, if any."""
-    if counts_writes(using):
-        written.remove(_name(using))
+    """Stop keeping track of writes (whatever a deploy installed, if anything). A failure is
+    logged, not raised: it costs writes a little, never correctness, and the next deploy or
+    `deploy_safe --recover` tries again."""
+    if not counts_writes(using):
+        return
+    try:
+        if connections[using].vendor == "postgresql":
+            written_pg.remove(connections[using])
+        else:
+            written.remove(_name(using))
+    except (DatabaseError, sqlite3.Error) as error:
+        logger.warning("deploy_safe could not stop tracking writes (%s); the next deploy will", error)

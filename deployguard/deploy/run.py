@@ -49,8 +49,9 @@ logger = logging.getLogger("deployguard")
 PRECHECKS_FAILED = "{count} pre-check(s) failed; nothing was touched: {failures}"
 DRAIN_FAILED = "{error} Deploy mode is off again; nothing was backed up or migrated."
 COUNTING_FAILED = (
-    "Could not start counting writes ({error}); nothing was touched. Run deploy_safe again when "
-    "no long transaction holds the database."
+    "A transaction that wrote to a protected table was still open after {timeout:g}s ({error}), so "
+    "deploy_safe could not start keeping track of writes; nothing was touched. Find it (pg_stat_activity "
+    "on PostgreSQL), let it end (or end it), then run deploy_safe again."
 )
 BACKUP_FAILED = "The backup failed ({error}); nothing was migrated."
 DEPLOYED = "Deploy {deploy_id} done: migrated and verified."
@@ -135,7 +136,7 @@ def _unexpected(report: Report, record: Record, error: Exception) -> None:
 
 def _deploy(options: Options, report: Report, held: contextlib.ExitStack, record: Record) -> None:
     alongside = _one_at_a_time(options, report, held)
-    _count_writes(options, report, held)  # SQLite: from before the rules run to the deploy's end
+    _count_writes(options, report, held)  # from before the rules run to the deploy's end
     checked = _pre_checks(options, report, alongside)  # exit 3 unless every one passes: nothing touched
     _bootstrap(options, report)
     record.store(status="running")  # before anything is copied or frozen: a kill from here on is recoverable
@@ -170,18 +171,20 @@ def _one_at_a_time(options: Options, report: Report, held: contextlib.ExitStack)
 
 
 def _count_writes(options: Options, report: Report, held: contextlib.ExitStack) -> None:
-    """SQLite (a file): count every write to each protected table until the deploy ends
-    (deployguard.written), from which the backup is proved at the freeze, and the post-checks
-    prove tables unwritten and reuse the pre-check's rules. Exit 3 when it cannot start."""
+    """Keep track of every write to each protected table until the deploy ends (SQLite's counts,
+    deployguard.written; PostgreSQL's log, deployguard.written_pg), from which the backup is
+    proved at the freeze and the post-checks prove tables unwritten without reading them (and,
+    on SQLite, reuse the pre-check's rules). Exit 3 when it cannot start: nothing touched."""
     if not backup_first.counts_writes(options.using):
         return
     held.callback(backup_first.stop_counting, options.using)  # whatever the deploy's end
     with report.steps.step("pre-check: count writes") as step:
         try:
             step.detail = {"tables": backup_first.start_counting(options.using)}
-        except sqlite3.Error as error:
+        except (sqlite3.Error, DatabaseError) as error:
             step.status = FAILED
-            message = COUNTING_FAILED.format(error=error)
+            timeout = float(conf.get("DEPLOYGUARD_DRAIN_TIMEOUT"))
+            message = COUNTING_FAILED.format(timeout=timeout, error=str(error).strip())
             report.end("precheck_failed", EXIT_PRECHECK, message)
             append_log(report)
             raise Stop(EXIT_PRECHECK, message) from None

@@ -434,7 +434,9 @@ def test_deploy_exits_3_when_the_data_differs_from_the_baseline(scratch: Scratch
 
 
 @pytest.mark.postgresql
-def test_a_writer_that_outlasts_the_drain_stops_the_deploy_before_the_backup(scratch: Scratch):
+def test_a_writer_that_outlasts_the_drain_timeout_stops_the_deploy_before_anything_is_touched(
+    scratch: Scratch,
+):
     import psycopg
 
     before = scratch.inspect()
@@ -445,13 +447,13 @@ def test_a_writer_that_outlasts_the_drain_stops_the_deploy_before_the_backup(scr
 
         writer.rollback()
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "was still open after 0.5s" in result.stderr
-    assert "Deploy mode is off again; nothing was backed up or migrated." in result.stderr
+    # Keeping track of writes, before the backup, waits for that writer as the freeze would.
+    assert "A transaction that wrote to a protected table was still open after 0.5s" in result.stderr
+    assert "could not start keeping track of writes; nothing was touched." in result.stderr
     after = scratch.inspect()
-    assert after["migrations"] == before["migrations"]
-    assert not after["deploy_mode"]
-    assert list(after["records"].values()) == ["rolled_back"]
+    assert after == before  # nothing migrated, deploy mode never on, no record
     assert not list(scratch.backup_dir.glob("*.dump"))
+    assert scratch.report()["steps"][-1]["name"] == "pre-check: count writes"
 
 
 SEED_FAKES = (
