@@ -36,7 +36,7 @@ from django.db import DatabaseError, connections, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from deployguard import files, state
+from deployguard import files, state, written
 from deployguard.allowances import allow_writes
 from deployguard.fingerprint import PIN_RUNNING
 from deployguard.fingerprints import Digests, current_digests
@@ -581,8 +581,9 @@ def restore_database(
                     _restore_sqlite(backup, using)
                 else:
                     _restore_postgresql(backup, using, manifest)
-            # A backup taken during a deploy holds the database freeze's triggers, on.
+            # A backup taken during a deploy holds the database freeze's triggers, on, and its write tracking.
             state.match_freeze(using)
+            written.stop(using)
         except (BackupError, sqlite3.Error, DatabaseError) as error:
             raise RestoreUnverified(f"The restore from {backup} failed: {error}") from None
     differences = fingerprint_differences(

@@ -25,6 +25,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.db import connections
+
+from deployguard import written_pg
+
 TABLE = "deployguard_written"
 TRIGGER_PREFIX = "deployguard_written_"
 OPERATIONS = ("INSERT", "UPDATE", "DELETE")
@@ -168,6 +172,16 @@ def mark(raw: sqlite3.Connection) -> Mark:
             triggers.setdefault(table, []).append(sql)
     schema = {table: (tables[table], *sorted(triggers.get(table, ()))) for table in counts if table in tables}
     return Mark(counts, schema)
+
+
+def stop(using: str = "default") -> None:
+    """Stop keeping track of writes on the database `using`, whatever its engine: this module's
+    counts on a SQLite file, deployguard.written_pg's log on PostgreSQL. Nothing when none is on."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        written_pg.remove(connection)
+    elif connection.vendor == "sqlite" and not connection.is_in_memory_db():
+        remove(str(connection.settings_dict["NAME"]))
 
 
 def mark_now(path: str | Path) -> Mark:

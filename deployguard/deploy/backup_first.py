@@ -335,12 +335,7 @@ def stop_counting(using: str) -> None:
     """Stop keeping track of writes (whatever a deploy installed, if anything). A failure is
     logged, not raised: it costs writes a little, never correctness, and the next deploy or
     `deploy_safe --recover` tries again."""
-    if not counts_writes(using):
-        return
     try:
-        if connections[using].vendor == "postgresql":
-            written_pg.remove(connections[using])
-        else:
-            written.remove(_name(using))
+        written.stop(using)
     except (DatabaseError, sqlite3.Error) as error:
         logger.warning("deploy_safe could not stop tracking writes (%s); the next deploy will", error)

@@ -57,7 +57,7 @@ BACKUP_FAILED = "The backup failed ({error}); nothing was migrated."
 DEPLOYED = "Deploy {deploy_id} done: migrated and verified."
 ROLLED_BACK = "Deploy {deploy_id} failed and was rolled back ({how}): {why}"
 NOTHING_TO_RECOVER = "No incomplete deploy to recover."
-KILLED_BEFORE_BACKUP = "killed before its backup was made, so before migrate: nothing ran"
+KILLED_BEFORE_BACKUP = "killed before its backup was proved at the freeze, so before migrate: nothing ran"
 RECOVERED = "Recovered deploy {deploy_id}: {how}."
 UNEXPECTED_BEFORE = (
     "deploy_safe stopped on an unexpected error before deploy mode went on ({error}); nothing was touched."

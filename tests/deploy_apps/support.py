@@ -201,3 +201,20 @@ def manage_with_apps(scratch: Scratch, apps: str, *args: str, **env: str) -> sub
     return run_manage(
         scratch.url, *args, settings_module="tests.deploy_apps.settings", DEPLOY_TEST_APPS=apps, **env
     )
+
+
+def writes_tracked(scratch: Scratch) -> bool:
+    """Whether deploy_safe's write tracking is on: SQLite's counting triggers
+    (deployguard.written), or PostgreSQL's logging triggers enabled (deployguard.written_pg)."""
+    if is_postgresql():
+        with psycopg.connect(scratch.url) as db:
+            found = db.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'deployguard_written' AND tgenabled <> 'D'"
+            ).fetchone()
+            return bool(found and found[0])
+    path = scratch.url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        found = db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'deployguard\\_written%' ESCAPE '\\'"
+        )
+        return bool(found.fetchone()[0])

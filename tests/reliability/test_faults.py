@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy_apps import support as deploy_support
-from tests.deploy_apps.support import Scratch, is_postgresql, mailed_env
+from tests.deploy_apps.support import Scratch, is_postgresql, mailed_env, writes_tracked
 from tests.reliability import support_deploy
 from tests.reliability.rows import compare
 from tests.reliability.support_deploy import (
@@ -42,19 +42,22 @@ def documents_of(state: dict) -> dict:
 # --- SIGKILL at each step, then --recover -----------------------------------------------
 
 # One step for each state a kill can leave behind, in order (killed on entering the step: it
-# has not started, every earlier one has finished): the record saved, nothing switched on yet; frozen with no
-# backup; backed up, not migrated; migrated, not verified; verified, still frozen; a failed
-# migrate not yet rolled back (halfway). The other steps leave one of these states: the
-# pre-checks that of "deploy mode on", "fingerprint" that of "backup", the read-only
-# post-checks that of "post-check: health".
+# has not started, every earlier one has finished): the record saved, writes tracked, nothing
+# copied yet; copied and fingerprinted while the site writes, nothing switched on; frozen with
+# the backup not yet proved; backed up, not migrated; migrated, not verified; verified, still
+# frozen; a failed migrate not yet rolled back (halfway). The other steps leave one of these
+# states: the pre-checks that of the first, the read-only post-checks that of "post-check: health".
+NOTHING_RAN = "killed before its backup was proved at the freeze, so before migrate: nothing ran"
 KILLED_AT = [
-    ("deploy mode on", "schema", "killed before its backup was made, so before migrate: nothing ran"),
-    ("backup", "schema", "killed before its backup was made, so before migrate: nothing ran"),
+    ("backup, before the freeze", "schema", NOTHING_RAN),
+    ("deploy mode on", "schema", NOTHING_RAN),
+    ("backup proved at the freeze", "schema", NOTHING_RAN),
     ("migrate", "schema", "proved unchanged: fingerprints and applied migrations equal the backup's"),
     ("post-check: health", "schema", "restored_because"),
     ("deploy mode off", "schema", "restored_because"),
     ("roll back", "halfway", "restored_because"),
 ]
+BEFORE_THE_FREEZE = ("backup, before the freeze", "deploy mode on")
 
 
 @pytest.mark.parametrize(("step", "apps", "recovered"), KILLED_AT, ids=[step for step, _, _ in KILLED_AT])
@@ -67,7 +70,7 @@ def test_deploy_safe_killed_at_any_step_is_recovered_with_nothing_lost_or_added(
     killed = finish(start_deploy(scratch, apps=f"gate,{apps}", kill_at=step))
 
     assert killed.returncode == -9, killed.stdout + killed.stderr
-    entered_deploy_mode = step != "deploy mode on"
+    entered_deploy_mode = step not in BEFORE_THE_FREEZE
     # Fail closed until recovered: still frozen, the record still running (saved before deploy mode
     # goes on, so even a kill entering that step leaves one for --recover).
     assert peek(scratch) == (entered_deploy_mode, ["running"])
@@ -81,6 +84,7 @@ def test_deploy_safe_killed_at_any_step_is_recovered_with_nothing_lost_or_added(
     assert apps not in after_state["migrations"]  # django_migrations' rows are compared below too
     assert documents_of(after_state) == LEGITIMATE
     assert list(after_state["records"].values()) == ["recovered"]
+    assert not writes_tracked(scratch)  # the killed deploy's write tracking is taken away
     record_scenario(
         f"SIGKILL of deploy_safe entering {step!r}, then --recover",
         attempts=0,

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from deployguard.backup import manifest_path
-from tests.deploy_apps.support import PYTHON, Scratch, is_postgresql
+from tests.deploy_apps.support import PYTHON, Scratch, is_postgresql, writes_tracked
 from tests.waiting import wait_until
 
 # Writes through a raw driver, as another program sharing the database would, one transaction
@@ -131,3 +131,20 @@ def test_a_deploy_with_nothing_written_since_the_copy_keeps_it_as_taken(scratch:
     path = Path(steps["backup, before the freeze"]["detail"]["path"])
     assert report["backup"] == str(path)
     assert json.loads(manifest_path(path).read_text())["deploy_id"] == report["deploy_id"]
+
+
+START_TRACKING = "from deployguard.deploy import backup_first\nbackup_first.start_counting('default')"
+
+
+def test_a_backup_taken_while_writes_were_tracked_restores_without_the_tracking(scratch: Scratch):
+    assert scratch.manage("shell", "-c", START_TRACKING).returncode == 0
+    assert writes_tracked(scratch)
+    path = scratch.backup_dir / "tracked.backup"
+    assert scratch.manage("backup_db", "--output", str(path)).returncode == 0
+    assert scratch.manage("shell", "-c", "from deployguard import written\nwritten.stop()").returncode == 0
+    assert not writes_tracked(scratch)
+
+    restored = scratch.manage("restore_db", str(path), "--yes")
+
+    assert restored.returncode == 0, restored.stderr
+    assert not writes_tracked(scratch)  # the copy held the tracking, on; the restore took it away

@@ -12,7 +12,15 @@ import pytest
 
 from deployguard.deploy import lock, run
 from deployguard.state import os_actor
-from tests.deploy_apps.support import BASE_DIR, PYTHON, Scratch, manage_with_apps, subprocess_env, table_rows
+from tests.deploy_apps.support import (
+    BASE_DIR,
+    PYTHON,
+    Scratch,
+    manage_with_apps,
+    subprocess_env,
+    table_rows,
+    writes_tracked,
+)
 from tests.waiting import wait_until
 
 ITEMS = (
@@ -155,6 +163,7 @@ def test_a_deploy_killed_the_instant_deploy_mode_went_on_is_recovered(scratch: S
     assert frozen["deploy_mode"]
     (deploy_id,) = frozen["records"]
     assert frozen["records"] == {deploy_id: "running"}  # saved before deploy mode went on
+    assert writes_tracked(scratch)  # left by the killed deploy
 
     recovered = scratch.deploy("--recover", apps="killer")
 
@@ -164,6 +173,7 @@ def test_a_deploy_killed_the_instant_deploy_mode_went_on_is_recovered(scratch: S
     assert not after["deploy_mode"]
     assert after["records"] == {deploy_id: "recovered"}
     assert (after["fingerprints"], after["migrations"]) == (before["fingerprints"], before["migrations"])
+    assert not writes_tracked(scratch)  # recovery takes the killed deploy's write tracking away
 
 
 PUBLISH_LATER = """
