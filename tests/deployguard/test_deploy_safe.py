@@ -9,14 +9,15 @@ from deployguard.management.commands.deploy_safe import HELP
 from tests.utils import run_command
 
 
-def test_help_documents_every_exit_status_and_why_deploy_mode_goes_on_first():
+def test_help_documents_every_exit_status_and_that_the_backup_comes_before_the_freeze():
     for text in (
         "0 deployed and verified",
         "1 verification failed",
         "2 misuse",
         "3 a pre-check failed, nothing was touched",
         "4 the",
-        "Deploy mode goes on BEFORE the fingerprint",
+        "taken while the site still writes -> deploy mode on -> the backup proved at the freeze",
+        "with the freeze window",
     ):
         assert text in " ".join(HELP.split()), text
 

@@ -15,21 +15,22 @@ from deployguard.deploy.steps import EXIT_MISUSE
 from deployguard.management.commands._integrity import OperatorCommand
 from deployguard.terminal import printable
 
-HELP = """Deploy safely: run the pre-checks, freeze the data, back it up, migrate, and prove the data
-after the deploy equals the data before it; put it back when it does not.
+HELP = """Deploy safely: run the pre-checks, back the data up, freeze it, migrate, and prove the data
+after the deploy equals the data at the freeze; put it back when it does not.
 
-Steps, each timed: pre-checks (one deploy at a time, no incomplete earlier deploy, deploy mode
-off, backup directory writable, clean git tree, check --deploy, makemigrations --check,
-integrity rules or --baseline, the write-path audit) -> deploy mode on -> fingerprints of the
-protected tables and the applied migrations, taken while the verified backup copies the same
-data -> migrate (in a subprocess started when deploy mode goes on, which migrates only when
-told to: schema changes and bookkeeping rows only; data migrations only with --allow-data-migration)
--> post-checks (fingerprints equal over the columns each table had before, new tables empty,
+Steps, each timed: pre-checks (one deploy at a time, writes tracked from here to the end, no
+incomplete earlier deploy, deploy mode off, backup directory writable, clean git tree, check
+--deploy, makemigrations --check, integrity rules or --baseline, the write-path audit) -> the
+verified backup and the fingerprints of the protected tables, taken while the site still writes
+-> deploy mode on -> the backup proved at the freeze: tables written since the copy are copied
+and hashed again, the others proved unwritten -> migrate (in a subprocess started when deploy
+mode goes on, which migrates only when told to: schema changes and bookkeeping rows only; data
+migrations only with --allow-data-migration) -> post-checks (tables migrate did not write proved
+unwritten, the others' fingerprints equal over the columns each had before, new tables empty,
 integrity no worse, no unapplied migration) -> deploy mode off -> DeployRecord and one JSON line
-in the deploy log. Deploy mode goes on BEFORE the fingerprint and the backup, so that no live
-write can land between them and the freeze. On PostgreSQL each table is hashed once, in the
-pre-check: a table proved unwritten since (same row count, no newer row version) keeps that
-fingerprint; any other is hashed again. This process itself starts frozen: an app whose
+in the deploy log, with the freeze window (seconds writes were refused). Writes are tracked by
+triggers (PostgreSQL: a log only the tables' owner reads; SQLite: write counts), removed at the
+end whatever the end. This process itself starts frozen: an app whose
 ready() hook writes stops it at start-up (exit 1), before anything is touched. A write the guard
 refuses during migrate fails the deploy (exit 1, the writer named by file and line) even when
 the code that tried it caught the refusal: that release writes during deploys.
@@ -43,11 +44,12 @@ bookkeeping tables keep every existing row and gain only the rows migrate adds.
 Exit status: 0 deployed and verified; 1 verification failed, and the data was restored (or
 proved unchanged) and verified; 2 misuse (bad options; --report or --baseline not a regular
 file, refused before anything is touched); 3 a pre-check failed, nothing was touched (another
-deploy holds the lock of this database, by any path to it, for one); 4 the restore failed or could not be
+deploy holds the lock of this database, by any path to it, for one; or a transaction writing
+when the tracking starts outlasts DEPLOYGUARD_DRAIN_TIMEOUT); 4 the restore failed or could not be
 verified, or deploy mode was switched off mid-deploy, or the run stopped on an unexpected error:
 the database may differ, deploy mode stays on, a person must act (the message names the backup
 and the command to run). --recover finishes a deploy whose process was killed: 0 recovered
-(restored, proved unchanged, or killed before its backup), 4 refused or could not: the backup
+(restored, proved unchanged, or killed before its backup was proved), 4 refused or could not: the backup
 is not the one that deploy took, or deploy mode did not stay on for it since (writes may have
 landed), or the restore failed; the message says what was found, and nothing was restored."""
 
