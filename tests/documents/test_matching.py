@@ -120,7 +120,7 @@ def test_a_row_written_by_sql_without_match_keys_is_flagged(superuser):
 
 
 def test_a_row_written_by_sql_with_every_key_but_the_bare_one_is_flagged(superuser):
-    raw = raw_insert_submission("ML-901", submitted_by="Ada Lovelace", title="Widgets", match_keys=True)
+    raw = raw_insert_submission("ML-990901", submitted_by="Ada Lovelace", title="Widgets", match_keys=True)
     assert e007_offenders() == set()
 
     raw_update_submission(raw, submitted_by_bare_key="")
@@ -161,8 +161,8 @@ def test_a_submitter_without_letters_stores_a_bare_key_that_is_no_name(editor):
 
 def test_the_migration_fills_bare_keys_from_stored_keys_and_leaves_rows_without_keys_flagged(editor):
     fill_bare_keys = import_module("documents.migrations.0006_submission_bare_key").fill_bare_keys
-    kept = raw_insert_submission("ML-902", submitted_by="Test User 2", title="Widgets", match_keys=True)
-    keyless = raw_insert_submission("ML-903", submitted_by="Ada Lovelace", title="Widgets")
+    kept = raw_insert_submission("ML-990902", submitted_by="Test User 2", title="Widgets", match_keys=True)
+    keyless = raw_insert_submission("ML-990903", submitted_by="Ada Lovelace", title="Widgets")
     saved = SubmissionFactory(submitted_by="Grace Hopper")
     for pk in (kept, saved.pk):
         raw_update_submission(pk, submitted_by_bare_key="")
