@@ -34,7 +34,14 @@ def _has_word_sql(vendor: str, column: str) -> str:
     """A stored key holds one of WORDS as a whole word (keys are words separated by one space)."""
     if vendor == "postgresql":
         return f"{column} ~ '(^| )({'|'.join(WORDS)})( |$)'"
-    return "(" + " OR ".join(f"instr(' ' || {column} || ' ', ' {word} ') > 0" for word in WORDS) + ")"
+    return (
+        "("
+        + " OR ".join(
+            f"(instr({column}, '{word}') > 0 AND instr(' ' || {column} || ' ', ' {word} ') > 0)"
+            for word in WORDS
+        )
+        + ")"
+    )
 
 
 def _test_content(vendor: str, alias: str) -> str:
