@@ -8,9 +8,10 @@ drafts' submissions too), then runs each command once in a fresh process and pri
     BENCH scrub_apply ours=<s> baseline=<s> ratio=… goal<=none peak_rss_mb=… check:peak_rss=pass|fail
     BENCH scrub_restore ours=<s> baseline=<s> ratio=… goal<=none peak_rss_mb=… check:peak_rss=pass|fail
 
-The baseline is one hand-written UPDATE of the same rows (no history, no run record, no
-batches): what the bookkeeping costs. The goal is memory: the peak resident size stays under
-PEAK_RSS_GOAL_MB however many rows (the scrub works in batches of deployguard.scrub.BATCH_ROWS).
+The baseline is a hand-written UPDATE of the generated fakes and their drafts (no rule pass,
+no history, no run record, no batches): what finding the rows and the bookkeeping cost. The
+goal is memory: the peak resident size stays under PEAK_RSS_GOAL_MB however many rows (the
+scrub works in batches of deployguard.scrub.BATCH_ROWS).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
 
     from benchmarks.common import report
     from benchmarks.generate import generate
+    from deployguard import allow_writes
     from deployguard.models_integrity import ScrubRun
 
     if not args.skip_generate:
@@ -66,17 +68,20 @@ def main() -> None:
         generate(args.rows, args.fake_every)
 
     false = "false" if connection.vendor == "postgresql" else "0"
+    true = "true" if connection.vendor == "postgresql" else "1"
 
     def hand_update(data_source: str, legit: str) -> float:
+        """The generated fakes (every --fake-every'th submission) and their drafts, in two UPDATEs,
+        around the seal as generate.py writes: what the scrub changes, without its bookkeeping."""
         started = time.perf_counter()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE documents_submission SET data_source = '{data_source}', is_legitimate = {legit} "
-                "WHERE submitted_by = 'Test User'"
-            )
+        with allow_writes("benchmarks/bench_scrub.py's hand-written baseline"), connection.cursor() as cursor:
+            for table, key in (("documents_submission", "id"), ("documents_publisheddraft", "submission_id")):
+                cursor.execute(
+                    f"UPDATE {table} SET data_source = '{data_source}', is_legitimate = {legit} "
+                    f"WHERE {key} % {args.fake_every} = 0"
+                )
         return time.perf_counter() - started
 
-    true = "true" if connection.vendor == "postgresql" else "1"
     base_apply = hand_update("quarantine", false)
     hand_update("production", true)
 

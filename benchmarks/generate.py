@@ -61,8 +61,9 @@ def generate(rows: int, fake_every: int = 100) -> dict[str, float]:
     user_unless = f"CASE WHEN {kind_no_user} THEN NULL ELSE {uid} END"
     submitter = f"CASE WHEN {kind_test} THEN 'Test User' ELSE 'Grace Hopper' END"
     title = "'Guidelines for interoperable widgets, part ' || i"
-    # documents.matching.match_key of the two: what Submission.save() stores beside them.
+    # documents.matching.stored_keys of the two: what Submission.save() stores beside them.
     submitter_key = f"CASE WHEN {kind_test} THEN 'test user' ELSE 'grace hopper' END"
+    submitter_bare_key = f"CASE WHEN {kind_test} THEN 'testuser' ELSE 'gracehopper' END"
     title_key = "'guidelines for interoperable widgets part ' || i"
     timings: dict[str, float] = {}
     statements = [
@@ -70,9 +71,9 @@ def generate(rows: int, fake_every: int = 100) -> dict[str, float]:
             "submissions",
             f"{with_}INSERT INTO documents_submission (id, ml_number, title, submitted_by, status, "
             f"approved_by_id, data_source, is_legitimate, created_at, updated_at, "
-            f"submitted_by_key, title_key) "
+            f"submitted_by_key, submitted_by_bare_key, title_key) "
             f"SELECT i, 'ML-' || i, {title}, {submitter}, 'published', {uid}, 'production', {true}, "
-            f"{now}, {now}, {submitter_key}, {title_key} FROM {series}",
+            f"{now}, {now}, {submitter_key}, {submitter_bare_key}, {title_key} FROM {series}",
         ),
         (
             "drafts",
@@ -86,10 +87,10 @@ def generate(rows: int, fake_every: int = 100) -> dict[str, float]:
             f"ml_number, "
             f"title, submitted_by, status, data_source, is_legitimate, created_at, updated_at, "
             f"history_change_reason, approved_by_id, history_date, history_type, history_user_id, "
-            f"submitted_by_key, title_key) "
+            f"submitted_by_key, submitted_by_bare_key, title_key) "
             f"SELECT i, 'command:generate', '', 'ML-' || i, {title}, {submitter}, s.status, 'production', "
             f"{true}, {now}, {now}, s.reason, CASE WHEN s.status = 'published' THEN {uid} END, {now}, s.t, "
-            f"{user_unless}, {submitter_key}, {title_key} FROM {series} "
+            f"{user_unless}, {submitter_key}, {submitter_bare_key}, {title_key} FROM {series} "
             f"CROSS JOIN (SELECT 'submitted' AS status, 'Submitted' AS reason, "
             f"'+' AS t UNION ALL SELECT 'published', 'Ready', '~') s WHERE NOT {kind_no_history} "
             f"ORDER BY i, s.t",
@@ -158,20 +159,20 @@ def add_approved(count: int) -> list[int]:
         cursor.execute(
             f"{with_}INSERT INTO documents_submission (id, ml_number, title, submitted_by, status, "
             f"approved_by_id, data_source, is_legitimate, created_at, updated_at, "
-            f"submitted_by_key, title_key) "
+            f"submitted_by_key, submitted_by_bare_key, title_key) "
             f"SELECT {first - 1} + i, 'ML-' || ({first - 1} + i), 'Approved widget profile ' || i, "
             f"'Grace Hopper', 'approved', {uid}, 'production', {true}, {now}, {now}, 'grace hopper', "
-            f"'approved widget profile ' || i FROM {series}"
+            f"'gracehopper', 'approved widget profile ' || i FROM {series}"
         )
         cursor.execute(
             f"{with_}INSERT INTO documents_historicalsubmission (history_id, id, history_origin, "
             f"history_deploy_id, ml_number, title, submitted_by, status, data_source, is_legitimate, "
             f"created_at, updated_at, history_change_reason, approved_by_id, history_date, history_type, "
-            f"history_user_id, submitted_by_key, title_key) "
+            f"history_user_id, submitted_by_key, submitted_by_bare_key, title_key) "
             f"SELECT {first_history - 1} + 2 * i - s.n, {first - 1} + i, 'command:generate', '', "
             f"'ML-' || ({first - 1} + i), 'Approved widget profile ' || i, 'Grace Hopper', s.status, "
             f"'production', {true}, {now}, {now}, s.reason, s.approver, {now}, s.t, {uid}, 'grace hopper', "
-            f"'approved widget profile ' || i FROM {series} "
+            f"'gracehopper', 'approved widget profile ' || i FROM {series} "
             f"CROSS JOIN (SELECT 1 AS n, 'submitted' AS status, 'Submitted' AS reason, NULL AS approver, "
             f"'+' AS t UNION ALL SELECT 0, 'approved', 'Approved', {uid}, '~') s"
         )

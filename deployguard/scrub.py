@@ -7,7 +7,7 @@ state, so `restore` puts back exactly what a run changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -306,21 +306,25 @@ def _select_into(run: ScrubRun, rules: Sequence[Rule], registry: IntegrityRegist
             )
 
 
+def _in_batches(records: models.QuerySet[ScrubRow], *fields: str) -> Iterator[list[tuple[Any, ...]]]:
+    """`(id, *fields)` of `records` in batches of BATCH_ROWS, by id: each batch is read after the
+    caller is done with the one before (and may have deleted some of its records)."""
+    last = 0
+    while True:
+        batch = list(records.filter(id__gt=last).order_by("id").values_list("id", *fields)[:BATCH_ROWS])
+        if not batch:
+            return
+        yield batch
+        last = batch[-1][0]
+
+
 def _quarantine_recorded(
     run: ScrubRun, model: type[models.Model], registry: IntegrityRegistry, note: str = ""
 ) -> int:
     """Quarantine the rows the run recorded for `model`, one transaction per batch; rows done."""
-    label, last, done = model._meta.label_lower, 0, 0
-    to_pk = model._meta.pk.to_python
-    while True:
-        batch = list(
-            ScrubRow.objects.filter(run=run, model_label=label, id__gt=last)
-            .order_by("id")
-            .values_list("id", "object_pk", "rule_ids")[:BATCH_ROWS]
-        )
-        if not batch:
-            return done
-        last = batch[-1][0]
+    done, to_pk = 0, model._meta.pk.to_python
+    recorded = ScrubRow.objects.filter(run=run, model_label=model._meta.label_lower)
+    for batch in _in_batches(recorded, "object_pk", "rule_ids"):
         by_rules: dict[tuple[str, ...], list[Any]] = {}
         record_of: dict[Any, int] = {}
         for record_id, object_pk, rule_ids in batch:
@@ -340,6 +344,7 @@ def _quarantine_recorded(
             # Rows quarantined already (by someone else meanwhile) are not this run's to restore.
             ScrubRow.objects.filter(id__in=[r for r in record_of.values() if r not in changed]).delete()
         done += len(changed)
+    return done
 
 
 def quarantine_in_batches(
@@ -458,23 +463,16 @@ def restore(run_id: str, *, registry: IntegrityRegistry | None = None, note: str
 
 
 def _restore_batches(run: ScrubRun, model: type[models.Model], registry: IntegrityRegistry, note: str) -> int:
-    label, last, restored = model._meta.label_lower, 0, 0
-    to_pk = model._meta.pk.to_python
+    restored, to_pk = 0, model._meta.pk.to_python
     reason = f"Restored by deployguard: undoing run {run.id}{note}"
-    while True:
-        batch = list(
-            run.rows.filter(model_label=label, purged_at__isnull=True, id__gt=last)
-            .order_by("id")
-            .values_list("id", "object_pk", "prior")[:BATCH_ROWS]
-        )
-        if not batch:
-            return restored
-        last = batch[-1][0]
+    recorded = run.rows.filter(model_label=model._meta.label_lower, purged_at__isnull=True)
+    for batch in _in_batches(recorded, "object_pk", "prior"):
         # An empty prior: a run cut short before quarantining that row; nothing to put back.
         prior = {to_pk(pk): state for _, pk, state in batch if state}
         if prior:
             with transaction.atomic():
                 restored += registry.quarantines[model].restore(model=model, prior=prior, reason=reason)
+    return restored
 
 
 @dataclass

@@ -124,6 +124,7 @@ SUBMISSION_TRACKED = (
     "data_source",
     "is_legitimate",
     "submitted_by_key",
+    "submitted_by_bare_key",
     "title_key",
 )
 DRAFT_TRACKED = ("name", "submission_id", "status", "published_by_id", "data_source", "is_legitimate")
@@ -153,6 +154,7 @@ DRAFT_SUBMISSION = Joined(
         "submitted_by",
         "title",
         "submitted_by_key",
+        "submitted_by_bare_key",
         "title_key",
     ),
     on=(("id", "submission_id"),),

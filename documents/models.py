@@ -17,7 +17,7 @@ from deployguard.allowances import writes_allowed
 from deployguard.origin import OriginHistoricalModel
 from deployguard.seal import Seal
 from documents.exceptions import DirectWriteRefused
-from documents.matching import stored_key
+from documents.matching import stored_keys
 
 ML_NUMBER_PREFIX = "ML-"
 DRAFT_NAME_PREFIX = "rfc"
@@ -147,9 +147,11 @@ class Submission(ServiceOnlyModel):
     is_legitimate = models.BooleanField(default=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    # What the test-data rule matches (documents.matching.stored_key), computed on every save;
+    # What the test-data rule matches (documents.matching.stored_keys), computed on every save;
     # empty only when a row was written around the model (the rule flags that too).
     submitted_by_key = models.TextField(editable=False, default="", db_default="")
+    # The submitter's key without spaces and digits: a test name is this, compared by equality.
+    submitted_by_bare_key = models.TextField(editable=False, default="", db_default="")
     title_key = models.TextField(editable=False, default="", db_default="")
 
     history = HistoricalRecords(
@@ -187,11 +189,12 @@ class Submission(ServiceOnlyModel):
         return f"{self.ml_number}: {self.title}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        self.submitted_by_key = stored_key(self.submitted_by)
-        self.title_key = stored_key(self.title)
+        keys = stored_keys(submitted_by=self.submitted_by, title=self.title)
+        for name, key in keys.items():
+            setattr(self, name, key)
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and {"submitted_by", "title"} & set(update_fields):
-            kwargs["update_fields"] = {*update_fields, "submitted_by_key", "title_key"}
+            kwargs["update_fields"] = {*update_fields, *keys}
         super().save(*args, **kwargs)
 
 

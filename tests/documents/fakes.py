@@ -11,9 +11,11 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from documents.matching import stored_key
+from documents.matching import stored_keys
 from documents.models import PublishedDraft, Submission
 from tests.utils import behind_the_services
+
+KEY_COLUMNS = ("submitted_by_key", "submitted_by_bare_key", "title_key")
 
 
 def raw_insert_submission(
@@ -29,13 +31,16 @@ def raw_insert_submission(
     """A row inserted by SQL. match_keys=True: by a writer who fills every column, the match keys
     too (so that the row breaks only the provenance rules, not E007's "no match key")."""
     now = timezone.now()
-    keys = [stored_key(submitted_by), stored_key(title)] if match_keys else ["", ""]
+    keys = (
+        stored_keys(submitted_by=submitted_by, title=title) if match_keys else dict.fromkeys(KEY_COLUMNS, "")
+    )
     with behind_the_services(), connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO documents_submission (ml_number, title, submitted_by, status, approved_by_id, "
-            "data_source, is_legitimate, created_at, updated_at, submitted_by_key, title_key) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [ml_number, title, submitted_by, status, approved_by_id, data_source, True, now, now, *keys],
+            "data_source, is_legitimate, created_at, updated_at, submitted_by_key, submitted_by_bare_key, "
+            "title_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [ml_number, title, submitted_by, status, approved_by_id, data_source, True, now, now]
+            + [keys[column] for column in KEY_COLUMNS],
         )
         cursor.execute("SELECT id FROM documents_submission WHERE ml_number = %s", [ml_number])
         return cursor.fetchone()[0]

@@ -100,6 +100,7 @@ SUBMISSION_CHANGES = {
     "is_legitimate": False,
     # The match keys too: SQL that hides test text by rewriting only its key is a change.
     "submitted_by_key": "grace",
+    "submitted_by_bare_key": "grace",
     "title_key": "widgets",
 }
 DRAFT_CHANGES = {

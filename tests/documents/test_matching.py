@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -13,10 +16,11 @@ from deployguard.integrity import default_registry
 from documents import services
 from documents.integrity import test_submitters as configured_submitters
 from documents.integrity import test_words as configured_words
-from documents.matching import is_test_content, stored_key
+from documents.matching import NO_WORDS, is_test_content, stored_keys
 from documents.models import CONTROL_CHARACTER, Submission
+from tests.documents.fakes import KEY_COLUMNS, raw_insert_submission, raw_update_submission
 from tests.factories import SubmissionFactory
-from tests.utils import behind_the_services
+from tests.utils import behind_the_services, rewriting_history
 
 pytestmark = pytest.mark.django_db
 
@@ -109,12 +113,68 @@ def test_genuine_names_and_words_that_contain_a_test_word_pass(editor, submitted
 
 
 def test_a_row_written_by_sql_without_match_keys_is_flagged(superuser):
-    from tests.documents.fakes import raw_insert_submission
-
     raw = raw_insert_submission("ML-900", submitted_by="Ada Lovelace", title="Widgets")
 
     assert Submission.objects.get(pk=raw).title_key == ""
     assert e007_offenders() == {raw}
+
+
+def test_a_row_written_by_sql_with_every_key_but_the_bare_one_is_flagged(superuser):
+    raw = raw_insert_submission("ML-990901", submitted_by="Ada Lovelace", title="Widgets", match_keys=True)
+    assert e007_offenders() == set()
+
+    raw_update_submission(raw, submitted_by_bare_key="")
+
+    assert e007_offenders() == {raw}
+
+
+def test_an_edit_recomputes_every_match_key_and_its_history_records_them(editor):
+    submission = services.create_submission(
+        actor=editor, ml_number="ML-001", title="Widgets", submitted_by="Ada Lovelace"
+    )
+
+    services.update_submission(
+        actor=editor, submission=submission, title="Gadgets 2", submitted_by="Grace Hopper 3"
+    )
+
+    stored = Submission.objects.filter(pk=submission.pk).values(*KEY_COLUMNS).get()
+    assert stored == {
+        "submitted_by_key": "grace hopper 3",
+        "submitted_by_bare_key": "gracehopper",
+        "title_key": "gadgets 2",
+    }
+    assert (
+        Submission.history.filter(id=submission.pk).latest("history_id").submitted_by_bare_key
+        == "gracehopper"
+    )
+    assert e007_offenders() == set()
+
+
+def test_a_submitter_without_letters_stores_a_bare_key_that_is_no_name(editor):
+    submission = services.create_submission(
+        actor=editor, ml_number="ML-001", title="Widgets", submitted_by="42 7"
+    )
+
+    assert (submission.submitted_by_key, submission.submitted_by_bare_key) == ("42 7", NO_WORDS)
+    assert e007_offenders() == set()
+
+
+def test_the_migration_fills_bare_keys_from_stored_keys_and_leaves_rows_without_keys_flagged(editor):
+    fill_bare_keys = import_module("documents.migrations.0006_submission_bare_key").fill_bare_keys
+    kept = raw_insert_submission("ML-990902", submitted_by="Test User 2", title="Widgets", match_keys=True)
+    keyless = raw_insert_submission("ML-990903", submitted_by="Ada Lovelace", title="Widgets")
+    saved = SubmissionFactory(submitted_by="Grace Hopper")
+    for pk in (kept, saved.pk):
+        raw_update_submission(pk, submitted_by_bare_key="")
+    apps = MigrationLoader(connection).project_state(("documents", "0006_submission_bare_key")).apps
+
+    with rewriting_history("the migration's backfill, as deploy_safe --allow-data-migration runs it"):
+        fill_bare_keys(apps, None)
+
+    bare = dict(Submission.objects.values_list("pk", "submitted_by_bare_key"))
+    assert bare == {kept: "testuser", keyless: "", saved.pk: "gracehopper"}
+    assert set(Submission.history.values_list("submitted_by_bare_key", flat=True)) == {"gracehopper"}
+    assert e007_offenders() == {kept, keyless}
 
 
 @pytest.mark.parametrize("char", ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\r", "\x1b", "\x1f", "\x7f"])
@@ -179,8 +239,8 @@ def db_verdict(pk: int, submitted_by: str, title: str) -> bool:
     with behind_the_services(), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE documents_submission SET submitted_by = %s, title = %s, submitted_by_key = %s, "
-            "title_key = %s WHERE id = %s",
-            [submitted_by, title, stored_key(submitted_by), stored_key(title), pk],
+            "submitted_by_bare_key = %s, title_key = %s WHERE id = %s",
+            [submitted_by, title, *stored_keys(submitted_by=submitted_by, title=title).values(), pk],
         )
     rule = default_registry.rules["documents.E007"]
     return Submission.objects.filter(rule.condition(), pk=pk).exists()

@@ -94,7 +94,7 @@ def not_legitimate(actor) -> str:
 
 
 def inserted_by_raw_sql(actor) -> str:
-    submission = raw_insert_submission("ML-902", status="published", approved_by_id=actor.pk)
+    submission = raw_insert_submission("ML-990902", status="published", approved_by_id=actor.pk)
     raw_insert_draft("rfc902", submission_id=submission, published_by_id=actor.pk)
     return "rfc902"
 
@@ -108,7 +108,7 @@ def inserted_by_raw_sql_for_a_real_submission(actor) -> str:
 
 
 def published_by_a_script_without_a_user(actor) -> str:
-    return script_publishes_without_user("ML-901", published_by=actor, name="rfc901").name
+    return script_publishes_without_user("ML-990901", published_by=actor, name="rfc901").name
 
 
 def whose_submission_is_no_longer_published(actor) -> str:
