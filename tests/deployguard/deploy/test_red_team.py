@@ -24,10 +24,12 @@ from tests.deploy_apps.support import (
     admin_connection,
     is_postgresql,
     server,
+    writes_tracked,
 )
 from tests.deployguard.support import BASE_DIR, database_url_for, subprocess_env
 from tests.waiting import wait_until
 
+BEFORE_THE_COPY = "pre-check: write-path audit"  # after the counting starts; the gate splits names on commas
 BEFORE_THE_FREEZE = "deploy mode on"  # entered after the early copy, before deploy mode goes on
 UNDER_THE_FREEZE = "backup proved at the freeze"  # entered once the drain is done
 DURING_MIGRATE = "migrate"
@@ -193,6 +195,7 @@ def test_a_trigger_of_the_site_on_a_protected_table_does_not_change_the_copy_whe
     execute(
         scratch,
         "UPDATE auth_user SET last_name = 'kept' WHERE username = 'editor'",
+        "INSERT INTO auth_group (name) VALUES ('in the copy')",
         "CREATE TRIGGER red_group_deleted AFTER DELETE ON auth_group "
         "BEGIN UPDATE auth_user SET last_name = 'a group was deleted' WHERE username = 'editor'; END",
     )
@@ -205,7 +208,7 @@ def test_a_trigger_of_the_site_on_a_protected_table_does_not_change_the_copy_whe
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "restored_because" in steps_of(scratch)["roll back"]["detail"]
-    assert query(scratch, "SELECT name FROM auth_group") == [("added before the freeze",)]
+    assert sorted(query(scratch, "SELECT name FROM auth_group")) == [("added before the freeze",), ("in the copy",)]
     # Nobody deleted a group on the live database: auth_user at the freeze is as it was.
     assert query(scratch, "SELECT * FROM auth_user ORDER BY id") == before
 
@@ -282,7 +285,7 @@ def test_a_transaction_open_across_the_copy_and_committed_before_the_freeze_is_i
 ):
     held: list[Any] = []
 
-    def open_it() -> None:  # at the pre-check that starts the counting: before the copy
+    def open_it() -> None:  # after the counting started, before the copy
         db = sqlite3.connect(sqlite_path(scratch), timeout=60, isolation_level=None) if not is_postgresql() else (
             psycopg.connect(scratch.url, autocommit=True)
         )
@@ -296,10 +299,11 @@ def test_a_transaction_open_across_the_copy_and_committed_before_the_freeze_is_i
 
     # Written before the copy (PostgreSQL: before the dump's snapshot), committed after it.
     result = gated_deploy(
-        scratch, "halfway", "backup, before the freeze",
+        scratch, "halfway", BEFORE_THE_COPY,
         lambda: (open_it(), _commit_when_copied(scratch, commit_it)),
     )  # fmt: skip
 
+    assert not writes_tracked(scratch), "deploy_safe left its write tracking installed"
     assert result.returncode == 1, result.stdout + result.stderr
     assert query(scratch, "SELECT name FROM auth_group") == [("opened before the copy",)]
 
@@ -312,7 +316,7 @@ def _commit_when_copied(scratch: Scratch, commit: Callable[[], None]) -> None:
 
     def later() -> None:
         # The gate pauses only at the first step; the commit follows the copy by a short wait.
-        wait_until(lambda: (gate / "backup,_before_the_freeze.go").exists(), "the gate to open", timeout=60)
+        wait_until(lambda: (gate / "pre-check_write-path_audit.go").exists(), "the gate to open", timeout=60)
         import time
 
         time.sleep(1.5)
