@@ -443,3 +443,37 @@ def test_nothing_deploy_safe_installs_is_left_enabled_after_a_restore(scratch: S
     else:
         names = {name for (name,) in query(scratch, "SELECT name FROM sqlite_master")}
         assert not {n for n in names if n.startswith("deployguard_written")}, names
+
+
+def test_a_table_altered_between_the_copy_and_the_freeze_is_restored_as_at_the_freeze(scratch: Scratch):
+    execute(scratch, "INSERT INTO auth_group (name) VALUES ('before')")
+
+    def alter() -> None:
+        execute(
+            scratch,
+            "ALTER TABLE auth_group ADD COLUMN red_note varchar(20) NULL",
+            "INSERT INTO auth_group (name, red_note) VALUES ('after', 'altered')",
+        )
+
+    result = gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, alter)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "restored_because" in steps_of(scratch)["roll back"]["detail"]
+    assert sorted(query(scratch, "SELECT name, red_note FROM auth_group")) == [("after", "altered"), ("before", None)]
+
+
+@sqlite_only
+def test_analyze_between_the_copy_and_the_freeze_is_restored_as_at_the_freeze(scratch: Scratch):
+    execute(scratch, "ANALYZE")
+    execute(scratch, *[f"INSERT INTO auth_group (name) VALUES ('g{n}')" for n in range(20)])
+    at_freeze: list[Any] = []
+
+    def analyze() -> None:
+        execute(scratch, "ANALYZE")
+        at_freeze.extend(query(scratch, "SELECT * FROM sqlite_stat1 ORDER BY 1, 2"))
+
+    result = gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, analyze)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "restored_because" in steps_of(scratch)["roll back"]["detail"]
+    assert query(scratch, "SELECT * FROM sqlite_stat1 ORDER BY 1, 2") == at_freeze
