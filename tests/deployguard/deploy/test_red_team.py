@@ -104,7 +104,7 @@ def execute(scratch: Scratch, *statements: str) -> None:
 
 
 def gated_deploy(
-    scratch: Scratch, apps: str, pause_at: str, at_the_gate: Callable[[], None]
+    scratch: Scratch, apps: str, pause_at: str, at_the_gate: Callable[[], None], **extra: str
 ) -> subprocess.CompletedProcess[str]:
     """deploy_safe with the deploy test apps `apps` (and the gate), paused on entering the step
     `pause_at` while `at_the_gate()` runs; then let go and waited for."""
@@ -112,7 +112,7 @@ def gated_deploy(
     gate.mkdir(exist_ok=True)
     env = subprocess_env(
         scratch.url, DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings", DEPLOYGUARD_STATE_CACHE_SECONDS="0",
-        **scratch.deploy_env(f"gate,{apps}", DEPLOY_TEST_GATE_DIR=str(gate), DEPLOY_TEST_PAUSE_AT=pause_at),
+        **scratch.deploy_env(f"gate,{apps}", DEPLOY_TEST_GATE_DIR=str(gate), DEPLOY_TEST_PAUSE_AT=pause_at, **extra),
     )  # fmt: skip
     process = subprocess.Popen(
         [PYTHON, str(BASE_DIR / "manage.py"), *scratch.deploy_args()],
@@ -477,3 +477,29 @@ def test_analyze_between_the_copy_and_the_freeze_is_restored_as_at_the_freeze(sc
     assert result.returncode == 1, result.stdout + result.stderr
     assert "restored_because" in steps_of(scratch)["roll back"]["detail"]
     assert query(scratch, "SELECT * FROM sqlite_stat1 ORDER BY 1, 2") == at_freeze
+
+
+@pytest.mark.parametrize("kill_at", ["backup proved at the freeze", "migrate", "roll back"])
+def test_a_deploy_killed_after_writes_since_the_copy_is_recovered_to_the_data_at_the_freeze(
+    scratch: Scratch, kill_at: str
+):
+    execute(scratch, "INSERT INTO auth_group (name) VALUES ('in the copy')")
+
+    def writes() -> None:
+        execute(
+            scratch,
+            "INSERT INTO auth_group (name) VALUES ('after the copy')",
+            "UPDATE auth_user SET last_name = 'after the copy' WHERE username = 'editor'",
+        )
+
+    killed = gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, writes, DEPLOY_TEST_KILL_AT=kill_at)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+
+    recovered = scratch.deploy("--recover", apps="halfway")
+
+    assert recovered.returncode in (0, 1), recovered.stdout + recovered.stderr
+    assert sorted(query(scratch, "SELECT name FROM auth_group")) == [("after the copy",), ("in the copy",)]
+    assert query(scratch, "SELECT last_name FROM auth_user WHERE username = 'editor'") == [("after the copy",)]
+    assert not writes_tracked(scratch), "the write tracking was left installed"
+    assert not [p.name for p in scratch.backup_dir.glob(".*")], "a temporary copy was left behind"
+    assert not scratch.inspect()["deploy_mode"]
