@@ -503,3 +503,41 @@ def test_a_deploy_killed_after_writes_since_the_copy_is_recovered_to_the_data_at
     assert not writes_tracked(scratch), "the write tracking was left installed"
     assert not [p.name for p in scratch.backup_dir.glob(".*")], "a temporary copy was left behind"
     assert not scratch.inspect()["deploy_mode"]
+
+
+def test_a_table_with_a_generated_column_written_since_the_copy_is_restored_as_at_the_freeze(scratch: Scratch):
+    """Django 5's GeneratedField: a column SQLite computes, which `INSERT ... SELECT *` cannot fill."""
+    generated = (
+        "b integer GENERATED ALWAYS AS (a * 2) VIRTUAL"
+        if not is_postgresql()
+        else "b integer GENERATED ALWAYS AS (a * 2) STORED"
+    )
+    execute(scratch, f"CREATE TABLE red_generated (id integer PRIMARY KEY, a integer NOT NULL, {generated})")
+    execute(scratch, "INSERT INTO red_generated (id, a) VALUES (1, 1)")
+
+    result = gated_deploy(
+        scratch, "halfway", BEFORE_THE_FREEZE,
+        lambda: execute(scratch, "INSERT INTO red_generated (id, a) VALUES (2, 2)"),
+    )  # fmt: skip
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "restored_because" in steps_of(scratch)["roll back"]["detail"]
+    assert query(scratch, "SELECT id, a, b FROM red_generated ORDER BY id") == [(1, 1, 2), (2, 2, 4)]
+
+
+def test_a_second_operators_recover_during_a_deploy_is_refused_and_takes_nothing_away(scratch: Scratch):
+    seen: list[Any] = []
+
+    def recover() -> None:
+        execute(scratch, "INSERT INTO auth_group (name) VALUES ('before the recover')")
+        other = scratch.deploy("--recover", apps="halfway")
+        seen.append((other.returncode, other.stdout + other.stderr, writes_tracked(scratch)))
+        execute(scratch, "INSERT INTO auth_group (name) VALUES ('after the recover')")
+
+    result = gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, recover)
+
+    returncode, output, tracked = seen[0]
+    assert returncode != 0, output
+    assert tracked, "the other operator's --recover took the write tracking away mid-deploy"
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert sorted(query(scratch, "SELECT name FROM auth_group")) == [("after the recover",), ("before the recover",)]
