@@ -286,7 +286,7 @@ def test_a_transaction_open_across_the_copy_and_committed_before_the_freeze_is_i
     held: list[Any] = []
 
     def open_it() -> None:  # after the counting started, before the copy
-        db = sqlite3.connect(sqlite_path(scratch), timeout=60, isolation_level=None) if not is_postgresql() else (
+        db = sqlite3.connect(sqlite_path(scratch), timeout=60, isolation_level=None, check_same_thread=False) if not is_postgresql() else (
             psycopg.connect(scratch.url, autocommit=True)
         )
         db.execute("BEGIN")
