@@ -541,3 +541,25 @@ def test_a_second_operators_recover_during_a_deploy_is_refused_and_takes_nothing
     assert tracked, "the other operator's --recover took the write tracking away mid-deploy"
     assert result.returncode == 1, result.stdout + result.stderr
     assert sorted(query(scratch, "SELECT name FROM auth_group")) == [("after the recover",), ("before the recover",)]
+
+
+@sqlite_only
+@pytest.mark.skipif("shutil.which('sqlite3') is None", reason="the sqlite3 shell")
+def test_a_write_by_the_sqlite3_shell_with_triggers_off_between_the_copy_and_the_freeze_is_restored(
+    scratch: Scratch,
+):
+    """The sqlite3 shell's `.dbconfig enable_trigger off` (SQLITE_DBCONFIG_ENABLE_TRIGGER) turns
+    every trigger off for its own connection: no count moves, and nothing in sqlite_master says so."""
+
+    def shell_write() -> None:
+        subprocess.run(
+            ["sqlite3", sqlite_path(scratch), ".timeout 60000", ".dbconfig enable_trigger off",
+             "UPDATE auth_user SET last_name = 'by the shell' WHERE username = 'editor'"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+    result = gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, shell_write)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "restored_because" in steps_of(scratch)["roll back"]["detail"]
+    assert query(scratch, "SELECT last_name FROM auth_user WHERE username = 'editor'") == [("by the shell",)]
