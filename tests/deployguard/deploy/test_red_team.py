@@ -308,7 +308,7 @@ def test_a_transaction_open_across_the_copy_and_committed_before_the_freeze_is_i
     assert query(scratch, "SELECT name FROM auth_group") == [("opened before the copy",)]
 
 
-def _commit_when_copied(scratch: Scratch, commit: Callable[[], None]) -> None:
+def _commit_when_copied(scratch: Scratch, commit: Callable[[], None], go: str = "pre-check_write-path_audit.go") -> None:
     """Let the copy go, commit once the deploy reaches deploy mode on (after the copy)."""
     import threading
 
@@ -316,7 +316,7 @@ def _commit_when_copied(scratch: Scratch, commit: Callable[[], None]) -> None:
 
     def later() -> None:
         # The gate pauses only at the first step; the commit follows the copy by a short wait.
-        wait_until(lambda: (gate / "pre-check_write-path_audit.go").exists(), "the gate to open", timeout=60)
+        wait_until(lambda: (gate / go).exists(), "the gate to open", timeout=60)
         import time
 
         time.sleep(1.5)
@@ -563,3 +563,28 @@ def test_a_write_by_the_sqlite3_shell_with_triggers_off_between_the_copy_and_the
     assert result.returncode == 1, result.stdout + result.stderr
     assert "restored_because" in steps_of(scratch)["roll back"]["detail"]
     assert query(scratch, "SELECT last_name FROM auth_user WHERE username = 'editor'") == [("by the shell",)]
+
+
+def test_a_transaction_open_across_the_freeze_is_in_the_restored_data_or_the_deploy_stops(scratch: Scratch):
+    held: list[Any] = []
+
+    def open_it() -> None:  # after the copy; committed while the freeze goes on
+        if is_postgresql():
+            db = psycopg.connect(scratch.url, autocommit=True)
+        else:
+            db = sqlite3.connect(sqlite_path(scratch), timeout=60, isolation_level=None, check_same_thread=False)
+        db.execute("BEGIN")
+        db.execute("INSERT INTO auth_group (name) VALUES ('open across the freeze')")
+        held.append(db)
+
+    def commit_it() -> None:
+        held[0].execute("COMMIT")
+        held[0].close()
+
+    result = gated_deploy(
+        scratch, "halfway", BEFORE_THE_FREEZE,
+        lambda: (open_it(), _commit_when_copied(scratch, commit_it, go="deploy_mode_on.go")),
+    )  # fmt: skip
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert query(scratch, "SELECT name FROM auth_group") == [("open across the freeze",)]
