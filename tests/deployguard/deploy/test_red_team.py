@@ -1,7 +1,18 @@
 """Red team: writes that land between the early backup's copy and the freeze (or under it), by
 clients that do not go through Django, must be in the data a failed deploy restores, and must be
 seen by a successful deploy's post-checks (deployguard.deploy.backup_first, deployguard.written,
-deployguard.written_pg). Each test asserts the guarantee: one that fails has found a hole."""
+deployguard.written_pg). Each test asserts the guarantee: one that fails has found a hole.
+
+Failing when written (red team, 2026-12-02), the rest hold:
+- SQLite: test_a_blob_write_between_the_copy_and_the_freeze_is_in_the_restored_data,
+  test_a_blob_write_under_the_freeze_during_a_successful_deploy_is_not_missed,
+  test_a_write_by_the_sqlite3_shell_with_triggers_off_between_the_copy_and_the_freeze_is_restored
+  (writes that fire no trigger are not counted), test_a_trigger_of_the_site_on_a_protected_table_
+  does_not_change_the_copy_when_tables_are_copied_again (backup_first._copy_tables fires the
+  site's triggers in the copy), test_a_deploy_killed_after_writes_since_the_copy_is_recovered_to_
+  the_data_at_the_freeze[backup proved at the freeze] (the temporary copy is left behind).
+- PostgreSQL: test_a_sequence_advanced_between_the_dump_and_the_freeze_is_not_set_back_by_the_restore.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +21,9 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -92,6 +104,13 @@ def raw(scratch: Scratch) -> Iterator[Any]:
         db.close()
 
 
+def connect_for_another_thread(scratch: Scratch) -> Any:
+    """An autocommit connection that a thread other than its opener may commit on."""
+    if is_postgresql():
+        return psycopg.connect(scratch.url, autocommit=True)
+    return sqlite3.connect(sqlite_path(scratch), timeout=60, isolation_level=None, check_same_thread=False)
+
+
 def query(scratch: Scratch, sql: str) -> list[tuple[Any, ...]]:
     with raw(scratch) as db:
         return [tuple(row) for row in db.execute(sql).fetchall()]
@@ -112,7 +131,9 @@ def gated_deploy(
     gate.mkdir(exist_ok=True)
     env = subprocess_env(
         scratch.url, DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings", DEPLOYGUARD_STATE_CACHE_SECONDS="0",
-        **scratch.deploy_env(f"gate,{apps}", DEPLOY_TEST_GATE_DIR=str(gate), DEPLOY_TEST_PAUSE_AT=pause_at, **extra),
+        **scratch.deploy_env(
+            f"gate,{apps}", DEPLOY_TEST_GATE_DIR=str(gate), DEPLOY_TEST_PAUSE_AT=pause_at, **extra
+        ),
     )  # fmt: skip
     process = subprocess.Popen(
         [PYTHON, str(BASE_DIR / "manage.py"), *scratch.deploy_args()],
@@ -208,7 +229,10 @@ def test_a_trigger_of_the_site_on_a_protected_table_does_not_change_the_copy_whe
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "restored_because" in steps_of(scratch)["roll back"]["detail"]
-    assert sorted(query(scratch, "SELECT name FROM auth_group")) == [("added before the freeze",), ("in the copy",)]
+    assert sorted(query(scratch, "SELECT name FROM auth_group")) == [
+        ("added before the freeze",),
+        ("in the copy",),
+    ]
     # Nobody deleted a group on the live database: auth_user at the freeze is as it was.
     assert query(scratch, "SELECT * FROM auth_user ORDER BY id") == before
 
@@ -243,8 +267,9 @@ def test_replace_and_upsert_between_the_copy_and_the_freeze_are_in_the_restored_
     def writes() -> None:
         execute(
             scratch,
-            f"INSERT OR REPLACE INTO auth_group (id, name) VALUES ({ids['one']}, 'one replaced')",
-            "INSERT INTO auth_group (name) VALUES ('two') ON CONFLICT (name) DO UPDATE SET name = 'two upserted'",
+            f"INSERT OR REPLACE INTO auth_group (id, name) VALUES ({ids['one']}, 'one replaced')",  # noqa: S608
+            "INSERT INTO auth_group (name) VALUES ('two') "
+            "ON CONFLICT (name) DO UPDATE SET name = 'two upserted'",
         )
 
     result = gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, writes)
@@ -260,7 +285,11 @@ def test_a_delete_and_an_insert_keeping_the_count_are_in_the_restored_data(scrat
     execute(scratch, "INSERT INTO auth_group (name) VALUES ('old')")
 
     def writes() -> None:
-        execute(scratch, "DELETE FROM auth_group WHERE name = 'old'", "INSERT INTO auth_group (name) VALUES ('new')")
+        execute(
+            scratch,
+            "DELETE FROM auth_group WHERE name = 'old'",
+            "INSERT INTO auth_group (name) VALUES ('new')",
+        )
 
     result = gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, writes)
 
@@ -286,9 +315,7 @@ def test_a_transaction_open_across_the_copy_and_committed_before_the_freeze_is_i
     held: list[Any] = []
 
     def open_it() -> None:  # after the counting started, before the copy
-        db = sqlite3.connect(sqlite_path(scratch), timeout=60, isolation_level=None, check_same_thread=False) if not is_postgresql() else (
-            psycopg.connect(scratch.url, autocommit=True)
-        )
+        db = connect_for_another_thread(scratch)
         db.execute("BEGIN")
         db.execute("INSERT INTO auth_group (name) VALUES ('opened before the copy')")
         held.append(db)
@@ -308,17 +335,15 @@ def test_a_transaction_open_across_the_copy_and_committed_before_the_freeze_is_i
     assert query(scratch, "SELECT name FROM auth_group") == [("opened before the copy",)]
 
 
-def _commit_when_copied(scratch: Scratch, commit: Callable[[], None], go: str = "pre-check_write-path_audit.go") -> None:
-    """Let the copy go, commit once the deploy reaches deploy mode on (after the copy)."""
-    import threading
-
+def _commit_when_copied(
+    scratch: Scratch, commit: Callable[[], None], go: str = "pre-check_write-path_audit.go"
+) -> None:
+    """Commit on a thread of its own 1.5s after the gate `go` opens: the gate pauses on entering a
+    step, so the commit lands in what follows (the copy, or the freeze's drain)."""
     gate = scratch.directory / "gate"
 
     def later() -> None:
-        # The gate pauses only at the first step; the commit follows the copy by a short wait.
         wait_until(lambda: (gate / go).exists(), "the gate to open", timeout=60)
-        import time
-
         time.sleep(1.5)
         commit()
 
@@ -362,7 +387,8 @@ def test_truncate_and_copy_between_the_dump_and_the_freeze_are_in_the_restored_d
             with db.cursor().copy("COPY auth_group (name) FROM STDIN") as copy:
                 copy.write_row(["copied"])
             db.execute(
-                "INSERT INTO auth_group (name) VALUES ('copied') ON CONFLICT (name) DO UPDATE SET name = 'upserted'"
+                "INSERT INTO auth_group (name) VALUES ('copied') "
+                "ON CONFLICT (name) DO UPDATE SET name = 'upserted'"
             )
             db.execute("BEGIN")
             db.execute("SAVEPOINT s")
@@ -459,13 +485,16 @@ def test_a_table_altered_between_the_copy_and_the_freeze_is_restored_as_at_the_f
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "restored_because" in steps_of(scratch)["roll back"]["detail"]
-    assert sorted(query(scratch, "SELECT name, red_note FROM auth_group")) == [("after", "altered"), ("before", None)]
+    assert sorted(query(scratch, "SELECT name, red_note FROM auth_group")) == [
+        ("after", "altered"),
+        ("before", None),
+    ]
 
 
 @sqlite_only
 def test_analyze_between_the_copy_and_the_freeze_is_restored_as_at_the_freeze(scratch: Scratch):
     execute(scratch, "ANALYZE")
-    execute(scratch, *[f"INSERT INTO auth_group (name) VALUES ('g{n}')" for n in range(20)])
+    execute(scratch, *[f"INSERT INTO auth_group (name) VALUES ('g{n}')" for n in range(20)])  # noqa: S608
     at_freeze: list[Any] = []
 
     def analyze() -> None:
@@ -499,13 +528,17 @@ def test_a_deploy_killed_after_writes_since_the_copy_is_recovered_to_the_data_at
 
     assert recovered.returncode in (0, 1), recovered.stdout + recovered.stderr
     assert sorted(query(scratch, "SELECT name FROM auth_group")) == [("after the copy",), ("in the copy",)]
-    assert query(scratch, "SELECT last_name FROM auth_user WHERE username = 'editor'") == [("after the copy",)]
+    assert query(scratch, "SELECT last_name FROM auth_user WHERE username = 'editor'") == [
+        ("after the copy",)
+    ]
     assert not writes_tracked(scratch), "the write tracking was left installed"
     assert not [p.name for p in scratch.backup_dir.glob(".*")], "a temporary copy was left behind"
     assert not scratch.inspect()["deploy_mode"]
 
 
-def test_a_table_with_a_generated_column_written_since_the_copy_is_restored_as_at_the_freeze(scratch: Scratch):
+def test_a_table_with_a_generated_column_written_since_the_copy_is_restored_as_at_the_freeze(
+    scratch: Scratch,
+):
     """Django 5's GeneratedField: a column SQLite computes, which `INSERT ... SELECT *` cannot fill."""
     generated = (
         "b integer GENERATED ALWAYS AS (a * 2) VIRTUAL"
@@ -540,7 +573,10 @@ def test_a_second_operators_recover_during_a_deploy_is_refused_and_takes_nothing
     assert returncode != 0, output
     assert tracked, "the other operator's --recover took the write tracking away mid-deploy"
     assert result.returncode == 1, result.stdout + result.stderr
-    assert sorted(query(scratch, "SELECT name FROM auth_group")) == [("after the recover",), ("before the recover",)]
+    assert sorted(query(scratch, "SELECT name FROM auth_group")) == [
+        ("after the recover",),
+        ("before the recover",),
+    ]
 
 
 @sqlite_only
@@ -569,10 +605,7 @@ def test_a_transaction_open_across_the_freeze_is_in_the_restored_data_or_the_dep
     held: list[Any] = []
 
     def open_it() -> None:  # after the copy; committed while the freeze goes on
-        if is_postgresql():
-            db = psycopg.connect(scratch.url, autocommit=True)
-        else:
-            db = sqlite3.connect(sqlite_path(scratch), timeout=60, isolation_level=None, check_same_thread=False)
+        db = connect_for_another_thread(scratch)
         db.execute("BEGIN")
         db.execute("INSERT INTO auth_group (name) VALUES ('open across the freeze')")
         held.append(db)
