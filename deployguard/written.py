@@ -12,9 +12,13 @@ triggers: whatever client wrote it (the ORM, raw SQL, the sqlite3 shell) fired t
 
 Installed and removed through a connection of its own (no Django guard: deployguard's own
 schema), under SQLite's write lock, and removed whatever the deploy's end (`deploy_safe
---recover` removes what a killed deploy left). What it cannot see: a client that drops the
-triggers, writes, and puts them back, or edits the counts, which only SQL written to defeat it
-does; the database freeze has the same limit (deployguard.freeze_sqlite).
+--recover` removes what a killed deploy left). What it cannot see is a write that fires no
+trigger: the incremental blob API (sqlite3_blob_write, Python's Connection.blobopen), a
+connection with its triggers switched off (SQLITE_DBCONFIG_ENABLE_TRIGGER; the shell's
+`.dbconfig enable_trigger off`), or a client that drops the triggers, writes and puts them back,
+or edits the counts. SQLite's freeze has the same blind spot (deployguard.freeze_sqlite): SQLite
+has no access control, and only code written to get round it does any of these. On PostgreSQL
+(deployguard.written_pg) the site's role can do none of them.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from pathlib import Path
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from deployguard import backup, conf, fingerprints, written, written_pg
+from deployguard import backup, conf, fingerprints, sequences, written, written_pg
 from deployguard.fingerprint import PIN_RUNNING, provable, snapshot_horizon, unwritten_since
 from deployguard.fingerprints import FingerprintsAt, TableFingerprint
 from deployguard.sqlite_check import integrity_problems
@@ -54,8 +55,9 @@ class Early:
     target: Path
     deploy_id: str
     fingerprints: FingerprintsAt
-    # PostgreSQL: the finished backup, in place at `target`.
+    # PostgreSQL: the finished backup, in place at `target`, and the sequences it sets.
     manifest: backup.Manifest | None = None
+    sequence_positions: dict[str, sequences.Position] = field(default_factory=dict)
     # SQLite: the copy, not yet in place; the write counts read with it; the tables written
     # while the fingerprints were taken; and the copy's SHA-256.
     temporary: Path | None = None
@@ -99,7 +101,11 @@ def take(target: Path, *, using: str, deploy_id: str, earlier: FingerprintsAt | 
             copy.describe(fingerprints.digests(tables), backup.applied_migrations(using))
         assert copy.manifest is not None
         taken = FingerprintsAt(tables, horizon, snapshot=snapshot)
-        return Early(using, copy.path, deploy_id, taken, manifest=copy.manifest)
+        try:
+            positions = sequences.in_dump(copy.path, using=using)
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise backup.BackupError(f"pg_restore could not list the dump's sequences: {error}") from None
+        return Early(using, copy.path, deploy_id, taken, manifest=copy.manifest, sequence_positions=positions)
     return _take_sqlite(target, using=using, deploy_id=deploy_id)
 
 
@@ -108,7 +114,7 @@ def _take_sqlite(target: Path, *, using: str, deploy_id: str) -> Early:
     backup.refuse_existing(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        handle, temporary_name = tempfile.mkstemp(prefix=_temporary_prefix(deploy_id), dir=target.parent)
     except OSError as error:
         raise backup.BackupError(
             f"Cannot write to {target.parent}: {error.strerror}. Choose a writable directory."
@@ -136,6 +142,21 @@ def _take_sqlite(target: Path, *, using: str, deploy_id: str) -> Early:
         using, target, deploy_id, FingerprintsAt(tables), temporary=temporary, at_copy=at_copy,
         stale=stale, sha256=sha256,
     )  # fmt: skip
+
+
+def _temporary_prefix(deploy_id: str) -> str:
+    """The start of the name of a deploy's copy until it is proved (discard_leftovers() finds it)."""
+    return f".deploy_safe-{deploy_id}."
+
+
+def discard_leftovers(directory: Path, deploy_id: str) -> list[str]:
+    """Remove the unproved copy a killed deploy left in `directory`; the names removed."""
+    removed = []
+    for path in directory.glob(_temporary_prefix(deploy_id) + "*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path.name)
+    return removed
 
 
 def _copy(name: str, temporary: Path) -> written.Mark:
@@ -191,6 +212,8 @@ def _prove_postgresql(early: Early) -> Proved:
         )
         proved = logged if logged is not None else unwritten_since(before.horizon, same, using=using)
     changed = sorted((set(now) | set(before.tables)) - proved)
+    # A sequence moved without a write (a rolled-back INSERT, nextval()): the dump would set it back.
+    changed += [f"{name} (sequence)" for name in sequences.moved(early.sequence_positions, using=using)]
     if not changed:
         return Proved(early.target, early.manifest, before, [], "nothing")
     # A custom-format dump cannot be patched one table at a time: dump again, hash only what changed.
@@ -265,6 +288,13 @@ def _copy_tables(name: str, temporary: Path, tables: list[str]) -> None:
         copy.execute("ATTACH DATABASE ? AS live", [f"{Path(name).resolve().as_uri()}?mode=ro"])
         copy.execute("BEGIN IMMEDIATE")
         try:
+            # The site's own triggers must not fire in the copy (they would change other tables):
+            # dropped for the copying and created again as they were, in the same transaction.
+            triggers = copy.execute(
+                "SELECT name, sql FROM main.sqlite_master WHERE type = 'trigger'"
+            ).fetchall()
+            for trigger, _sql in triggers:
+                copy.execute(f"DROP TRIGGER main.{quote(trigger)}")
             for table in tables:
                 copy.execute(f"DELETE FROM main.{quote(table)}")  # noqa: S608
                 copy.execute(f"INSERT INTO main.{quote(table)} SELECT * FROM live.{quote(table)}")  # noqa: S608
@@ -276,6 +306,8 @@ def _copy_tables(name: str, temporary: Path, tables: list[str]) -> None:
                     f"SELECT * FROM live.sqlite_sequence WHERE name IN ({marks})",
                     tables,
                 )
+            for _trigger, sql in triggers:
+                copy.execute(sql)
             copy.execute("COMMIT")
         except BaseException:
             copy.execute("ROLLBACK")

@@ -473,7 +473,7 @@ def recover(options: Options, output: Output) -> Report:
     deploy_lock = lock.DeployLock(options.using)
     with origin.origin("deploy_safe --recover"):
         try:
-            _recover(report, deploy_lock)
+            _recover(report, deploy_lock, backup_dir=_backup_dir(options))
         except Stop as stop:
             report.exit_status, report.message = stop.exit_status, stop.message
         finally:
@@ -481,7 +481,7 @@ def recover(options: Options, output: Output) -> Report:
     return report
 
 
-def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
+def _recover(report: Report, deploy_lock: lock.DeployLock, *, backup_dir: Path) -> None:
     steps, using = report.steps, report.using
     with steps.step("one deploy at a time"):
         lock.take(deploy_lock, deploy_id=report.deploy_id, actor=state.os_actor())
@@ -512,7 +512,8 @@ def _recover(report: Report, deploy_lock: lock.DeployLock) -> None:
             undo.alert(report.deploy_id, "restore_failed", message)  # a person must act: never silent
             raise Stop(EXIT_HUMAN, message) from None
     record.survive_restore()
-    backup_first.stop_counting(using)  # SQLite: the write counting the killed deploy left
+    backup_first.stop_counting(using)  # the write tracking the killed deploy left
+    backup_first.discard_leftovers(backup_dir, report.deploy_id)  # its unproved copy
     with steps.step("deploy mode off") as off:
         if recovery.shared_status(using=using).deploy_id == report.deploy_id:
             off.detail = _deploy_mode_off(report, f"deploy_safe --recover {report.deploy_id}")
