@@ -100,6 +100,7 @@ def take(target: Path, *, using: str, deploy_id: str, earlier: FingerprintsAt | 
                 snapshot = written_pg.snapshot(cursor)  # the dump's: copying() runs the block in it
             copy.describe(fingerprints.digests(tables), backup.applied_migrations(using))
         assert copy.manifest is not None
+        durable(copy.path)
         taken = FingerprintsAt(tables, horizon, snapshot=snapshot)
         try:
             positions = sequences.in_dump(copy.path, using=using)
@@ -133,6 +134,7 @@ def _take_sqlite(target: Path, *, using: str, deploy_id: str) -> Early:
             after = written.mark_now(name)
             _raise_if_unsound(problems.result())
             sha256 = digest.result()
+        durable(temporary)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -142,6 +144,20 @@ def _take_sqlite(target: Path, *, using: str, deploy_id: str) -> Early:
         using, target, deploy_id, FingerprintsAt(tables), temporary=temporary, at_copy=at_copy,
         stale=stale, sha256=sha256,
     )  # fmt: skip
+
+
+def durable(path: Path) -> None:
+    """Write `path` (and its directory entry) through to the disk, before the freeze relies on
+    it. A backup still in the page cache is lost with the machine; and its writeback would
+    otherwise compete, inside the freeze window, with the commits of migrate (measured at
+    1,000,000 rows: a migrate step 0.5 s longer than a bare one without it)."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def _temporary_prefix(deploy_id: str) -> str:
@@ -270,8 +286,11 @@ def _prove_sqlite(early: Early) -> Proved | None:
         sha256=sha256,
         deploy_id=early.deploy_id,
     )
+    if changed:
+        durable(early.temporary)  # the pages copied again (the rest is on disk already)
     backup.place(early.temporary, manifest, early.target)
     early.temporary.unlink(missing_ok=True)
+    durable(backup.manifest_path(early.target))
     proved = FingerprintsAt(tables, mark=at_freeze)
     return Proved(
         early.target, manifest, proved, changed, "the tables written since" if changed else "nothing"

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 ORDER = {"postgresql": 0, "sqlite": 1}
-# Hand-written sections kept after the generated tables (issue 17's attack surface of the freeze).
-APPENDED = [Path(__file__).with_name("freeze_attack_surface.md")]
+# Hand-written sections kept after the generated tables (issue 17's attack surface of the freeze,
+# issue 22's of the backup taken before it).
+APPENDED = [
+    Path(__file__).with_name(name) for name in ("freeze_attack_surface.md", "backup_first_attack_surface.md")
+]
 
 
 def load(paths: list[str]) -> list[dict[str, Any]]:
