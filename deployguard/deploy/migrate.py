@@ -117,8 +117,8 @@ def start(*, deploy_id: str, using: str, verbosity: int, allow_data_migrations: 
     Called once deploy mode is on in the shared state, so the subprocess reads "on" from its
     first check and every ready() hook in it runs frozen, schema changes and migrate's
     bookkeeping rows included: it allows those only once told to go. Its start-up (a second
-    Django start-up, about a second) then overlaps the wait for other processes, the
-    fingerprints and the backup, none of which it touches: it writes nothing until told to go.
+    Django start-up, about a second) then overlaps the drain and the backup's proof at the
+    freeze, none of which it touches: it writes nothing until told to go.
     """
     handle, refusals = tempfile.mkstemp(prefix="deploy_safe-refused-", suffix=".jsonl")
     os.close(handle)
@@ -131,8 +131,8 @@ def start(*, deploy_id: str, using: str, verbosity: int, allow_data_migrations: 
             DATA_MIGRATION_VARIABLE: ",".join(allow_data_migrations),
             DATA_MIGRATION_REPORT_VARIABLE: data,
         }
-    # Not allowed schema changes from start-up: it starts up while the fingerprints and the
-    # backup are taken, so it starts fully frozen, and allows schema changes once told to go.
+    # Not allowed schema changes from start-up: it starts up while the backup is proved, so it
+    # starts fully frozen, and allows schema changes once told to go.
     reason = schema_changes_reason(deploy_id)
     command, env = manage_command(
         "deploy_safe_migrate", "--database", using, "--schema-changes-reason", reason,

@@ -19,8 +19,8 @@ class Command(BaseCommand):
         "Run by deploy_safe, not by people: start up (every app's ready(), frozen by deploy mode), "
         f"then wait for the line {GO!r} on standard input, allow schema changes (and the data "
         "migrations deploy_safe names) and run `migrate --noinput`. deploy_safe "
-        "starts it as soon as deploy mode is on, so that this start-up overlaps the wait for other "
-        "processes, the fingerprints and the backup. Exit status: migrate's; "
+        "starts it as soon as deploy mode is on, so that this start-up overlaps the drain and the "
+        "backup's proof. Exit status: migrate's; "
         f"{EXIT_NOT_TOLD} when standard input closed without {GO!r}: nothing was migrated."
     )
     # migrate runs the system checks itself (skip_checks=False below), after the word.
