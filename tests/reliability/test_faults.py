@@ -176,10 +176,9 @@ def assert_backup_failed_and_nothing_migrated(scratch, result, before, backups):
     assert result.returncode == 1, result.stdout + result.stderr
     report = scratch.report()
     assert report["status"] == "rolled_back"
-    # The fingerprints are taken inside the backup's lock or snapshot: a backup that fails before
-    # it holds one (an unwritable directory) never reaches them.
-    last_two = [s["name"] for s in report["steps"]][-2:]
-    assert last_two in (["fingerprint", "backup"], ["deploy mode on", "backup"])
+    # The backup is taken before deploy mode goes on: it failed there, nothing was frozen.
+    assert report["steps"][-1]["name"] == "backup, before the freeze"
+    assert "deploy mode on" not in [s["name"] for s in report["steps"]]
     assert report["steps"][-1]["status"] == "failed"
     assert report["message"].startswith("The backup failed (") and report["message"].endswith(
         "); nothing was migrated."
@@ -215,13 +214,17 @@ def test_a_backup_directory_that_turns_read_only_after_the_pre_checks_stops_the_
 ):
     """The backup directory read-only after its pre-check (EROFS): exit 1 before migrate, rows equal."""
     before = template_rows
-    deploy = start_deploy(scratch, "--backup-dir", str(small_disk), apps="gate,schema", pause_at=("backup",))
+    # The last pre-check, entered after "backup directory writable" passed; the backup comes next.
+    last_pre_check = "pre-check: write-path audit"
+    deploy = start_deploy(
+        scratch, "--backup-dir", str(small_disk), apps="gate,schema", pause_at=(last_pre_check,)
+    )
     try:
-        reach(deploy, scratch, "backup")
+        reach(deploy, scratch, last_pre_check)
         remounted = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=False)
         assert remounted.returncode == 0
     finally:
-        release(scratch, "backup")
+        release(scratch, last_pre_check)
     result = finish(deploy)
 
     changes = assert_backup_failed_and_nothing_migrated(scratch, result, before, small_disk)
