@@ -36,7 +36,7 @@ from django.db import DatabaseError, connections, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from deployguard import files, state, written
+from deployguard import files, freeze, freeze_sqlite, state, written
 from deployguard.allowances import allow_writes
 from deployguard.fingerprint import PIN_RUNNING
 from deployguard.fingerprints import Digests, current_digests
@@ -480,11 +480,15 @@ def _restore_sqlite(backup: Path, using: str) -> None:
     connection = connections[using]
     connection.close()
     connection.ensure_connection()
-    source = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+    function = freeze_sqlite.current_function(connection.connection)  # frozen now: restored frozen
+    source_path = freeze_sqlite.frozen_copy(backup, function, freeze.is_freezable) if function else backup
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
     try:
         source.backup(connection.connection)
     finally:
         source.close()
+        if source_path != backup:
+            source_path.unlink(missing_ok=True)
 
 
 def _drop_tables_not_in(manifest: Manifest, using: str) -> list[str]:

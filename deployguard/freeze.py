@@ -96,9 +96,15 @@ def freezable_tables(connection: BaseDatabaseWrapper) -> list[str]:
     scrub runs)."""
     with connection.cursor() as cursor:
         names = connection.introspection.table_names(cursor)
-    tables = protected_tables(names) | {name for name in names if name.lower() in SWITCH_TABLES}
+    return sorted(name for name in names if is_freezable(name))
+
+
+def is_freezable(table: str) -> bool:
+    """Whether the freeze's trigger goes on `table` (as the database spells it)."""
     # SQLite's own tables (sqlite_stat1 after ANALYZE) take no triggers.
-    return sorted(t for t in tables - migrate_writable_tables() if not t.startswith("sqlite_"))
+    if table.startswith("sqlite_") or table.lower() in migrate_writable_tables():
+        return False
+    return bool(protected_tables([table])) or table.lower() in SWITCH_TABLES
 
 
 def freeze(

@@ -13,9 +13,14 @@ cannot stop that, and verify() then says the freeze is broken.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import shutil
+import sqlite3
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -159,3 +164,29 @@ def drop(connection: BaseDatabaseWrapper) -> int:
     finally:
         cursor.close()
     return len({table for _name, table, _sql in triggers})
+
+
+def frozen_copy(backup: Path, function: str, is_freezable: Callable[[str], bool]) -> Path:
+    """A copy of the SQLite backup at `backup` (beside it) carrying this freeze's triggers, with
+    `function`, on each of its tables `is_freezable` names: restored from it, the database is
+    frozen from the restore's first instant, not from the moment the freeze is installed again
+    (a writer waiting for the restore's lock would write in between). The caller removes it."""
+    handle, name = tempfile.mkstemp(prefix=f".{backup.name}.frozen.", dir=backup.parent)
+    os.close(handle)
+    shutil.copyfile(backup, name)
+    copy = sqlite3.connect(name, isolation_level=None)
+    try:
+        tables = [
+            t
+            for (t,) in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if is_freezable(t)
+        ]
+        copy.execute("BEGIN IMMEDIATE")
+        for table in tables:
+            for operation in OPERATIONS:
+                copy.execute(f"DROP TRIGGER IF EXISTS {_quote(trigger_name(table, operation))}")
+                copy.execute(trigger_sql(table, operation, function))
+        copy.execute("COMMIT")
+    finally:
+        copy.close()
+    return Path(name)

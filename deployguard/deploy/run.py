@@ -24,7 +24,7 @@ from typing import Any
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from deployguard import backup, conf, fingerprints, freeze, origin, row_counts, state
+from deployguard import backup, conf, fingerprints, freeze, origin, row_counts, state, written_pg
 from deployguard.deploy import backup_first, lock, migrate, postchecks, prechecks, recovery, undo
 from deployguard.deploy.record import RUNNING, Record, Report, append_log, new_deploy_id, running_record
 from deployguard.deploy.steps import (
@@ -352,7 +352,12 @@ def _fingerprint(steps: Steps, *, before: Step, using: str, earlier: Fingerprint
     snapshot's horizon, since which the post-check proves tables unwritten."""
     with steps.step("fingerprint", before=before) as step:
         tables = fingerprints.take(using=using, earlier=earlier)
-        horizon = snapshot_horizon(using=using) if connections[using].vendor == "postgresql" else None
+        postgresql = connections[using].vendor == "postgresql"
+        horizon = snapshot_horizon(using=using) if postgresql else None
+        snapshot = None
+        if postgresql:  # the write log (deployguard.written_pg) proves tables unwritten after it
+            with connections[using].cursor() as cursor:
+                snapshot = written_pg.snapshot(cursor)
         step.detail = {
             "tables": len(tables),
             "rows": sum(fp.count for fp in tables.values()),
@@ -362,7 +367,7 @@ def _fingerprint(steps: Steps, *, before: Step, using: str, earlier: Fingerprint
             reused = earlier.reused_in(tables)
             step.detail["reused_from_pre_check"] = len(reused)
             step.detail["hashed"] = sorted(set(tables) - set(reused))
-    return FingerprintsAt(tables, horizon)
+    return FingerprintsAt(tables, horizon, snapshot=snapshot)
 
 
 def _migrate(options: Options, report: Report, child: migrate.Child) -> migrate.Migrated:

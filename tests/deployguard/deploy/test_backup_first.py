@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from deployguard.backup import manifest_path
 from tests.deploy_apps.support import PYTHON, Scratch, is_postgresql, writes_tracked
@@ -90,12 +91,9 @@ def test_a_rolled_back_deploy_restores_every_write_committed_until_the_freeze(sc
     committed = [int(line) for line in lines[1:-1]]
     report = scratch.report()
     steps = {step["name"]: step for step in report["steps"]}
-    proved = steps["backup proved at the freeze"]["detail"]
-    # The writer kept writing after the copy: those tables, and only those, were written since.
-    assert {"auth_group", "auth_user"} <= set(proved["written_since_the_copy"]), proved
-    if is_postgresql():
-        assert proved["copied_again"] == "everything"  # a custom dump is made again whole
-    else:
+    if not is_postgresql():  # PostgreSQL backs up under the freeze (backup_first.supported)
+        proved = steps["backup proved at the freeze"]["detail"]
+        # The writer kept writing after the copy: those tables, and only those, were written since.
         assert set(proved["written_since_the_copy"]) == {"auth_group", "auth_user"}, proved
         assert proved["copied_again"] == "the tables written since"
     assert "restored_because" in steps["roll back"]["detail"]
@@ -111,12 +109,10 @@ def test_a_rolled_back_deploy_restores_every_write_committed_until_the_freeze(sc
 def test_the_write_counting_is_gone_after_a_deploy_whatever_its_end(scratch: Scratch):
     assert scratch.deploy(apps="schema").returncode == 0
     assert scratch.deploy(apps="schema,halfway").returncode == 1
-    if is_postgresql():
-        return  # PostgreSQL proves by row versions: nothing is installed
-    names = {str(name) for (name,) in _query(scratch, "SELECT name FROM sqlite_master")}
-    assert not {name for name in names if name.startswith("deployguard_written")}, names
+    assert not writes_tracked(scratch)
 
 
+@pytest.mark.skipif("is_postgresql()", reason="PostgreSQL backs up under the freeze")
 def test_a_deploy_with_nothing_written_since_the_copy_keeps_it_as_taken(scratch: Scratch):
     result = scratch.deploy(apps="schema")
 
@@ -148,3 +144,29 @@ def test_a_backup_taken_while_writes_were_tracked_restores_without_the_tracking(
 
     assert restored.returncode == 0, restored.stderr
     assert not writes_tracked(scratch)  # the copy held the tracking, on; the restore took it away
+
+
+@pytest.mark.skipif("is_postgresql()", reason="SQLite's restore")
+def test_a_sqlite_copy_restored_while_frozen_carries_the_freeze(scratch: Scratch):
+    """restore_database restores SQLite from a copy carrying the freeze's triggers (frozen_copy)
+    while deploy mode is on: frozen from the restore's first instant, not once it is checked again."""
+    from deployguard import freeze, freeze_sqlite
+
+    path = scratch.backup_dir / "before.sqlite3"
+    assert scratch.manage("backup_db", "--output", str(path)).returncode == 0
+    function = freeze_sqlite.FUNCTION_PREFIX + "0" * 32
+
+    copy = freeze_sqlite.frozen_copy(path, function, freeze.is_freezable)
+    try:
+        with contextlib.closing(sqlite3.connect(copy)) as db:
+            triggers = {
+                name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            }
+            with pytest.raises(sqlite3.OperationalError, match=f"no such function: {function}"):
+                db.execute("INSERT INTO auth_group (name) VALUES ('in the gap')")
+    finally:
+        copy.unlink()
+    assert freeze_sqlite.trigger_name("documents_submission", "INSERT") in triggers
+    assert freeze_sqlite.trigger_name("deployguard_deploymodestate", "UPDATE") in triggers
+    assert not any("django_migrations" in name for name in triggers)  # migrate's bookkeeping
+    assert path.exists() and not copy.exists()

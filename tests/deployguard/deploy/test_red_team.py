@@ -39,7 +39,9 @@ from tests.deployguard.support import BASE_DIR, database_url_for, subprocess_env
 from tests.waiting import wait_until
 
 BEFORE_THE_COPY = "pre-check: write-path audit"  # after the counting starts; the gate splits names on commas
-BEFORE_THE_FREEZE = "deploy mode on"  # entered after the early copy, before deploy mode goes on
+# Entered before deploy mode goes on: after the early copy on SQLite; on PostgreSQL, which backs
+# up under the freeze (backup_first.supported), before the backup.
+BEFORE_THE_FREEZE = "deploy mode on"
 UNDER_THE_FREEZE = "backup proved at the freeze"  # entered once the drain is done
 DURING_MIGRATE = "migrate"
 
@@ -525,6 +527,8 @@ def test_a_deploy_killed_after_writes_since_the_copy_is_recovered_to_the_data_at
             "UPDATE auth_user SET last_name = 'after the copy' WHERE username = 'editor'",
         )
 
+    if is_postgresql() and kill_at == UNDER_THE_FREEZE:
+        kill_at = "backup"  # PostgreSQL backs up under the freeze (backup_first.supported)
     killed = gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, writes, DEPLOY_TEST_KILL_AT=kill_at)
     assert killed.returncode == -9, killed.stdout + killed.stderr
 
