@@ -7,7 +7,7 @@ Found by the red team (2026-12-02) and fixed since: the site's own triggers fire
 when written tables were copied again into it (backup_first._copy_tables); the unproved copy of a
 deploy killed at the freeze was left in the backup directory (--recover removes it); on
 PostgreSQL, a sequence moved by a rolled-back INSERT between the dump and the freeze was set back
-by the restore (the dump's sequences are now compared at the freeze: deployguard.sequences).
+by the restore (as shipped, PostgreSQL dumps under the freeze: its sequences are those at the freeze).
 Known limit, kept as strict xfails (TRIGGERLESS): on SQLite, writes that fire no trigger.
 """
 
