@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -32,6 +33,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.management.color import no_style
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connections, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
@@ -505,21 +507,89 @@ def _drop_tables_not_in(manifest: Manifest, using: str) -> list[str]:
 
 
 def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
+    """`pg_restore --clean` in one transaction. While the database is frozen, the restore goes
+    through psql instead, and the same transaction ends by installing the freeze again and
+    writing the deploy-mode row as it stands (_refrozen_sql()): the restored tables are frozen
+    from the moment they exist for other sessions, whatever freeze the dump carried."""
     _drop_tables_not_in(manifest, using)
+    epilogue = _refrozen_sql(using, manifest)
     connections[using].close()
-    _run(
-        [
-            "pg_restore",
-            "--single-transaction",
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--dbname",
-            str(connections[using].settings_dict["NAME"]),
-            str(backup),
-        ],
-        postgres_environment(using),
-    )
+    env = postgres_environment(using)
+    name = str(connections[using].settings_dict["NAME"])
+    if not epilogue:
+        _run(["pg_restore", "--single-transaction", "--clean", "--if-exists", "--no-owner", "--dbname", name,
+              str(backup)], env)  # fmt: skip
+        return
+    _restore_through_psql(backup, name, env, epilogue)
+
+
+def _refrozen_sql(using: str, manifest: Manifest) -> str:
+    """While the database is frozen: the statements that end its restore's transaction (the
+    freeze on every freezable table the restore leaves, then the deploy-mode row as it is now),
+    else ''."""
+    connection = connections[using]
+    if not any(freeze.frozen_tables(connection).values()):
+        return ""
+    tables = set(freeze.freezable_tables(connection)) | {
+        t for t in manifest.fingerprints if freeze.is_freezable(t)
+    }
+    statements = [freeze.refreeze_sql(connection, tables)]
+    from deployguard.models import DeployModeState
+
+    table = DeployModeState._meta.db_table
+    row = DeployModeState.objects.using(using).values().first()
+    if row is not None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_schema()")
+            (schema,) = cursor.fetchone()
+        qualified = f"{connection.ops.quote_name(schema)}.{connection.ops.quote_name(table)}"
+        document = json.dumps(row, cls=DjangoJSONEncoder)
+        statements.append(
+            f"DELETE FROM {qualified};\nINSERT INTO {qualified} SELECT * FROM "  # noqa: S608
+            f"json_populate_record(NULL::{qualified}, {connection.ops.compose_sql('%s', [document])});"
+        )
+    return "\n".join(statements)
+
+
+def _restore_through_psql(backup: Path, name: str, env: dict[str, str], epilogue: str) -> None:
+    """pg_restore's SQL piped into psql inside BEGIN ... `epilogue` COMMIT. COMMIT is sent only
+    once pg_restore has exited 0; psql stops at the first error (ON_ERROR_STOP), and a psql that
+    ends without COMMIT leaves the database as it was."""
+    restore_command = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--file", "-", str(backup)]
+    psql_command = ["psql", "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--dbname", name]
+    with tempfile.TemporaryFile() as restore_errors, tempfile.TemporaryFile() as psql_errors:
+        restore = subprocess.Popen(  # noqa: S603
+            [executable(restore_command[0]), *restore_command[1:]], env=env,
+            stdout=subprocess.PIPE, stderr=restore_errors,
+        )  # fmt: skip
+        psql = subprocess.Popen(  # noqa: S603
+            [executable(psql_command[0]), *psql_command[1:]], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=psql_errors,
+        )  # fmt: skip
+        assert restore.stdout is not None and psql.stdin is not None
+        committed = False
+        try:
+            with contextlib.suppress(BrokenPipeError):  # psql stopped at an error: its output says which
+                psql.stdin.write(b"BEGIN;\n")
+                shutil.copyfileobj(restore.stdout, psql.stdin, 1 << 20)
+                if restore.wait() == 0:
+                    psql.stdin.write(epilogue.encode() + b"\nCOMMIT;\n")
+                    psql.stdin.flush()
+                    committed = True
+        finally:
+            if not committed:  # without COMMIT the server rolls the transaction back
+                for process in (restore, psql):
+                    process.kill()
+            with contextlib.suppress(BrokenPipeError):
+                psql.stdin.close()
+            restore.wait()
+            psql.wait()
+        if psql.returncode not in (0, -signal.SIGKILL):
+            psql_errors.seek(0)
+            raise _failed("psql", psql.returncode, psql_errors.read().decode(errors="replace"))
+        if not committed:
+            restore_errors.seek(0)
+            raise _failed("pg_restore", restore.returncode, restore_errors.read().decode(errors="replace"))
 
 
 def _own_tables(using: str) -> list[tuple[type[models.Model], str]]:

@@ -59,6 +59,8 @@ KEY_SETTING = "deployguard.freeze_key"
 SETTING = KEY_SETTING  # the name tests and callers knew it by
 # BEFORE (2) INSERT (4) DELETE (8) UPDATE (16) TRUNCATE (32), FOR EACH STATEMENT (no 1).
 TRIGGER_TYPE = 2 | 4 | 8 | 16 | 32
+_EVENTS = "BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE"
+_EACH = "FOR EACH STATEMENT EXECUTE FUNCTION"
 
 
 def _function_body(schema: str) -> str:
@@ -174,14 +176,69 @@ def enable_triggers(
                     cursor.execute(f"DROP TRIGGER {TRIGGER} ON {quote(table)}")
                 if not ours.get(table):
                     cursor.execute(
-                        f"CREATE TRIGGER {TRIGGER} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
-                        f"ON {quote(table)} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()"
+                        f"CREATE TRIGGER {TRIGGER} {_EVENTS} ON {quote(table)} {_EACH} {FUNCTION}()"
                     )
                 cursor.execute(f"ALTER TABLE {quote(table)} ENABLE ALWAYS TRIGGER {TRIGGER}")
         problems = verify(connection, tables)
         if problems:
             raise FreezeBroken("The freeze did not verify: " + "; ".join(problems))
     return True
+
+
+def refreeze_sql(connection: BaseDatabaseWrapper, tables: Iterable[str]) -> str:
+    """PostgreSQL: statements that install this freeze (its key, its function, its trigger
+    enabled ALWAYS) on each of `tables` that exists when they run, with every name qualified by
+    the current schema. A restore while deploy mode is on ends its transaction with them
+    (backup.restore_database): `pg_restore --clean` recreates the tables with their triggers as
+    the dump holds them, so without them a writer queued behind the restore's locks would write
+    between its commit and the freeze being installed again. The key is the one in force now,
+    so what holds it (allow_writes()) goes on; a new one when there is none."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_schema()")
+        (schema,) = cursor.fetchone()
+        key = ""
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [KEY_TABLE])
+        if cursor.fetchone()[0]:
+            cursor.execute(f"SELECT key FROM {_quote(KEY_TABLE)} LIMIT 1")  # noqa: S608 (a constant)
+            row = cursor.fetchone()
+            key = row[0] if row else ""
+    key = key or secrets.token_hex(32)
+    key_table = f"{_quote(schema)}.{_quote(KEY_TABLE)}"
+    names = sorted(set(tables))
+
+    def literal(value: Any) -> str:
+        return connection.ops.compose_sql("%s", [value])
+
+    # The names are constants or quoted; the values are quoted by the driver's own quoting.
+    return f"""
+CREATE TABLE IF NOT EXISTS {key_table} (key text NOT NULL);
+DO $refreeze$
+DECLARE grantee text;
+BEGIN
+    FOR grantee IN SELECT DISTINCT a.grantee::regrole::text FROM pg_class c, aclexplode(c.relacl) a
+        WHERE c.oid = {literal(key_table)}::regclass AND a.grantee <> c.relowner AND a.grantee <> 0 LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM %s', {literal(key_table)}, grantee);
+    END LOOP;
+END
+$refreeze$;
+REVOKE ALL ON {key_table} FROM PUBLIC;
+DELETE FROM {key_table};
+INSERT INTO {key_table} (key) VALUES ({literal(key)});
+{_function_sql(schema)};
+DO $refreeze$
+DECLARE name text;
+BEGIN
+    FOREACH name IN ARRAY {literal(names)}::text[] LOOP
+        IF to_regclass(format('%I.%I', {literal(schema)}, name)) IS NOT NULL THEN
+            EXECUTE format('CREATE OR REPLACE TRIGGER {TRIGGER} {_EVENTS} ON %I.%I {_EACH} %I.{FUNCTION}()',
+                           {literal(schema)}, name, {literal(schema)});
+            EXECUTE format('ALTER TABLE %I.%I ENABLE ALWAYS TRIGGER {TRIGGER}', {literal(schema)}, name);
+        END IF;
+    END LOOP;
+END
+$refreeze$;
+SELECT pg_catalog.set_config({literal(KEY_SETTING)}, {literal(key)}, true);
+"""  # noqa: S608
 
 
 SWITCH_LOCK = "deployguard.switch"

@@ -115,6 +115,56 @@ def test_a_failed_pg_dump_fails_the_backup_with_its_message_and_leaves_nothing(s
     assert list(output.iterdir()) == []
 
 
+# A restore while frozen goes through psql, the freeze installed again in the same transaction
+# (backup._restore_through_psql): when either tool fails, nothing of the restore is committed.
+VERIFY_FREEZE = (
+    "from django.db import connection\nfrom deployguard import freeze\nprint(freeze.verify(connection))"
+)
+FAILING_TOOLS = {
+    # Half of pg_restore's SQL (its DROPs included), then a failure.
+    "pg_restore": (
+        '#!/bin/sh\n"$REAL_TOOL" "$@" | head -c 3000\n'
+        'echo "pg_restore: error: the disk is on fire" >&2\nexit 1\n'
+    ),
+    # psql meets an error just before COMMIT.
+    "psql": '#!/bin/sh\nsed "s/^COMMIT;$/SELECT 1 \\/ 0;/" | "$REAL_TOOL" "$@"\n',
+}
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("tool", sorted(FAILING_TOOLS))
+def test_a_restore_while_frozen_that_fails_halfway_changes_nothing_and_stays_frozen(
+    scratch: Scratch, tool: str
+):
+    import shutil
+
+    path = backed_up(scratch)
+    assert scratch.manage("deploy_mode", "on", "--reason", "restore under test").returncode == 0
+    before = scratch.inspect()
+    tools = scratch.directory / "bin"
+    tools.mkdir()
+    fake = tools / tool
+    fake.write_text(FAILING_TOOLS[tool])
+    fake.chmod(0o755)
+
+    result = scratch.manage(
+        "restore_db", str(path), "--yes", "--no-safety-backup",
+        PATH=f"{tools}{os.pathsep}{os.environ['PATH']}", REAL_TOOL=str(shutil.which(tool)),
+    )  # fmt: skip
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    expected = {
+        "pg_restore": "failed: pg_restore failed: pg_restore: error: the disk is on fire",
+        "psql": "failed: psql failed: ERROR:  division by zero",
+    }[tool]
+    assert expected in result.stderr, result.stderr
+    assert scratch.inspect() == before
+    verified = scratch.manage("shell", "-c", VERIFY_FREEZE)
+    assert verified.stdout.strip().splitlines()[-1] == "[]", (
+        verified.stdout + verified.stderr
+    )  # frozen, whole
+
+
 # --- SQLite's integrity check of the copy, split across cores ---------------------------
 
 
