@@ -6,6 +6,15 @@ still writes, and at the freeze proves which tables nobody wrote since the copy.
 were written are copied and hashed again, under the freeze; the backup deploy_safe restores
 from holds exactly the data at the freeze either way.
 
+- PostgreSQL: pg_dump and the fingerprints share one snapshot (backup.copying()). At the
+  freeze the write log (deployguard.written_pg, kept since before the pre-checks) proves each
+  table unwritten since that snapshot; without a log, the snapshot's horizon (fingerprint.
+  unwritten_since: no row version newer, same row count, same columns). The dump's sequences
+  are compared with the database's too (deployguard.sequences: a rolled-back INSERT moves one
+  without a write). When anything moved, the dump is made again under the freeze, with the
+  proved tables' fingerprints kept and only the others hashed (a custom dump cannot be patched
+  table by table). The dump holds no freeze; a restore while frozen installs it in the
+  restore's own transaction (backup.restore_database).
 - SQLite (a database file): deployguard.written counts every write to each protected table
   from before the pre-checks until the deploy ends (deploy_safe starts it). The copy is made
   through the backup API from a read transaction, which also reads the counts: writers wait
@@ -17,9 +26,6 @@ from holds exactly the data at the freeze either way.
   again, as before.
 - An in-memory SQLite database (tests) has no second connection to count with: it is
   backed up under the freeze, as before.
-- PostgreSQL is backed up under the freeze (see supported()); the write log
-  (deployguard.written_pg), started and stopped here with SQLite's counts, keeps its
-  post-checks proportional to what migrate wrote.
 """
 
 from __future__ import annotations
@@ -28,15 +34,17 @@ import contextlib
 import logging
 import os
 import sqlite3
+import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from deployguard import backup, conf, fingerprints, written, written_pg
+from deployguard import backup, conf, fingerprints, sequences, written, written_pg
+from deployguard.fingerprint import PIN_RUNNING, provable, snapshot_horizon, unwritten_since
 from deployguard.fingerprints import FingerprintsAt, TableFingerprint
 from deployguard.sqlite_check import integrity_problems
 
@@ -51,10 +59,13 @@ class Early:
     target: Path
     deploy_id: str
     fingerprints: FingerprintsAt
-    # The copy, not yet in place; the write counts read with it; the tables written while the
-    # fingerprints were taken; and the copy's SHA-256.
-    temporary: Path
-    at_copy: written.Mark
+    # PostgreSQL: the finished backup, in place at `target`, and the sequences it sets.
+    manifest: backup.Manifest | None = None
+    sequence_positions: dict[str, sequences.Position] = field(default_factory=dict)
+    # SQLite: the copy, not yet in place; the write counts read with it; the tables written
+    # while the fingerprints were taken; and the copy's SHA-256.
+    temporary: Path | None = None
+    at_copy: written.Mark | None = None
     stale: set[str] = field(default_factory=set)
     sha256: str = ""
 
@@ -71,24 +82,39 @@ class Proved:
 
 
 def supported(using: str) -> bool:
-    """Whether the backup is taken before the freeze: a SQLite file, whose copy is made frozen
-    again at a restore (backup.restore_database). Not PostgreSQL: `pg_restore --clean` recreates
-    the tables with their triggers as the dump holds them, so a dump made before the freeze
-    would leave the restored tables writable until the freeze is installed again, and writers
-    queued behind the restore's locks write in that moment (found by the jobs reliability test).
-    Not an in-memory SQLite database (tests): no second connection to count with."""
+    """Whether the backup is taken before the freeze: PostgreSQL, or a SQLite file. A restore
+    while deploy mode is on gives either back frozen from its first instant (backup.restore_database:
+    SQLite through a copy carrying the freeze's triggers, PostgreSQL by installing the freeze in
+    the restore's own transaction), so a dump that holds no freeze is safe to restore from. Not
+    an in-memory SQLite database (tests): no second connection to count with."""
     connection = connections[using]
-    return connection.vendor == "sqlite" and not connection.is_in_memory_db()
+    return connection.vendor == "postgresql" or (
+        connection.vendor == "sqlite" and not connection.is_in_memory_db()
+    )
 
 
 def _name(using: str) -> str:
     return str(connections[using].settings_dict["NAME"])
 
 
-def take(target: Path, *, using: str, deploy_id: str) -> Early:
-    """The backup and the fingerprints, taken while the site still writes (a SQLite file: see
-    supported()). BackupError (or a DatabaseError, OSError, sqlite3.Error) when it could not be
-    made; nothing is left at `target` then."""
+def take(target: Path, *, using: str, deploy_id: str, earlier: FingerprintsAt | None) -> Early:
+    """The backup and the fingerprints, taken while the site still writes. BackupError (or a
+    DatabaseError, OSError) when it could not be made; nothing is left at `target` then."""
+    if connections[using].vendor == "postgresql":
+        with backup.copying(target, using=using, deploy_id=deploy_id) as copy:
+            tables = fingerprints.take(using=using, earlier=earlier)
+            horizon = snapshot_horizon(using=using)
+            with connections[using].cursor() as cursor:
+                snapshot = written_pg.snapshot(cursor)  # the dump's: copying() runs the block in it
+            copy.describe(fingerprints.digests(tables), backup.applied_migrations(using))
+        assert copy.manifest is not None
+        durable(copy.path)
+        taken = FingerprintsAt(tables, horizon, snapshot=snapshot)
+        try:
+            positions = sequences.in_dump(copy.path, using=using)
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise backup.BackupError(f"pg_restore could not list the dump's sequences: {error}") from None
+        return Early(using, copy.path, deploy_id, taken, manifest=copy.manifest, sequence_positions=positions)
     return _take_sqlite(target, using=using, deploy_id=deploy_id)
 
 
@@ -185,12 +211,52 @@ def _raise_if_unsound(problems: list[str]) -> None:
 
 def prove(early: Early) -> Proved | None:
     """Under the freeze: the backup proved (or made) to hold the data now. None when it must be
-    made again whole (a table's definition changed since the copy); the caller does."""
+    made again whole (SQLite: a table's definition changed since the copy); the caller does."""
+    if early.manifest is not None:
+        return _prove_postgresql(early)
     return _prove_sqlite(early)
+
+
+def _prove_postgresql(early: Early) -> Proved:
+    using, before = early.using, early.fingerprints
+    assert early.manifest is not None and before.horizon is not None
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute(f"SELECT {PIN_RUNNING}")
+        now = fingerprints.protected_tables_now(using=using)
+        types = fingerprints.types_now(now, using=using)
+        same = {
+            table: fp.count
+            for table, fp in before.tables.items()
+            if fp.types is not None and types.get(table) == fp.types and provable(fp.types)
+        }
+        # The write log when deploy_safe kept one since before the dump; else every row's version.
+        logged = (
+            written_pg.unwritten_since(connections[using], before.snapshot, same) if before.snapshot else None
+        )
+        proved = logged if logged is not None else unwritten_since(before.horizon, same, using=using)
+    changed = sorted((set(now) | set(before.tables)) - proved)
+    # A sequence moved without a write (a rolled-back INSERT, nextval()): the dump would set it back.
+    changed += [f"{name} (sequence)" for name in sequences.moved(early.sequence_positions, using=using)]
+    if not changed:
+        return Proved(early.target, early.manifest, before, [], "nothing")
+    # A custom-format dump cannot be patched one table at a time: dump again, hash only what changed.
+    path = backup.default_backup_path(using, early.target.parent, label="frozen")
+    with backup.copying(path, using=using, deploy_id=early.deploy_id) as copy:
+        tables = fingerprints.take(using=using, earlier=before)
+        horizon = snapshot_horizon(using=using)
+        with connections[using].cursor() as cursor:
+            snapshot = written_pg.snapshot(cursor)
+        copy.describe(fingerprints.digests(tables), backup.applied_migrations(using))
+    assert copy.manifest is not None
+    discard(early)
+    again = FingerprintsAt(tables, horizon, snapshot=snapshot)
+    return Proved(copy.path, copy.manifest, again, changed, "everything")
 
 
 def _prove_sqlite(early: Early) -> Proved | None:
     using, name = early.using, _name(early.using)
+    assert early.temporary is not None and early.at_copy is not None
     at_freeze = written.mark_now(name)
     now = set(fingerprints.protected_tables_now(using=using))
     before = early.fingerprints.tables
@@ -298,13 +364,18 @@ def _tables_sound(temporary: Path, tables: list[str]) -> list[str]:
 
 
 def discard(early: Early) -> None:
-    """Remove an early copy that will not be used."""
-    early.temporary.unlink(missing_ok=True)
+    """Remove an early backup that will not be used (its copy, or the finished pair)."""
+    if early.temporary is not None:
+        early.temporary.unlink(missing_ok=True)
+    if early.manifest is not None:
+        with contextlib.suppress(OSError):
+            backup.manifest_path(early.target).unlink(missing_ok=True)
+            early.target.unlink(missing_ok=True)
 
 
 def counts_writes(using: str) -> bool:
     """Whether deploy_safe keeps track of writes on this database: PostgreSQL, or a SQLite file."""
-    return connections[using].vendor == "postgresql" or supported(using)
+    return supported(using)
 
 
 def start_counting(using: str) -> int:

@@ -140,7 +140,7 @@ def _deploy(options: Options, report: Report, held: contextlib.ExitStack, record
     checked = _pre_checks(options, report, alongside)  # exit 3 unless every one passes: nothing touched
     _bootstrap(options, report)
     record.store(status="running")  # before anything is copied or frozen: a kill from here on is recoverable
-    early = _back_up_first(options, report, record)  # SQLite: while the site still writes
+    early = _back_up_first(options, report, record, earlier=checked.rules.tables)  # the site still writes
     child = _deploy_mode_on(options, report, record, held)  # the migrate subprocess starts up, frozen
     _still_frozen(report, record, None)  # at each step: else exit 4, nothing restored over writes since
     backed_up = _backed_up_at_freeze(options, report, record, early, earlier=checked.rules.tables)
@@ -252,22 +252,28 @@ def _deploy_mode_on(
     return child
 
 
-def _back_up_first(options: Options, report: Report, record: Record) -> backup_first.Early | None:
+def _back_up_first(
+    options: Options, report: Report, record: Record, *, earlier: FingerprintsAt | None
+) -> backup_first.Early | None:
     """The backup and its fingerprints, taken before deploy mode goes on, while the site still
-    writes (deployguard.deploy.backup_first); None where they are taken under the freeze
-    (PostgreSQL, whose dump must hold the freeze for a restore; an in-memory SQLite database)."""
+    writes (deployguard.deploy.backup_first); None when the database cannot prove them at the
+    freeze (in-memory SQLite): then both are taken under the freeze."""
     using = options.using
     if not backup_first.supported(using):
         return None
     try:
         with report.steps.step("backup, before the freeze") as step:
             target = backup.default_backup_path(using, _backup_dir(options))
-            early = backup_first.take(target, using=using, deploy_id=report.deploy_id)
+            early = backup_first.take(target, using=using, deploy_id=report.deploy_id, earlier=earlier)
             tables = early.fingerprints.tables
             step.detail = {
                 "path": str(target), "tables": len(tables), "rows": sum(fp.count for fp in tables.values()),
                 "while": "the site still writes",
             }  # fmt: skip
+            if earlier is not None:
+                reused = earlier.reused_in(tables)
+                step.detail["reused_from_pre_check"] = len(reused)
+                step.detail["hashed"] = sorted(set(tables) - set(reused))
     except (backup.BackupError, DatabaseError, OSError, sqlite3.Error) as error:
         # Nothing was frozen or migrated: the data is as it was.
         record.finish("rolled_back", EXIT_RESTORED, BACKUP_FAILED.format(error=error))

@@ -49,18 +49,15 @@ def documents_of(state: dict) -> dict:
 # states: the pre-checks that of the first, the read-only post-checks that of "post-check: health".
 NOTHING_RAN = "killed before its backup was proved at the freeze, so before migrate: nothing ran"
 KILLED_AT = [
-    ("backup, before the freeze", "schema", NOTHING_RAN),  # SQLite
+    ("backup, before the freeze", "schema", NOTHING_RAN),
     ("deploy mode on", "schema", NOTHING_RAN),
-    ("backup proved at the freeze", "schema", NOTHING_RAN),  # SQLite
-    ("backup", "schema", NOTHING_RAN),  # PostgreSQL, which backs up under the freeze
+    ("backup proved at the freeze", "schema", NOTHING_RAN),
     ("migrate", "schema", "proved unchanged: fingerprints and applied migrations equal the backup's"),
     ("post-check: health", "schema", "restored_because"),
     ("deploy mode off", "schema", "restored_because"),
     ("roll back", "halfway", "restored_because"),
 ]
 BEFORE_THE_FREEZE = ("backup, before the freeze", "deploy mode on")
-SQLITE_STEPS = ("backup, before the freeze", "backup proved at the freeze")
-POSTGRESQL_STEPS = ("backup",)
 
 
 @pytest.mark.parametrize(("step", "apps", "recovered"), KILLED_AT, ids=[step for step, _, _ in KILLED_AT])
@@ -68,8 +65,6 @@ def test_deploy_safe_killed_at_any_step_is_recovered_with_nothing_lost_or_added(
     scratch: Scratch, template_rows, record_scenario, step, apps, recovered
 ):
     """deploy_safe SIGKILLed at any step: `--recover` exits 0, deploy mode ends off, rows equal before."""
-    if step in (SQLITE_STEPS if is_postgresql() else POSTGRESQL_STEPS):
-        pytest.skip(f"no step {step!r} on this engine (backup_first.supported)")
     before = template_rows
 
     killed = finish(start_deploy(scratch, apps=f"gate,{apps}", kill_at=step))
@@ -181,14 +176,9 @@ def assert_backup_failed_and_nothing_migrated(scratch, result, before, backups):
     assert result.returncode == 1, result.stdout + result.stderr
     report = scratch.report()
     assert report["status"] == "rolled_back"
-    # SQLite backs up before deploy mode goes on: it failed there, nothing was frozen. PostgreSQL
-    # backs up under the freeze; the fingerprints are taken inside the dump's snapshot, which a
-    # backup that fails before it holds one (an unwritable directory) never reaches.
-    names = [s["name"] for s in report["steps"]]
-    if is_postgresql():
-        assert names[-2:] in (["fingerprint", "backup"], ["deploy mode on", "backup"])
-    else:
-        assert names[-1] == "backup, before the freeze" and "deploy mode on" not in names
+    # The backup is taken before deploy mode goes on: it failed there, nothing was frozen.
+    assert report["steps"][-1]["name"] == "backup, before the freeze"
+    assert "deploy mode on" not in [s["name"] for s in report["steps"]]
     assert report["steps"][-1]["status"] == "failed"
     assert report["message"].startswith("The backup failed (") and report["message"].endswith(
         "); nothing was migrated."

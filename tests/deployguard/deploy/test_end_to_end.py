@@ -40,16 +40,8 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     assert report["exit_status"] == 0
     assert report["status"] == "succeeded"
     assert after["records"] == {report["deploy_id"]: "succeeded"}
-    # SQLite backs up before the freeze and proves the copy at it; PostgreSQL backs up under the
-    # freeze (a dump restored by pg_restore --clean must hold the freeze's triggers, on).
-    postgresql = scratch.url.startswith("postgres")
-    backed_up = (
-        ["deploy mode on", "fingerprint", "backup"]
-        if postgresql
-        else ["backup, before the freeze", "deploy mode on", "backup proved at the freeze"]
-    )
     assert [step["name"] for step in report["steps"]][-8:] == [
-        *backed_up, "migrate",
+        "backup, before the freeze", "deploy mode on", "backup proved at the freeze", "migrate",
         "post-check: health", "post-check: fingerprints", "post-check: integrity", "deploy mode off",
     ]  # fmt: skip
     assert all(isinstance(step["seconds"], float) for step in report["steps"])
@@ -57,19 +49,19 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     assert steps["migrate"]["detail"]["subprocess_started"] == "while deploy mode went on"
     # The freeze window holds every step from deploy mode on to off, and no step outside it:
     # the backup and its fingerprints are taken before it, while the site still writes.
-    inside = sum(steps[name]["seconds"] for name in (backed_up[-1], "migrate", "deploy mode off"))
+    inside = sum(
+        steps[name]["seconds"] for name in ("backup proved at the freeze", "migrate", "deploy mode off")
+    )
     assert report["migrate_s"] == steps["migrate"]["seconds"]
     everything = sum(step["seconds"] for step in report["steps"])
-    outside = 0.0 if postgresql else steps["backup, before the freeze"]["seconds"]
-    assert inside <= report["freeze_window_s"] <= everything - outside
+    assert inside <= report["freeze_window_s"] <= everything - steps["backup, before the freeze"]["seconds"]
     assert f"freeze window: {report['freeze_window_s']:.2f}s with writes refused" in result.stdout
     # Counted one model at a time (threads or connections of their own), reported in the registry's order.
     assert list(steps["pre-check: integrity"]["detail"]) == [rule.id for rule in default_registry.select()]
-    if not postgresql:
-        assert steps["backup, before the freeze"]["detail"]["while"] == "the site still writes"
-        # Nothing was written between the copy and the freeze: the backup stands as taken.
-        proved = steps["backup proved at the freeze"]["detail"]
-        assert (proved["written_since_the_copy"], proved["copied_again"]) == ([], "nothing")
+    assert steps["backup, before the freeze"]["detail"]["while"] == "the site still writes"
+    # Nothing was written between the copy and the freeze: the backup stands as taken.
+    proved = steps["backup proved at the freeze"]["detail"]
+    assert (proved["written_since_the_copy"], proved["copied_again"]) == ([], "nothing")
     # The post-check proved the tables migrate did not write unwritten instead of hashing them:
     # PostgreSQL by row versions, SQLite by the write counts (deployguard.written).
     compared = [
@@ -80,7 +72,7 @@ def test_a_harmless_schema_migration_deploys_and_is_verified(scratch: Scratch):
     assert steps["post-check: fingerprints"]["detail"]["proved_unwritten"] == len(compared)
     if scratch.url.startswith("postgres"):
         # Every table was hashed once, in the pre-check's snapshot: the backup kept those fingerprints.
-        fingerprinted = steps["fingerprint"]["detail"]
+        fingerprinted = steps["backup, before the freeze"]["detail"]
         assert (fingerprinted["hashed"], fingerprinted["reused_from_pre_check"]) == (
             [],
             fingerprinted["tables"],
