@@ -160,8 +160,12 @@ def executable(name: str) -> str:
 
 
 def _failed(name: str, returncode: int, output: str) -> BackupError:
+    """The tool's failure, told by its last line of error (psql follows its ERROR line with the
+    statement's text and a caret, which say less and may quote values)."""
     detail = output.strip().splitlines()
-    return BackupError(f"{name} failed: {detail[-1] if detail else f'exit {returncode}'}")
+    errors = [line for line in detail if "ERROR:" in line or "error:" in line]
+    said = errors[-1] if errors else detail[-1] if detail else f"exit {returncode}"
+    return BackupError(f"{name} failed: {said}")
 
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
@@ -511,8 +515,10 @@ def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
     through psql instead, and the same transaction ends by installing the freeze again and
     writing the deploy-mode row as it stands (_refrozen_sql()): the restored tables are frozen
     from the moment they exist for other sessions, whatever freeze the dump carried."""
-    _drop_tables_not_in(manifest, using)
     epilogue = _refrozen_sql(using, manifest)
+    if epilogue:  # before anything is touched: BackupError when a tool is missing
+        executable("psql")
+    _drop_tables_not_in(manifest, using)
     connections[using].close()
     env = postgres_environment(using)
     name = str(connections[using].settings_dict["NAME"])

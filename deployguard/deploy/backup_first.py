@@ -101,6 +101,9 @@ def take(target: Path, *, using: str, deploy_id: str, earlier: FingerprintsAt | 
     """The backup and the fingerprints, taken while the site still writes. BackupError (or a
     DatabaseError, OSError) when it could not be made; nothing is left at `target` then."""
     if connections[using].vendor == "postgresql":
+        # A dump without the freeze is restored while frozen through psql (backup.restore_database):
+        # a missing psql fails the deploy here, with nothing frozen, not its rollback.
+        backup.executable("psql")
         with backup.copying(target, using=using, deploy_id=deploy_id) as copy:
             tables = fingerprints.take(using=using, earlier=earlier)
             horizon = snapshot_horizon(using=using)
