@@ -5,8 +5,8 @@ integrity_check (split so that it uses both cores: integrity_problems), then the
 and its manifest are put in place together (place()); restore through the backup API
 into the live database, never by replacing the file under open connections.
 PostgreSQL: `pg_dump -Fc`, then `pg_restore --list` to prove the file reads; restore
-with `pg_restore --single-transaction --clean --if-exists`, so a failed restore
-changes nothing.
+in one transaction, so a failed restore changes nothing (deployguard.restore_pg; the tools
+themselves: deployguard.pg_tools).
 The manifest beside each backup records the engine, database, applied migrations,
 the fingerprints of the protected tables, the size and the SHA-256 of the file.
 """
@@ -19,9 +19,7 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import sqlite3
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -33,18 +31,17 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.management.color import no_style
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connections, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
-from deployguard import files, freeze, freeze_sqlite, state, written
+from deployguard import files, freeze, freeze_sqlite, restore_pg, state, written
 from deployguard.allowances import allow_writes
 from deployguard.fingerprint import PIN_RUNNING
 from deployguard.fingerprints import Digests, current_digests
 from deployguard.fingerprints import differences as fingerprint_differences
+from deployguard.pg_tools import BackupError, postgres_environment, run, started
 from deployguard.sqlite_check import integrity_problems
-from deployguard.tables import protected_tables
 
 MANIFEST_SUFFIX = ".manifest.json"
 # Seconds to wait for SQLite's write lock before a backup.
@@ -55,10 +52,6 @@ SUFFIXES = {"sqlite": ".sqlite3", "postgresql": ".dump"}
 MANIFEST_MAX_BYTES = 16 * files.MiB  # a count and a digest per table: far less
 MAGIC = {"sqlite": b"SQLite format 3\x00", "postgresql": b"PGDMP"}
 """How each engine's backup file begins (SQLite's header; pg_dump's custom format)."""
-
-
-class BackupError(Exception):
-    """The backup could not be made or proved readable; nothing was left at the target path."""
 
 
 class RestoreRefused(Exception):
@@ -134,65 +127,6 @@ def applied_migrations(using: str = "default") -> dict[str, list[str]]:
     for app, name in sorted(MigrationRecorder(connections[using]).applied_migrations()):
         applied.setdefault(app, []).append(name)
     return applied
-
-
-def postgres_environment(using: str) -> dict[str, str]:
-    """The environment that points libpq's tools (pg_dump, pg_restore) at this database."""
-    params = connections[using].settings_dict
-    env = {**os.environ, "PGDATABASE": str(params["NAME"])}
-    for key, variable in (
-        ("USER", "PGUSER"),
-        ("PASSWORD", "PGPASSWORD"),
-        ("HOST", "PGHOST"),
-        ("PORT", "PGPORT"),
-    ):
-        if params.get(key):
-            env[variable] = str(params[key])
-    return env
-
-
-def executable(name: str) -> str:
-    """The path of a PostgreSQL client tool; BackupError when it is not installed."""
-    path = shutil.which(name)
-    if path is None:
-        raise BackupError(f"{name} is not installed: install the PostgreSQL client tools.")
-    return path
-
-
-def _failed(name: str, returncode: int, output: str) -> BackupError:
-    """The tool's failure, told by its last line of error (psql follows its ERROR line with the
-    statement's text and a caret, which say less and may quote values)."""
-    detail = output.strip().splitlines()
-    errors = [line for line in detail if "ERROR:" in line or "error:" in line]
-    said = errors[-1] if errors else detail[-1] if detail else f"exit {returncode}"
-    return BackupError(f"{name} failed: {said}")
-
-
-def _run(command: list[str], env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(  # noqa: S603
-        [executable(command[0]), *command[1:]], env=env, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise _failed(command[0], result.returncode, result.stderr or result.stdout)
-
-
-@contextlib.contextmanager
-def _started(command: list[str], env: dict[str, str]) -> Iterator[None]:
-    """Run `command` while the block runs, and wait for it after; BackupError when it failed.
-    Killed when the block raises."""
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(  # noqa: S603
-            [executable(command[0]), *command[1:]], env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            yield
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        if process.wait() != 0:
-            output.seek(0)
-            raise _failed(command[0], process.returncode, output.read().decode(errors="replace"))
 
 
 def copy_sqlite(source_name: str, target: Path, copied: threading.Event) -> str:
@@ -291,11 +225,11 @@ def _postgresql_copy(copy: Copy) -> Iterator[None]:
             cursor.execute(f"SELECT pg_export_snapshot(), {PIN_RUNNING}")  # for snapshot_horizon()
             (snapshot, _running) = cursor.fetchone()
         # The snapshot can be imported while this transaction is open: it stays open until pg_dump ends.
-        with _started([*dump, f"--snapshot={snapshot}"], env):
+        with started([*dump, f"--snapshot={snapshot}"], env):
             yield
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup_db") as pool:
         digest = pool.submit(sha256_of, copy.temporary)
-        _run(["pg_restore", "--list", str(copy.temporary)], env)
+        run(["pg_restore", "--list", str(copy.temporary)], env)
         copy.sha256 = digest.result()
 
 
@@ -497,107 +431,6 @@ def _restore_sqlite(backup: Path, using: str) -> None:
             source_path.unlink(missing_ok=True)
 
 
-def _drop_tables_not_in(manifest: Manifest, using: str) -> list[str]:
-    """Drop the protected tables the backup does not hold (made after it, by a failed migrate, say):
-    `pg_restore --clean` drops only what is in the dump, so they would survive the restore."""
-    connection = connections[using]
-    with connection.cursor() as cursor:
-        extra = sorted(
-            protected_tables(connection.introspection.table_names(cursor)) - set(manifest.fingerprints)
-        )
-        for table in extra:
-            cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)} CASCADE")
-    return extra
-
-
-def _restore_postgresql(backup: Path, using: str, manifest: Manifest) -> None:
-    """`pg_restore --clean` in one transaction. While the database is frozen, the restore goes
-    through psql instead, and the same transaction ends by installing the freeze again and
-    writing the deploy-mode row as it stands (_refrozen_sql()): the restored tables are frozen
-    from the moment they exist for other sessions, whatever freeze the dump carried."""
-    epilogue = _refrozen_sql(using, manifest)
-    if epilogue:  # before anything is touched: BackupError when a tool is missing
-        executable("psql")
-    _drop_tables_not_in(manifest, using)
-    connections[using].close()
-    env = postgres_environment(using)
-    name = str(connections[using].settings_dict["NAME"])
-    if not epilogue:
-        _run(["pg_restore", "--single-transaction", "--clean", "--if-exists", "--no-owner", "--dbname", name,
-              str(backup)], env)  # fmt: skip
-        return
-    _restore_through_psql(backup, name, env, epilogue)
-
-
-def _refrozen_sql(using: str, manifest: Manifest) -> str:
-    """While the database is frozen: the statements that end its restore's transaction (the
-    freeze on every freezable table the restore leaves, then the deploy-mode row as it is now),
-    else ''."""
-    connection = connections[using]
-    if not any(freeze.frozen_tables(connection).values()):
-        return ""
-    tables = set(freeze.freezable_tables(connection)) | {
-        t for t in manifest.fingerprints if freeze.is_freezable(t)
-    }
-    statements = [freeze.refreeze_sql(connection, tables)]
-    from deployguard.models import DeployModeState
-
-    table = DeployModeState._meta.db_table
-    row = DeployModeState.objects.using(using).values().first()
-    if row is not None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_schema()")
-            (schema,) = cursor.fetchone()
-        qualified = f"{connection.ops.quote_name(schema)}.{connection.ops.quote_name(table)}"
-        document = json.dumps(row, cls=DjangoJSONEncoder)
-        statements.append(
-            f"DELETE FROM {qualified};\nINSERT INTO {qualified} SELECT * FROM "  # noqa: S608
-            f"json_populate_record(NULL::{qualified}, {connection.ops.compose_sql('%s', [document])});"
-        )
-    return "\n".join(statements)
-
-
-def _restore_through_psql(backup: Path, name: str, env: dict[str, str], epilogue: str) -> None:
-    """pg_restore's SQL piped into psql inside BEGIN ... `epilogue` COMMIT. COMMIT is sent only
-    once pg_restore has exited 0; psql stops at the first error (ON_ERROR_STOP), and a psql that
-    ends without COMMIT leaves the database as it was."""
-    restore_command = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--file", "-", str(backup)]
-    psql_command = ["psql", "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--dbname", name]
-    with tempfile.TemporaryFile() as restore_errors, tempfile.TemporaryFile() as psql_errors:
-        restore = subprocess.Popen(  # noqa: S603
-            [executable(restore_command[0]), *restore_command[1:]], env=env,
-            stdout=subprocess.PIPE, stderr=restore_errors,
-        )  # fmt: skip
-        psql = subprocess.Popen(  # noqa: S603
-            [executable(psql_command[0]), *psql_command[1:]], env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=psql_errors,
-        )  # fmt: skip
-        assert restore.stdout is not None and psql.stdin is not None
-        committed = False
-        try:
-            with contextlib.suppress(BrokenPipeError):  # psql stopped at an error: its output says which
-                psql.stdin.write(b"BEGIN;\n")
-                shutil.copyfileobj(restore.stdout, psql.stdin, 1 << 20)
-                if restore.wait() == 0:
-                    psql.stdin.write(epilogue.encode() + b"\nCOMMIT;\n")
-                    psql.stdin.flush()
-                    committed = True
-        finally:
-            if not committed:  # without COMMIT the server rolls the transaction back
-                for process in (restore, psql):
-                    process.kill()
-            with contextlib.suppress(BrokenPipeError):
-                psql.stdin.close()
-            restore.wait()
-            psql.wait()
-        if psql.returncode not in (0, -signal.SIGKILL):
-            psql_errors.seek(0)
-            raise _failed("psql", psql.returncode, psql_errors.read().decode(errors="replace"))
-        if not committed:
-            restore_errors.seek(0)
-            raise _failed("pg_restore", restore.returncode, restore_errors.read().decode(errors="replace"))
-
-
 def _own_tables(using: str) -> list[tuple[type[models.Model], str]]:
     """deployguard's own models and tables that exist now (deploy mode, deploys, scrub runs, …)."""
     connection = connections[using]
@@ -660,7 +493,7 @@ def restore_database(
                 if vendor == "sqlite":
                     _restore_sqlite(backup, using)
                 else:
-                    _restore_postgresql(backup, using, manifest)
+                    restore_pg.restore(backup, using, manifest.fingerprints)
             # A backup taken during a deploy holds the database freeze's triggers, on, and its write tracking.
             state.match_freeze(using)
             written.stop(using)

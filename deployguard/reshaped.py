@@ -25,7 +25,7 @@ from pathlib import Path
 
 from django.db import connections, transaction
 
-from deployguard import backup
+from deployguard import backup, pg_tools
 from deployguard.fingerprint import (
     MODULUS,
     primary_key_column,
@@ -159,8 +159,8 @@ def _copy_header_columns(header: bytes) -> list[str]:
 
 def _postgresql_backup(path: Path, table: str, columns: Sequence[str], using: str) -> Counted:
     """The table's rows in the dump, streamed out of pg_restore (no database is touched)."""
-    env = backup.postgres_environment(using)
-    command = [backup.executable("pg_restore"), "--data-only", "--table", table, "--file", "-", str(path)]
+    env = pg_tools.postgres_environment(using)
+    command = [pg_tools.executable("pg_restore"), "--data-only", "--table", table, "--file", "-", str(path)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603
     assert process.stdout is not None
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.db import connections
 
-from deployguard import backup
+from deployguard import pg_tools
 from deployguard.tables import protected_tables
 
 Position = int | None
@@ -46,9 +46,9 @@ def owned_by_protected_tables(*, using: str = "default") -> dict[str, Position]:
 
 def in_dump(path: Path, *, using: str = "default") -> dict[str, Position]:
     """The position of every sequence a custom-format dump sets (pg_restore's SEQUENCE SET entries)."""
-    env = backup.postgres_environment(using)
+    env = pg_tools.postgres_environment(using)
     listed = subprocess.run(  # noqa: S603
-        [backup.executable("pg_restore"), "--list", str(path)],
+        [pg_tools.executable("pg_restore"), "--list", str(path)],
         env=env,
         capture_output=True,
         text=True,
@@ -61,7 +61,7 @@ def in_dump(path: Path, *, using: str = "default") -> dict[str, Position]:
         chosen.write("\n".join(entries) + "\n")
         chosen.flush()
         sql = subprocess.run(  # noqa: S603
-            [backup.executable("pg_restore"), "--use-list", chosen.name, "--file", "-", str(path)],
+            [pg_tools.executable("pg_restore"), "--use-list", chosen.name, "--file", "-", str(path)],
             env=env, capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
     return {name: (int(value) if called == "true" else None) for name, value, called in _SETVAL.findall(sql)}

@@ -43,7 +43,7 @@ from pathlib import Path
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from deployguard import backup, conf, fingerprints, sequences, written, written_pg
+from deployguard import backup, conf, fingerprints, pg_tools, sequences, written, written_pg
 from deployguard.fingerprint import PIN_RUNNING, provable, snapshot_horizon, unwritten_since
 from deployguard.fingerprints import FingerprintsAt, TableFingerprint
 from deployguard.sqlite_check import integrity_problems
@@ -103,7 +103,7 @@ def take(target: Path, *, using: str, deploy_id: str, earlier: FingerprintsAt | 
     if connections[using].vendor == "postgresql":
         # A dump without the freeze is restored while frozen through psql (backup.restore_database):
         # a missing psql fails the deploy here, with nothing frozen, not its rollback.
-        backup.executable("psql")
+        pg_tools.executable("psql")
         with backup.copying(target, using=using, deploy_id=deploy_id) as copy:
             tables = fingerprints.take(using=using, earlier=earlier)
             horizon = snapshot_horizon(using=using)
