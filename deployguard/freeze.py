@@ -80,7 +80,7 @@ END
 def _function_sql(schema: str) -> str:
     return (
         f"CREATE OR REPLACE FUNCTION {_quote(schema)}.{FUNCTION}() RETURNS trigger LANGUAGE plpgsql "
-        f"SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body${_function_body(schema)}$body$"
+        f"SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {dollar_quoted(_function_body(schema))}"
     )
 
 
@@ -185,6 +185,15 @@ def enable_triggers(
     return True
 
 
+def dollar_quoted(body: str) -> str:
+    """`body` as a PostgreSQL dollar-quoted string, under a tag drawn at random: what the body
+    quotes (a table's name, an operator's reason) cannot end it early, whatever it holds."""
+    while True:
+        tag = f"$q{secrets.token_hex(8)}$"
+        if tag not in body:
+            return f"{tag}{body}{tag}"
+
+
 def refreeze_sql(connection: BaseDatabaseWrapper, tables: Iterable[str]) -> str:
     """PostgreSQL: statements that install this freeze (its key, its function, its trigger
     enabled ALWAYS) on each of `tables` that exists when they run, with every name qualified by
@@ -209,10 +218,7 @@ def refreeze_sql(connection: BaseDatabaseWrapper, tables: Iterable[str]) -> str:
     def literal(value: Any) -> str:
         return connection.ops.compose_sql("%s", [value])
 
-    # The names are constants or quoted; the values are quoted by the driver's own quoting.
-    return f"""
-CREATE TABLE IF NOT EXISTS {key_table} (key text NOT NULL);
-DO $refreeze$
+    revoke = f"""
 DECLARE grantee text;
 BEGIN
     FOR grantee IN SELECT DISTINCT a.grantee::regrole::text FROM pg_class c, aclexplode(c.relacl) a
@@ -220,12 +226,8 @@ BEGIN
         EXECUTE format('REVOKE ALL ON %s FROM %s', {literal(key_table)}, grantee);
     END LOOP;
 END
-$refreeze$;
-REVOKE ALL ON {key_table} FROM PUBLIC;
-DELETE FROM {key_table};
-INSERT INTO {key_table} (key) VALUES ({literal(key)});
-{_function_sql(schema)};
-DO $refreeze$
+"""  # noqa: S608 (quoted by the driver)
+    triggers = f"""
 DECLARE name text;
 BEGIN
     FOREACH name IN ARRAY {literal(names)}::text[] LOOP
@@ -236,7 +238,16 @@ BEGIN
         END IF;
     END LOOP;
 END
-$refreeze$;
+"""
+    # The names are constants or quoted; the values are quoted by the driver's own quoting.
+    return f"""
+CREATE TABLE IF NOT EXISTS {key_table} (key text NOT NULL);
+DO {dollar_quoted(revoke)};
+REVOKE ALL ON {key_table} FROM PUBLIC;
+DELETE FROM {key_table};
+INSERT INTO {key_table} (key) VALUES ({literal(key)});
+{_function_sql(schema)};
+DO {dollar_quoted(triggers)};
 SELECT pg_catalog.set_config({literal(KEY_SETTING)}, {literal(key)}, true);
 """  # noqa: S608
 

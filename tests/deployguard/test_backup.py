@@ -165,6 +165,37 @@ def test_a_restore_while_frozen_that_fails_halfway_changes_nothing_and_stays_fro
     )  # frozen, whole
 
 
+HOSTILE_REASONS = [
+    "$row$; DROP TABLE auth_group; --",  # ends a dollar quote of a fixed tag
+    "$$ END; $$; DELETE FROM auth_user; --",
+    "'); DELETE FROM auth_user; --",
+    "deploy 🚀 «ünïcode» \\ back\\slash \" ' ; E'\\x27'",
+]
+READ_REASON = (
+    "from deployguard.models import DeployModeState\nprint(repr(DeployModeState.objects.get().reason))"
+)
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("reason", HOSTILE_REASONS)
+def test_a_restore_while_frozen_writes_the_deploy_mode_row_as_it_was_whatever_its_reason_holds(
+    scratch: Scratch, reason: str
+):
+    """The frozen restore's transaction writes the deploy-mode row from text an operator typed: it
+    is data, never SQL."""
+    path = backed_up(scratch)
+    assert scratch.manage("deploy_mode", "on", "--reason", reason).returncode == 0
+    before = scratch.inspect()
+
+    result = scratch.manage("restore_db", str(path), "--yes", "--no-safety-backup")
+
+    assert result.returncode == 0, result.stderr
+    assert scratch.inspect() == before
+    assert scratch.manage("shell", "-c", READ_REASON).stdout.strip().splitlines()[-1] == repr(reason)
+    verified = scratch.manage("shell", "-c", VERIFY_FREEZE)
+    assert verified.stdout.strip().splitlines()[-1] == "[]", verified.stdout + verified.stderr
+
+
 # --- SQLite's integrity check of the copy, split across cores ---------------------------
 
 
