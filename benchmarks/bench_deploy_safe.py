@@ -107,6 +107,10 @@ def checked_backup(url: str, target: Path) -> Callable[[], None]:
     return postgresql
 
 
+def _seconds(values: list[float]) -> str:
+    return "[" + ", ".join(f"{value:.3f}" for value in values) + "]"
+
+
 def report(name: str, ours: float, baseline: float, goal: float | None, baseline_is: str) -> None:
     ratio = ours / baseline
     goal_text = "none" if goal is None else f"{goal}"
@@ -220,6 +224,7 @@ def main() -> None:
         for _ in range(args.repeat):
             unapply()
             bare_migrates.append(_timed(lambda: _manage("migrate", "--noinput", **env)))
+        print(f"RUNS freeze_window ours={_seconds(windows)} baseline={_seconds(bare_migrates)}", flush=True)
         report(
             "freeze_window",
             statistics.median(windows),
