@@ -162,12 +162,12 @@ def enable_triggers(
     then verified. False, with nothing changed, when `still_wanted()` says no."""
     quote = connection.ops.quote_name
     with transaction.atomic(using=connection.alias):
-        with _switch_cursor(connection) as cursor:
+        with raw_cursor(connection) as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
             lock_switch(cursor)
         if not still_wanted():
             return False
-        with _switch_cursor(connection) as cursor:
+        with raw_cursor(connection) as cursor:
             schema = _install_key(cursor)
             cursor.execute(_function_sql(schema))
             ours = _our_triggers(cursor)
@@ -267,18 +267,24 @@ def _install_key(cursor: Any) -> str:
     (schema,) = cursor.fetchone()
     table = f"{_quote(schema)}.{_quote(KEY_TABLE)}"
     cursor.execute(f"CREATE TABLE IF NOT EXISTS {table} (key text NOT NULL)")
-    # Default privileges (db_roles') or a careless GRANT may have given it to others: take back.
-    cursor.execute(
-        "SELECT DISTINCT grantee::regrole::text FROM pg_class c, aclexplode(c.relacl) a "
-        "WHERE c.oid = %s::regclass AND a.grantee <> c.relowner AND a.grantee <> 0",
-        [f"{schema}.{KEY_TABLE}"],
-    )
-    for (grantee,) in cursor.fetchall():
-        cursor.execute(f"REVOKE ALL ON {table} FROM {grantee}")
-    cursor.execute(f"REVOKE ALL ON {table} FROM PUBLIC")
+    owner_only(cursor, schema, KEY_TABLE)
     cursor.execute(f"DELETE FROM {table}")  # noqa: S608
     cursor.execute(f"INSERT INTO {table} (key) VALUES (%s)", [secrets.token_hex(32)])  # noqa: S608
     return schema
+
+
+def owner_only(cursor: Any, schema: str, name: str) -> None:
+    """Take back every privilege on the table `schema.name` from all but its owner: default
+    privileges (db_roles') or a careless GRANT may have given it to others."""
+    cursor.execute(
+        "SELECT DISTINCT grantee::regrole::text FROM pg_class c, aclexplode(c.relacl) a "
+        "WHERE c.oid = %s::regclass AND a.grantee <> c.relowner AND a.grantee <> 0",
+        [f"{_quote(schema)}.{_quote(name)}"],
+    )
+    table = f"{_quote(schema)}.{_quote(name)}"
+    for (grantee,) in cursor.fetchall():
+        cursor.execute(f"REVOKE ALL ON {table} FROM {grantee}")
+    cursor.execute(f"REVOKE ALL ON {table} FROM PUBLIC")
 
 
 def _our_triggers(cursor: Any) -> dict[str, bool]:
@@ -358,10 +364,11 @@ _ENABLED = {"D": "disabled", "O": "enabled for origin sessions only", "R": "enab
 
 
 @contextlib.contextmanager
-def _switch_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
-    """The driver's own cursor, in the connection's current transaction: the switch's DDL is
-    part of the switch, which the write guard (forced on in deploy_safe) would refuse as
-    "CREATE on a table it could not name", as it lets state.enable() write the state row."""
+def raw_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """The driver's own cursor, in the connection's current transaction: the switch's DDL (and
+    the write tracking's, deployguard.written_pg) is deployguard's own, which the write guard
+    (forced on in deploy_safe) would refuse as "CREATE on a table it could not name", as it lets
+    state.enable() write the state row."""
     connection.ensure_connection()
     with connection.wrap_database_errors, contextlib.closing(connection.connection.cursor()) as cursor:
         yield cursor
@@ -401,7 +408,7 @@ def thaw(connection: BaseDatabaseWrapper) -> int:
         enabled = [table for (table,) in cursor.fetchall()]
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [KEY_TABLE])
         (has_key_table,) = cursor.fetchone()
-    with _switch_cursor(connection) as cursor:
+    with raw_cursor(connection) as cursor:
         for table in enabled:
             cursor.execute(f"ALTER TABLE {quote(table)} DISABLE TRIGGER {TRIGGER}")
         if has_key_table:

@@ -23,12 +23,13 @@ SQL written to defeat it does; the freeze has the same limit (deployguard.freeze
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+from deployguard import freeze
 
 LOG = "deployguard_written_log"
 FUNCTION = "deployguard_log_write"
@@ -47,14 +48,6 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-@contextlib.contextmanager
-def _raw_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
-    """The driver's own cursor: deploy_safe's write guard would refuse this DDL, as the freeze's."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, contextlib.closing(connection.connection.cursor()) as cursor:
-        yield cursor
-
-
 def _function_sql(schema: str) -> str:
     log = f"{_quote(schema)}.{_quote(LOG)}"
     return (
@@ -71,13 +64,13 @@ def install(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_time
     wanted = sorted(set(tables))
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with transaction.atomic(using=connection.alias), _raw_cursor(connection) as cursor:
+            with transaction.atomic(using=connection.alias), freeze.raw_cursor(connection) as cursor:
                 cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
                 cursor.execute("SELECT current_schema()")
                 (schema,) = cursor.fetchone()
                 log = f"{_quote(schema)}.{_quote(LOG)}"
                 cursor.execute(f"CREATE TABLE IF NOT EXISTS {log} (name text NOT NULL, xid xid8 NOT NULL)")
-                _owner_only(cursor, schema)
+                freeze.owner_only(cursor, schema, LOG)
                 cursor.execute(f"TRUNCATE {log}")
                 cursor.execute(_function_sql(schema))
                 cursor.execute(
@@ -102,23 +95,9 @@ def install(connection: BaseDatabaseWrapper, tables: Iterable[str], *, lock_time
     return len(wanted)
 
 
-def _owner_only(cursor: Any, schema: str) -> None:
-    """Default privileges (db_roles') or a careless GRANT may have given the log to others: take back."""
-    qualified = f"{schema}.{LOG}"
-    cursor.execute(
-        "SELECT DISTINCT grantee::regrole::text FROM pg_class c, aclexplode(c.relacl) a "
-        "WHERE c.oid = %s::regclass AND a.grantee <> c.relowner AND a.grantee <> 0",
-        [qualified],
-    )
-    table = f"{_quote(schema)}.{_quote(LOG)}"
-    for (grantee,) in cursor.fetchall():
-        cursor.execute(f"REVOKE ALL ON {table} FROM {grantee}")
-    cursor.execute(f"REVOKE ALL ON {table} FROM PUBLIC")
-
-
 def remove(connection: BaseDatabaseWrapper, *, lock_timeout: float = 20.0) -> int:
     """Stop logging: every trigger disabled, the log emptied, in one transaction; how many tables."""
-    with transaction.atomic(using=connection.alias), _raw_cursor(connection) as cursor:
+    with transaction.atomic(using=connection.alias), freeze.raw_cursor(connection) as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
         cursor.execute(
             "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
