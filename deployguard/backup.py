@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from deployguard import files, freeze, freeze_sqlite, restore_pg, state, written
 from deployguard.allowances import allow_writes
+from deployguard.delta_pg import Delta
 from deployguard.fingerprint import PIN_RUNNING
 from deployguard.fingerprints import Digests, current_digests
 from deployguard.fingerprints import differences as fingerprint_differences
@@ -363,6 +364,21 @@ def place(temporary: Path, manifest: Manifest, target: Path, *, overwrite: bool 
         written.unlink(missing_ok=True)
 
 
+def rewrite_manifest(target: Path, manifest: Manifest) -> None:
+    """Replace the manifest of the backup at `target` (written through to the disk, then renamed
+    over the old one: a reader sees one or the other, whole)."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.manifest.", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w") as written:
+            written.write(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
+            written.flush()
+            os.fsync(written.fileno())
+        os.replace(name, manifest_path(target))
+        files.durable(manifest_path(target))
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
 def backup_database(
     output: Path | None = None,
     *,
@@ -413,7 +429,31 @@ def check_backup(backup: Path, *, using: str = "default", other_database: bool =
             f"{backup} does not match its manifest (SHA-256 {actual[:12]}…, expected "
             f"{manifest.sha256[:12]}…): the file is damaged or was changed; use another backup."
         )
+    delta_of(backup, manifest)
     return manifest
+
+
+def delta_of(backup: Path, manifest: Manifest) -> Delta | None:
+    """The delta the manifest names beside `backup` (deployguard.delta_pg), proved to be the file
+    it describes; None when it names none. RestoreRefused when it is missing or differs."""
+    try:
+        delta = Delta.of(manifest.extra)
+    except ValueError as error:
+        raise NotABackup(f"The manifest of {backup} is unreadable ({error}).") from None
+    if delta is None:
+        return None
+    path = delta.path(backup)
+    try:
+        files.check_regular(path, what="the backup's delta", max_bytes=None)
+    except files.BadFile as error:
+        raise RestoreRefused(f"{error} It holds the tables written just before the freeze: without it "
+                             "the backup is incomplete; use another backup.") from None  # fmt: skip
+    if sha256_of(path) != delta.sha256:
+        raise RestoreRefused(
+            f"{path}, the delta of {backup}, does not match its manifest: the file is damaged or was "
+            "changed; use another backup."
+        )
+    return delta
 
 
 def _restore_sqlite(backup: Path, using: str) -> None:
@@ -493,7 +533,8 @@ def restore_database(
                 if vendor == "sqlite":
                     _restore_sqlite(backup, using)
                 else:
-                    restore_pg.restore(backup, using, manifest.fingerprints)
+                    # check_backup() proved the delta, if any, to be its file
+                    restore_pg.restore(backup, using, manifest.fingerprints, Delta.of(manifest.extra))
             # A backup taken during a deploy holds the database freeze's triggers, on, and its write tracking.
             state.match_freeze(using)
             written.stop(using)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from deployguard.backup import MANIFEST_SUFFIX, Manifest, RestoreRefused, sha256_of
+from deployguard import delta_pg
+from deployguard.backup import MANIFEST_SUFFIX, Manifest, RestoreRefused, delta_of, sha256_of
 from deployguard.models import DeployRecord
 
 # What listing found of a backup: its checksum still matches, it does not, or half is missing.
@@ -87,6 +88,7 @@ def list_backups(directory: Path, *, progress: Callable[[int, int], None] | None
         for name in names
         if not name.endswith(MANIFEST_SUFFIX)
         and directory / name not in described
+        and directory / name.removesuffix(delta_pg.SUFFIX) not in described  # a backup's delta
         and (directory / name).is_file()
     ]
     points = restore_points()
@@ -112,6 +114,11 @@ def _check(path: Path, points: dict[Path | str, list[str]]) -> BackupFile:
         found.state = NO_FILE
     elif sha256_of(path) != manifest.sha256:
         found.state = CHANGED
+    else:
+        try:
+            delta_of(path, manifest)
+        except RestoreRefused:  # its delta (deployguard.delta_pg) is missing or changed
+            found.state = CHANGED
     return found
 
 
@@ -147,6 +154,9 @@ def plan_prune(backups: Iterable[BackupFile], *, keep: int) -> PrunePlan:
 
 
 def remove_backup(backup: BackupFile) -> None:
-    """Delete the file, then its manifest: a backup file never stands without its manifest."""
+    """Delete the file (and the delta its manifest names), then its manifest: a backup file
+    never stands without its manifest."""
+    if backup.manifest is not None:
+        delta_pg.remove(backup.path, backup.manifest.extra)
     backup.path.unlink(missing_ok=True)
     backup.path.with_name(backup.path.name + MANIFEST_SUFFIX).unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 from django.db import connections, transaction
 
 from deployguard import backup, pg_tools
+from deployguard.delta_pg import Delta
 from deployguard.fingerprint import (
     MODULUS,
     primary_key_column,
@@ -158,7 +159,11 @@ def _copy_header_columns(header: bytes) -> list[str]:
 
 
 def _postgresql_backup(path: Path, table: str, columns: Sequence[str], using: str) -> Counted:
-    """The table's rows in the dump, streamed out of pg_restore (no database is touched)."""
+    """The table's rows in the dump, streamed out of pg_restore (no database is touched): from
+    the dump's delta when the table was written between the dump and the freeze."""
+    delta = Delta.of(backup.Manifest.read(path).extra)
+    if delta is not None and table in delta.tables:
+        path = delta.path(path)
     env = pg_tools.postgres_environment(using)
     command = [pg_tools.executable("pg_restore"), "--data-only", "--table", table, "--file", "-", str(path)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603

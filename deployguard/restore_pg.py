@@ -15,13 +15,16 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections
 
-from deployguard import freeze, pg_tools
+from deployguard import delta_pg, freeze, pg_tools
+from deployguard.delta_pg import Delta
+from deployguard.pg_tools import BackupError
 from deployguard.tables import protected_tables
 
 CLEAN = ["--clean", "--if-exists", "--no-owner"]
@@ -38,23 +41,45 @@ def _drop_tables_not_in(tables: Iterable[str], using: str) -> list[str]:
     return extra
 
 
-def restore(backup: Path, using: str, tables: Iterable[str]) -> None:
+def restore(backup: Path, using: str, tables: Iterable[str], delta: Delta | None = None) -> None:
     """Put the database back as the dump at `backup` holds it (`tables`: the protected tables it
-    holds; others are dropped first). While the database is frozen, the restored tables are
-    frozen from the moment other sessions can see them, whatever freeze the dump carried.
-    BackupError when a tool failed: then nothing was restored."""
+    holds; others are dropped first), then, in the same transaction, the tables of its `delta`
+    (deployguard.delta_pg) as the delta holds them. While the database is frozen, the restored
+    tables are frozen from the moment other sessions can see them, whatever freeze the dump
+    carried. BackupError when a tool failed: then nothing was restored."""
     tables = set(tables)
     epilogue = _refrozen_sql(using, tables)
-    if epilogue:  # before anything is touched: BackupError when a tool is missing
+    if epilogue or delta:  # before anything is touched: BackupError when a tool is missing
         pg_tools.executable("psql")
+    schema = _schema(using)
     _drop_tables_not_in(tables, using)
     connections[using].close()
     env = pg_tools.postgres_environment(using)
     name = str(connections[using].settings_dict["NAME"])
-    if not epilogue:
+    if not epilogue and not delta:
         pg_tools.run(["pg_restore", "--single-transaction", *CLEAN, "--dbname", name, str(backup)], env)
         return
-    _restore_through_psql(backup, name, env, epilogue)
+    parts: list[str | list[str]] = [["pg_restore", *CLEAN, "--file", "-", str(backup)]]
+    if delta:
+        literal = _literal(using)
+        parts += [
+            delta_pg.emptied_sql(schema, delta.tables, literal),
+            ["pg_restore", "--data-only", "--file", "-", str(delta.path(backup))],
+            delta_pg.triggers_back_sql(schema, literal),
+        ]
+    parts.append(epilogue)
+    _through_psql(parts, name, env)
+
+
+def _schema(using: str) -> str:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT current_schema()")
+        return str(cursor.fetchone()[0])
+
+
+def _literal(using: str) -> Callable[[Any], str]:
+    connection = connections[using]
+    return lambda value: connection.ops.compose_sql("%s", [value])
 
 
 def _refrozen_sql(using: str, tables_in_backup: set[str]) -> str:
@@ -89,44 +114,62 @@ def _refrozen_sql(using: str, tables_in_backup: set[str]) -> str:
     return "\n".join(statements)
 
 
-def _restore_through_psql(backup: Path, name: str, env: dict[str, str], epilogue: str) -> None:
-    """pg_restore's SQL piped into psql inside BEGIN ... `epilogue` COMMIT. COMMIT is sent only
-    once pg_restore has exited 0; psql stops at the first error (ON_ERROR_STOP), and a psql that
-    ends without COMMIT leaves the database as it was."""
-    restore_command = ["pg_restore", *CLEAN, "--file", "-", str(backup)]
+def _through_psql(parts: list[str | list[str]], name: str, env: dict[str, str]) -> None:
+    """Each part, in order, piped into one psql inside BEGIN ... COMMIT: SQL text as it is, a
+    pg_restore command (writing its script to stdout) as it runs. COMMIT is sent only once every
+    pg_restore has exited 0; psql stops at the first error (ON_ERROR_STOP), and a psql that ends
+    without COMMIT leaves the database as it was."""
     psql_command = ["psql", "--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=1", "--dbname", name]
-    with tempfile.TemporaryFile() as restore_errors, tempfile.TemporaryFile() as psql_errors:
-        restore = subprocess.Popen(  # noqa: S603
-            [pg_tools.executable(restore_command[0]), *restore_command[1:]], env=env,
-            stdout=subprocess.PIPE, stderr=restore_errors,
-        )  # fmt: skip
+    with tempfile.TemporaryFile() as psql_errors:
         psql = subprocess.Popen(  # noqa: S603
             [pg_tools.executable(psql_command[0]), *psql_command[1:]], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=psql_errors,
         )  # fmt: skip
-        assert restore.stdout is not None and psql.stdin is not None
+        assert psql.stdin is not None
         committed = False  # COMMIT sent
+        failed: BackupError | None = None
         try:
             with contextlib.suppress(BrokenPipeError):  # psql stopped at an error: its output says which
                 psql.stdin.write(b"BEGIN;\n")
-                shutil.copyfileobj(restore.stdout, psql.stdin, 1 << 20)
-                if restore.wait() == 0:
-                    psql.stdin.write(epilogue.encode() + b"\nCOMMIT;\n")
+                for part in parts:
+                    if isinstance(part, str):
+                        psql.stdin.write(part.encode() + b"\n")
+                    elif (failed := _streamed(part, psql.stdin, env)) is not None:
+                        break
+                else:
+                    psql.stdin.write(b"COMMIT;\n")
                     psql.stdin.flush()
                     committed = True
         finally:
             if not committed:  # without COMMIT the server rolls the transaction back
-                for process in (restore, psql):
-                    process.kill()
+                psql.kill()
             with contextlib.suppress(BrokenPipeError):
                 psql.stdin.close()
-            restore.wait()
             psql.wait()
         if psql.returncode not in (0, -signal.SIGKILL):
             psql_errors.seek(0)
             raise pg_tools.failed("psql", psql.returncode, psql_errors.read().decode(errors="replace"))
-        if not committed:
-            restore_errors.seek(0)
-            raise pg_tools.failed(
-                "pg_restore", restore.returncode, restore_errors.read().decode(errors="replace")
-            )
+        if failed is not None:
+            raise failed
+
+
+def _streamed(command: list[str], into: IO[bytes], env: dict[str, str]) -> BackupError | None:
+    """Run `command`, copying its stdout into `into`; its failure (None when it exited 0).
+    Killed if the copy fails (psql gone: BrokenPipeError goes on to the caller)."""
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(  # noqa: S603
+            [pg_tools.executable(command[0]), *command[1:]], env=env, stdout=subprocess.PIPE, stderr=errors
+        )
+        assert process.stdout is not None
+        try:
+            shutil.copyfileobj(process.stdout, into, 1 << 20)
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            process.stdout.close()
+            process.wait()
+        if process.returncode == 0:
+            return None
+        errors.seek(0)
+        return pg_tools.failed(command[0], process.returncode, errors.read().decode(errors="replace"))

@@ -24,9 +24,9 @@ Position = int | None
 _SETVAL = re.compile(r"setval\('(.+?)', (\d+), (true|false)\)")
 
 
-def owned_by_protected_tables(*, using: str = "default") -> dict[str, Position]:
+def owned_by_protected_tables(*, using: str = "default") -> dict[str, tuple[str, Position]]:
     """Each sequence a protected table owns (serial or identity), by its qualified name as
-    pg_dump writes it, with its position now."""
+    pg_dump writes it: the table, and the sequence's position now."""
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT quote_ident(n.nspname) || '.' || quote_ident(s.relname), t.relname, "
@@ -40,7 +40,9 @@ def owned_by_protected_tables(*, using: str = "default") -> dict[str, Position]:
         rows = cursor.fetchall()
     protected = protected_tables({table for _, table, _ in rows})
     return {
-        name: (None if value is None else int(value)) for name, table, value in rows if table in protected
+        name: (table, None if value is None else int(value))
+        for name, table, value in rows
+        if table in protected
     }
 
 
@@ -67,7 +69,10 @@ def in_dump(path: Path, *, using: str = "default") -> dict[str, Position]:
     return {name: (int(value) if called == "true" else None) for name, value, called in _SETVAL.findall(sql)}
 
 
-def moved(dumped: dict[str, Position], *, using: str = "default") -> list[str]:
-    """The protected tables' sequences that stand elsewhere now than in the dump (or are not in it)."""
+def moved(dumped: dict[str, Position], *, using: str = "default") -> dict[str, str]:
+    """The protected tables' sequences that stand elsewhere now than in the dump (or are not in
+    it), each with the table that owns it."""
     now = owned_by_protected_tables(using=using)
-    return sorted(name for name, position in now.items() if dumped.get(name, -1) != position)
+    return {
+        name: table for name, (table, position) in sorted(now.items()) if dumped.get(name, -1) != position
+    }

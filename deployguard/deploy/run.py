@@ -25,6 +25,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from deployguard import backup, conf, fingerprints, freeze, origin, row_counts, state, written_pg
+from deployguard.delta_pg import Delta
 from deployguard.deploy import backup_first, lock, migrate, postchecks, prechecks, recovery, undo
 from deployguard.deploy.record import RUNNING, Record, Report, append_log, new_deploy_id, running_record
 from deployguard.deploy.steps import (
@@ -305,6 +306,8 @@ def _backed_up_at_freeze(
                     "copied_again": proved.copied_again,
                 }
             )  # fmt: skip
+            if proved is not None and (delta := Delta.of(proved.manifest.extra)) is not None:
+                step.detail["delta"] = {"path": str(delta.path(proved.path)), "tables": delta.tables}
     except (backup.BackupError, DatabaseError, OSError, sqlite3.Error) as error:
         backup_first.discard(early)
         _deploy_mode_off(report, f"deploy_safe {report.deploy_id} aborted")

@@ -15,6 +15,8 @@ import pytest
 
 from deployguard.backup import manifest_path
 from tests.deploy_apps.support import PYTHON, Scratch, is_postgresql, writes_tracked
+from tests.deployguard.deploy.test_proof_end_to_end import reshape_ready  # noqa: F401 (a fixture)
+from tests.deployguard.deploy.test_red_team import BEFORE_THE_FREEZE, gated_deploy, steps_of
 from tests.deployguard.support import BASE_DIR, subprocess_env
 from tests.waiting import wait_until
 
@@ -96,11 +98,12 @@ def test_a_rolled_back_deploy_restores_every_write_committed_until_the_freeze(sc
     proved = steps["backup proved at the freeze"]["detail"]
     # The writer kept writing after the copy: those tables, and only those, were written since.
     assert {"auth_group", "auth_user"} <= set(proved["written_since_the_copy"]), proved
-    if is_postgresql():
-        assert proved["copied_again"] == "everything"  # a custom dump is made again whole
-    else:
-        assert set(proved["written_since_the_copy"]) == {"auth_group", "auth_user"}, proved
-        assert proved["copied_again"] == "the tables written since"
+    tables = {name for name in proved["written_since_the_copy"] if not name.endswith(" (sequence)")}
+    assert tables == {"auth_group", "auth_user"}, proved
+    assert proved["copied_again"] == "the tables written since"
+    if is_postgresql():  # those two dumped again alone, into the dump's delta, and restored from it
+        assert proved["delta"]["tables"] == ["auth_group", "auth_user"], proved
+        assert Path(proved["delta"]["path"]).name == Path(proved["path"]).name + ".delta"
     assert "restored_because" in steps["roll back"]["detail"]
     # The data restored is the data at the freeze: every committed write, the last included.
     assert _groups(scratch) >= {f"writer {number}" for number in committed}
@@ -234,3 +237,82 @@ def _write_a_group(scratch: Scratch, refused: list[BaseException]) -> None:
             db.execute("INSERT INTO auth_group (name) VALUES ('in the gap')")
     except psycopg.Error as error:
         refused.append(error)
+
+
+# --- PostgreSQL: the tables written between the dump and the freeze, dumped again alone ----------
+
+postgresql_only = pytest.mark.skipif("not is_postgresql()", reason="PostgreSQL's delta: deployguard.delta_pg")
+
+
+def _execute(scratch: Scratch, *statements: str) -> None:
+    with psycopg.connect(scratch.url, autocommit=True) as db:
+        for statement in statements:
+            db.execute(statement)
+
+
+@postgresql_only
+def test_a_table_written_before_the_freeze_is_compared_by_value_from_the_delta(
+    reshape_ready: Scratch,  # noqa: F811 (the fixture imported above)
+):
+    """A migration that drops a column is proved by comparing every row with the backup's: for a
+    table written after the dump, the backup's rows are the delta's, not the dump's."""
+    scratch = reshape_ready
+
+    def write() -> None:
+        _execute(scratch, "INSERT INTO reshape_item (name, size, obsolete) VALUES ('after the dump', 4, 'z')")
+
+    result = gated_deploy(scratch, "reshape", BEFORE_THE_FREEZE, write, DEPLOY_TEST_RESHAPE="honest")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    proved = steps_of(scratch)["backup proved at the freeze"]["detail"]
+    assert proved["copied_again"] == "the tables written since"
+    assert proved["delta"]["tables"] == ["reshape_item"], proved
+    names = {name for (name,) in _query(scratch, "SELECT name FROM reshape_item")}
+    assert names == {"alpha", "beta", "gamma", "after the dump"}
+
+
+@postgresql_only
+def test_a_foreign_key_that_is_not_deferrable_makes_the_whole_dump_again(scratch: Scratch):
+    """A table referenced by a foreign key checked at once could not be emptied and reloaded in
+    the restore's transaction: then the whole dump is made again, under the freeze."""
+    _execute(scratch, "CREATE TABLE outside_reference (group_id integer REFERENCES auth_group (id))")
+
+    def write() -> None:
+        _execute(scratch, "INSERT INTO auth_group (name) VALUES ('after the dump')")
+
+    result = gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, write)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    proved = steps_of(scratch)["backup proved at the freeze"]["detail"]
+    assert proved["copied_again"] == "everything" and "delta" not in proved, proved
+    assert "after the dump" in _groups(scratch)  # restored from the dump made at the freeze
+
+
+@postgresql_only
+def test_a_backup_whose_delta_is_missing_or_changed_is_refused_whole(scratch: Scratch):
+    def write() -> None:
+        _execute(scratch, "INSERT INTO auth_group (name) VALUES ('after the dump')")
+
+    assert gated_deploy(scratch, "halfway", BEFORE_THE_FREEZE, write).returncode == 1
+    proved = steps_of(scratch)["backup proved at the freeze"]["detail"]
+    path, delta = Path(proved["path"]), Path(proved["delta"]["path"])
+    _execute(scratch, "DELETE FROM auth_group")
+
+    listed = scratch.manage("backup_db", "--list", "--dir", str(scratch.backup_dir))
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert delta.name not in listed.stdout  # part of its backup, not a backup of its own
+    restored = scratch.manage("restore_db", str(path), "--yes", "--no-safety-backup")
+    assert restored.returncode == 0, restored.stderr
+    assert "after the dump" in _groups(scratch)  # from the delta: the dump was taken before it
+
+    with delta.open("ab") as damaged:
+        damaged.write(b"\0")
+    refused = scratch.manage("restore_db", str(path), "--yes", "--no-safety-backup")
+    assert refused.returncode == 1
+    assert f"{delta}, the delta of {path}, does not match its manifest" in refused.stderr
+    assert scratch.manage("backup_db", "--list", "--dir", str(scratch.backup_dir)).returncode == 1
+
+    delta.unlink()
+    refused = scratch.manage("restore_db", str(path), "--yes", "--no-safety-backup")
+    assert refused.returncode == 1
+    assert "the backup is incomplete; use another backup." in refused.stderr
