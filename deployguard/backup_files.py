@@ -156,7 +156,6 @@ def plan_prune(backups: Iterable[BackupFile], *, keep: int) -> PrunePlan:
 def remove_backup(backup: BackupFile) -> None:
     """Delete the file (and the delta its manifest names), then its manifest: a backup file
     never stands without its manifest."""
-    if backup.manifest is not None:
-        delta_pg.remove(backup.path, backup.manifest.extra)
+    delta_pg.remove(backup.path, backup.manifest.extra if backup.manifest is not None else None)
     backup.path.unlink(missing_ok=True)
     backup.path.with_name(backup.path.name + MANIFEST_SUFFIX).unlink(missing_ok=True)

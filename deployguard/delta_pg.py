@@ -98,9 +98,11 @@ def _pattern(schema: str, table: str) -> str:
     return ".".join('"' + name.replace('"', '""') + '"' for name in (schema, table))
 
 
-def take(backup: Path, tables: list[str], *, using: str) -> Delta:
+def take(backup: Path, tables: list[str], *, using: str, temporary_prefix: str) -> Delta:
     """Dump the rows of `tables` (and their sequences) into the delta beside `backup`, checked,
-    hashed and written through to the disk. BackupError when it could not be; nothing is left."""
+    hashed and written through to the disk; made under a name starting `temporary_prefix` (what
+    `deploy_safe --recover` removes after a kill). BackupError when it could not be; nothing is
+    left."""
     from deployguard.backup import sha256_of  # backup restores through restore_pg, which reads deltas
 
     target = backup.with_name(backup.name + SUFFIX)
@@ -110,7 +112,7 @@ def take(backup: Path, tables: list[str], *, using: str) -> Delta:
         cursor.execute("SELECT current_schema()")
         (schema,) = cursor.fetchone()
     env = pg_tools.postgres_environment(using)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    handle, name = tempfile.mkstemp(prefix=f"{temporary_prefix}{target.name}.", dir=target.parent)
     os.close(handle)
     temporary = Path(name)
     try:
@@ -128,7 +130,9 @@ def take(backup: Path, tables: list[str], *, using: str) -> Delta:
 
 
 def remove(backup: Path, extra: Any) -> None:
-    """Remove the delta a backup's manifest names, if any (when the backup itself goes)."""
+    """Remove the delta a backup's manifest names, if any, and one left by a deploy killed before
+    the manifest named it (when the backup itself goes)."""
+    backup.with_name(backup.name + SUFFIX).unlink(missing_ok=True)
     with contextlib.suppress(ValueError):
         delta = Delta.of(extra)
         if delta is not None:

@@ -269,7 +269,9 @@ def _with_delta(early: Early, again: list[str], proved: set[str], changed: list[
         horizon = snapshot_horizon(using=using)
         snapshot = written_pg.snapshot(cursor)
     tables = {**{table: before.tables[table] for table in proved}, **hashed}
-    delta = delta_pg.take(early.target, again, using=using)
+    delta = delta_pg.take(
+        early.target, again, using=using, temporary_prefix=_temporary_prefix(early.deploy_id)
+    )
     manifest = dataclasses.replace(
         early.manifest,
         fingerprints=fingerprints.digests(tables),
@@ -396,7 +398,7 @@ def discard(early: Early) -> None:
         with contextlib.suppress(OSError):
             backup.manifest_path(early.target).unlink(missing_ok=True)
             early.target.unlink(missing_ok=True)
-            early.target.with_name(early.target.name + delta_pg.SUFFIX).unlink(missing_ok=True)
+            delta_pg.remove(early.target, None)
 
 
 def counts_writes(using: str) -> bool:
