@@ -2,8 +2,12 @@
 
 A rolled-back deploy puts the whole database back as it was at its backup, which would drop
 every job enqueued during the deploy (and bring back as waiting any job that ran since).
-`kept_across_restore()` reads the jobs waiting just before the restore and writes them back
-just after, as they were: nothing enqueued is lost, nothing finished runs again.
+`kept_across_restore()` reads the whole queue just before the restore and writes it back just
+after, every job as it was: nothing enqueued is lost, nothing finished runs again or loses its
+result, nothing running is taken from its worker. (Until 2026-12-02 only the waiting jobs were
+written back, and a job that had been waiting in the backup and had run since was deleted:
+since deploy_safe takes its backup before the freeze, a job claimed between the two lost its
+row, and its worker's result with it; the jobs reliability test found it.)
 """
 
 from __future__ import annotations
@@ -26,17 +30,15 @@ def _queue_model() -> type | None:
 
 @contextmanager
 def kept_across_restore(using: str = "default") -> Iterator[None]:
-    """Around a restore: afterwards the queue holds the same waiting jobs as before it."""
+    """Around a restore: afterwards the queue holds every job as it was just before it."""
     model = _queue_model()
     if model is None:
         yield
         return
-    waiting = list(model._base_manager.using(using).filter(status="READY"))
-    finished = list(model._base_manager.using(using).exclude(status="READY").values_list("pk", flat=True))
+    jobs = list(model._base_manager.using(using).all())
     yield
     with transaction.atomic(using=using):
-        # Jobs that finished before the restore stay finished; waiting ones are written back.
-        model._base_manager.using(using).filter(pk__in=finished, status="READY").delete()
-        model._base_manager.using(using).filter(pk__in=[job.pk for job in waiting]).delete()
-        model._base_manager.using(using).bulk_create(waiting)
-    logger.warning("Kept %d waiting job(s) across the restore", len(waiting))
+        model._base_manager.using(using).all().delete()
+        model._base_manager.using(using).bulk_create(jobs)
+    waiting = sum(1 for job in jobs if job.status == "READY")
+    logger.warning("Kept the job queue across the restore: %d job(s), %d waiting", len(jobs), waiting)
