@@ -23,8 +23,9 @@ incomplete earlier deploy, deploy mode off, backup directory writable, clean git
 --deploy, makemigrations --check, integrity rules or --baseline, the write-path audit) -> the
 verified backup and the fingerprints of the protected tables, taken while the site still writes
 -> deploy mode on -> the backup proved at the freeze: tables written since the copy are copied
-and hashed again (PostgreSQL: into a delta beside the dump), the others proved unwritten -> migrate (in a subprocess started when deploy
-mode goes on, which migrates only when told to: schema changes and bookkeeping rows only; data
+and hashed again (PostgreSQL: into a delta beside the dump), the others proved unwritten ->
+migrate (in a subprocess started when deploy mode goes on, which migrates only when told to:
+schema changes and bookkeeping rows only; data
 migrations only with --allow-data-migration) -> post-checks (tables migrate did not write proved
 unwritten, the others' fingerprints equal over the columns each had before, new tables empty,
 integrity no worse, no unapplied migration) -> deploy mode off -> DeployRecord and one JSON line
