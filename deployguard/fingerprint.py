@@ -129,16 +129,19 @@ _PG_COLUMNS = (
 
 def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, list[list[Any]]]:
     """PostgreSQL: each table's columns, in order, as [name, type, collation, number, table oid,
-    provable], in one query.
+    provable, table file node], in one query.
 
     What a query's answer can depend on besides the rows: the same SQL over the same rows and
     column types gives the same answer (deploy_safe's reuse of its integrity counts). The
     column's number and the table's oid change when a column is dropped and added again, or a
     table replaced by another of the same name, which change what the rows hold without
-    writing a row version. `provable` is whether unwritten_since() can vouch for the column:
-    an ordinary table's (not partitioned, inherited from or foreign, whose rows live in other
-    tables or elsewhere), not a virtual generated column, and of a base type or an array of
-    one (an enum's, composite's or domain's meaning can change by DDL on the type alone).
+    writing a row version; the file node changes when the table is rewritten (ALTER COLUMN
+    ... TYPE ... USING, to the same type even; TRUNCATE; VACUUM FULL, CLUSTER), which changes
+    what every row holds without any statement trigger firing. `provable` is whether
+    unwritten_since() can vouch for the column: an ordinary table's (not partitioned, inherited
+    from or foreign, whose rows live in other tables or elsewhere), not a virtual generated
+    column, and of a base type or an array of one (an enum's, composite's or domain's meaning
+    can change by DDL on the type alone).
     """
     connection = connections[using]
     if connection.vendor != "postgresql":
@@ -150,7 +153,7 @@ def column_types(tables: Iterable[str], *, using: str = "default") -> dict[str, 
     sql = (
         "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), coalesce(co.collname, ''), "
         "a.attnum, c.oid::bigint, c.relkind = 'r' AND NOT c.relhassubclass AND a.attgenerated <> 'v' "
-        "AND t.typtype = 'b' AND (e.oid IS NULL OR e.typtype = 'b') "
+        "AND t.typtype = 'b' AND (e.oid IS NULL OR e.typtype = 'b'), c.relfilenode::bigint "
         f"{_PG_COLUMNS}"
     )
     with connection.cursor() as cursor:

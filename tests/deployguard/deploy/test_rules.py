@@ -186,7 +186,7 @@ def test_the_rules_answer_is_not_reused_when_a_table_they_read_is_not_provable(t
     """An enum's sort order, say, changes by DDL alone: no write, no new column type name."""
     before, frozen, unchanged = _after_pre_check(alongside)
     submission = before.inputs["documents_submission"]
-    unprovable = tuple((*column[:5], False) for column in submission.types or ())
+    unprovable = tuple((*column[:5], False, *column[6:]) for column in submission.types or ())
     before = dataclasses.replace(
         before,
         inputs={**before.inputs, "documents_submission": dataclasses.replace(submission, types=unprovable)},
