@@ -16,6 +16,7 @@ Otherwise deploy_safe dumps the whole database again, under the freeze, as befor
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable
@@ -73,24 +74,54 @@ class Delta:
 
 
 def replay_problems(tables: Iterable[str], *, using: str) -> list[str]:
-    """Why `tables` could not be emptied and reloaded inside a restore's transaction: the foreign
-    keys referencing them that are not DEFERRABLE, or whose ON DELETE or ON UPDATE is not NO
-    ACTION. Empty when they can."""
+    """Why `tables` could not be emptied and reloaded inside a restore's transaction. Empty when
+    they can. Each of these would make the replay fail, or change what it loads:
+    - a foreign key referencing one that is not DEFERRABLE, or whose ON DELETE or ON UPDATE is
+      not NO ACTION (the emptying would be refused, or would cascade);
+    - a rule on one other than a view's SELECT (DISABLE TRIGGER leaves rules on: a DO INSTEAD
+      NOTHING keeps the old rows, a DO ALSO writes elsewhere);
+    - a constraint added NOT VALID on one (rows the dump loads before it exists would meet it)."""
+    names = sorted(set(tables))
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT c.conname, c.conrelid::regclass::text, t.relname, c.condeferrable, "
             "c.confdeltype, c.confupdtype FROM pg_constraint c JOIN pg_class t ON t.oid = c.confrelid "
             "WHERE c.contype = 'f' AND t.relnamespace = current_schema()::regnamespace "
             "AND t.relname = ANY(%s) ORDER BY 1",
-            [sorted(set(tables))],
+            [names],
         )
-        found = cursor.fetchall()
-    return [
+        keys = cursor.fetchall()
+        cursor.execute(
+            "SELECT r.rulename, t.relname FROM pg_rewrite r JOIN pg_class t ON t.oid = r.ev_class "
+            "WHERE r.ev_type <> '1' AND t.relnamespace = current_schema()::regnamespace "
+            "AND t.relname = ANY(%s) ORDER BY 2, 1",
+            [names],
+        )
+        rules = cursor.fetchall()
+        cursor.execute(
+            "SELECT c.conname, t.relname FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+            "WHERE NOT c.convalidated AND t.relnamespace = current_schema()::regnamespace "
+            "AND t.relname = ANY(%s) ORDER BY 2, 1",
+            [names],
+        )
+        unvalidated = cursor.fetchall()
+    problems = [
         f"{name} on {referencing} references {referenced}, "
         + ("and is not DEFERRABLE" if not deferrable else "with an ON DELETE or ON UPDATE action")
-        for name, referencing, referenced, deferrable, on_delete, on_update in found
+        for name, referencing, referenced, deferrable, on_delete, on_update in keys
         if not deferrable or on_delete != "a" or on_update != "a"
     ]
+    problems += [f"the rule {rule} on {table}" for rule, table in rules]
+    problems += [f"{name} on {table} is NOT VALID" for name, table in unvalidated]
+    return problems
+
+
+def large_objects(*, using: str) -> bool:
+    """Whether the database holds large objects: neither the write log nor the freeze sees their
+    writes, so a dump taken before the freeze cannot be proved to hold them as at the freeze."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_largeobject_metadata)")
+        return bool(cursor.fetchone()[0])
 
 
 def _pattern(schema: str, table: str) -> str:
@@ -162,6 +193,25 @@ CREATE TEMPORARY TABLE deployguard_replayed_triggers ON COMMIT DROP AS
     WHERE NOT t.tgisinternal AND n.nspname = {space} AND c.relname = ANY({names}::text[]);
 DO {dollar_quoted(loop)};
 """  # noqa: S608 (constants; values quoted by the driver)
+
+
+def counted_sql(schema: str, counts: dict[str, int], literal: Any) -> str:
+    """Before COMMIT: each replayed table holds as many rows as the manifest says, or the
+    transaction fails and the restore with it, whole (the fingerprints after it check the rest)."""
+    wanted_counts = literal(json.dumps(counts))
+    loop = f"""
+DECLARE name text; wanted bigint; found bigint;
+BEGIN
+    FOR name, wanted IN SELECT key, value::bigint FROM pg_catalog.jsonb_each_text({wanted_counts}::jsonb) LOOP
+        EXECUTE format('SELECT count(*) FROM %I.%I', {literal(schema)}, name) INTO found;
+        IF found <> wanted THEN
+            RAISE EXCEPTION 'the delta''s replay left % rows in %, not %: nothing was restored',
+                found, name, wanted;
+        END IF;
+    END LOOP;
+END
+"""  # noqa: S608 (values quoted by the driver)
+    return f"DO {dollar_quoted(loop)};\n"
 
 
 def triggers_back_sql(schema: str, literal: Any) -> str:

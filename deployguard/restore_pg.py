@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,13 +41,16 @@ def _drop_tables_not_in(tables: Iterable[str], using: str) -> list[str]:
     return extra
 
 
-def restore(backup: Path, using: str, tables: Iterable[str], delta: Delta | None = None) -> None:
-    """Put the database back as the dump at `backup` holds it (`tables`: the protected tables it
-    holds; others are dropped first), then, in the same transaction, the tables of its `delta`
-    (deployguard.delta_pg) as the delta holds them. While the database is frozen, the restored
+def restore(
+    backup: Path, using: str, fingerprints: Mapping[str, Mapping[str, Any]], delta: Delta | None = None
+) -> None:
+    """Put the database back as the dump at `backup` holds it (`fingerprints`: its manifest's, by
+    protected table; other protected tables are dropped first), then, in the same transaction,
+    the tables of its `delta` (deployguard.delta_pg) as the delta holds them, each proved to hold
+    the manifest's count of rows before COMMIT. While the database is frozen, the restored
     tables are frozen from the moment other sessions can see them, whatever freeze the dump
     carried. BackupError when a tool failed: then nothing was restored."""
-    tables = set(tables)
+    tables = set(fingerprints)
     epilogue = _refrozen_sql(using, tables)
     if epilogue or delta:  # before anything is touched: BackupError when a tool is missing
         pg_tools.executable("psql")
@@ -66,6 +69,7 @@ def restore(backup: Path, using: str, tables: Iterable[str], delta: Delta | None
             delta_pg.emptied_sql(schema, delta.tables, literal),
             ["pg_restore", "--data-only", "--file", "-", str(delta.path(backup))],
             delta_pg.triggers_back_sql(schema, literal),
+            delta_pg.counted_sql(schema, {t: int(fingerprints[t]["count"]) for t in delta.tables}, literal),
         ]
     parts.append(epilogue)
     _through_psql(parts, name, env)

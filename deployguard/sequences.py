@@ -24,25 +24,27 @@ Position = int | None
 _SETVAL = re.compile(r"setval\('(.+?)', (\d+), (true|false)\)")
 
 
-def owned_by_protected_tables(*, using: str = "default") -> dict[str, tuple[str, Position]]:
-    """Each sequence a protected table owns (serial or identity), by its qualified name as
-    pg_dump writes it: the table, and the sequence's position now."""
+def in_scope(*, using: str = "default") -> dict[str, tuple[str | None, Position]]:
+    """Each sequence of the current schema a protected table owns (serial or identity), or that
+    no table owns (a DEFAULT nextval() of its own), by its qualified name as pg_dump writes it:
+    the owning table (None for one nobody owns), and the sequence's position now. Sequences of
+    other tables are left out: those tables are not the proof's to vouch for."""
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT quote_ident(n.nspname) || '.' || quote_ident(s.relname), t.relname, "
             "pg_sequence_last_value(s.oid) FROM pg_class s "
             "JOIN pg_namespace n ON n.oid = s.relnamespace "
-            "JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass "
+            "LEFT JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass "
             "AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') "
-            "JOIN pg_class t ON t.oid = d.refobjid "
+            "LEFT JOIN pg_class t ON t.oid = d.refobjid "
             "WHERE s.relkind = 'S' AND n.nspname = current_schema()"
         )
         rows = cursor.fetchall()
-    protected = protected_tables({table for _, table, _ in rows})
+    protected = protected_tables({table for _, table, _ in rows if table is not None})
     return {
         name: (table, None if value is None else int(value))
         for name, table, value in rows
-        if table in protected
+        if table is None or table in protected
     }
 
 
@@ -69,10 +71,10 @@ def in_dump(path: Path, *, using: str = "default") -> dict[str, Position]:
     return {name: (int(value) if called == "true" else None) for name, value, called in _SETVAL.findall(sql)}
 
 
-def moved(dumped: dict[str, Position], *, using: str = "default") -> dict[str, str]:
-    """The protected tables' sequences that stand elsewhere now than in the dump (or are not in
-    it), each with the table that owns it."""
-    now = owned_by_protected_tables(using=using)
+def moved(dumped: dict[str, Position], *, using: str = "default") -> dict[str, str | None]:
+    """The sequences in scope (in_scope()) that stand elsewhere now than in the dump (or are not
+    in it), each with the table that owns it (None: no table does)."""
+    now = in_scope(using=using)
     return {
         name: table for name, (table, position) in sorted(now.items()) if dumped.get(name, -1) != position
     }

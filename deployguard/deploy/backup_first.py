@@ -233,15 +233,19 @@ def _prove_postgresql(early: Early) -> Proved:
     # A sequence moved without a write (a rolled-back INSERT, nextval()): the dump would set it back.
     moved = sequences.moved(early.sequence_positions, using=using)
     changed = written + [f"{name} (sequence)" for name in moved]
+    if delta_pg.large_objects(using=using):  # their writes are neither logged nor frozen
+        changed.append("large objects")
     if not changed:
         return Proved(early.target, early.manifest, before, [], "nothing")
     # Only those tables dumped again (their sequences with them), when they can be replayed.
-    again = sorted(set(written) | set(moved.values()))
-    if (
+    again = sorted(set(written) | {table for table in moved.values() if table is not None})
+    replayable = (
         set(now) == set(before.tables)
         and set(again) <= set(same)
-        and not delta_pg.replay_problems(again, using=using)
-    ):
+        and None not in moved.values()  # a sequence no table owns: no table's dump brings it
+        and "large objects" not in changed
+    )
+    if replayable and not delta_pg.replay_problems(again, using=using):
         return _with_delta(early, again, proved, changed)
     # Else the whole dump again (a custom-format dump cannot be patched): hash only what changed.
     path = backup.default_backup_path(using, early.target.parent, label="frozen")
