@@ -14,8 +14,7 @@ Known limit, kept as strict xfails (TRIGGERLESS): on SQLite, writes that fire no
 from __future__ import annotations
 
 import contextlib
-import secrets
-import shutil
+import shutil  # noqa: F401 (a skipif condition names it)
 import sqlite3
 import subprocess
 import threading
@@ -29,13 +28,10 @@ import pytest
 from tests.deploy_apps.support import (
     PYTHON,
     Scratch,
-    _prepare,
-    admin_connection,
     is_postgresql,
-    server,
     writes_tracked,
 )
-from tests.deployguard.support import BASE_DIR, database_url_for, subprocess_env
+from tests.deployguard.support import BASE_DIR, subprocess_env
 from tests.waiting import wait_until
 
 BEFORE_THE_COPY = "pre-check: write-path audit"  # after the counting starts; the gate splits names on commas
@@ -50,42 +46,6 @@ sqlite_only = pytest.mark.skipif("is_postgresql()", reason="SQLite's write count
 # suite the day the limit is lifted, and say exactly what it is until then.
 TRIGGERLESS = "SQLite: a write that fires no trigger is neither refused by the freeze nor counted"
 postgresql_only = pytest.mark.skipif("not is_postgresql()", reason="PostgreSQL's write log")
-
-
-@pytest.fixture(scope="session")
-def red_template(tmp_path_factory) -> Iterator[str]:
-    """As tests.deploy_apps.support.scratch_template, with the red team's database names."""
-    if not is_postgresql():
-        path = tmp_path_factory.mktemp("red-template") / "template.sqlite3"
-        _prepare(f"sqlite:///{path}")
-        yield str(path)
-        return
-    name = f"red_tpl_{secrets.token_hex(4)}"
-    with admin_connection() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        _prepare(database_url_for({**server(), "NAME": name}))
-        yield name
-    finally:
-        with admin_connection() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def scratch(red_template, tmp_path) -> Iterator[Scratch]:
-    if not is_postgresql():
-        path = tmp_path / "db.sqlite3"
-        shutil.copy(red_template, path)
-        yield Scratch(url=f"sqlite:///{path}", directory=tmp_path)
-        return
-    name = f"red_{secrets.token_hex(4)}"
-    with admin_connection() as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{red_template}"')
-    try:
-        yield Scratch(url=database_url_for({**server(), "NAME": name}), directory=tmp_path)
-    finally:
-        with admin_connection() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def sqlite_path(scratch: Scratch) -> str:
