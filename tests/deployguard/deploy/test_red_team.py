@@ -89,30 +89,40 @@ def gated_deploy(
 ) -> subprocess.CompletedProcess[str]:
     """deploy_safe with the deploy test apps `apps` (and the gate), paused on entering the step
     `pause_at` while `at_the_gate()` runs; then let go and waited for."""
+    return gated_deploy_at(scratch, apps, [(pause_at, at_the_gate)], **extra)
+
+
+def gated_deploy_at(
+    scratch: Scratch, apps: str, gates: list[tuple[str, Callable[[], None]]], **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """As gated_deploy(), paused at each of `gates` (a step's name, what runs there) in turn."""
     gate = scratch.directory / "gate"
     gate.mkdir(exist_ok=True)
     env = subprocess_env(
         scratch.url, DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings", DEPLOYGUARD_STATE_CACHE_SECONDS="0",
         **scratch.deploy_env(
-            f"gate,{apps}", DEPLOY_TEST_GATE_DIR=str(gate), DEPLOY_TEST_PAUSE_AT=pause_at, **extra
+            f"gate,{apps}", DEPLOY_TEST_GATE_DIR=str(gate),
+            DEPLOY_TEST_PAUSE_AT=",".join(name for name, _ in gates), **extra,
         ),
     )  # fmt: skip
     process = subprocess.Popen(
         [PYTHON, str(BASE_DIR / "manage.py"), *scratch.deploy_args()],
         cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    stem = pause_at.replace(" ", "_").replace(":", "")
     try:
-        wait_until(
-            lambda: (gate / f"{stem}.reached").exists() or process.poll() is not None,
-            f"deploy_safe to reach {pause_at!r}",
-            timeout=120,
-        )
-        assert process.poll() is None, process.communicate()
-        try:
-            at_the_gate()
-        finally:
-            (gate / f"{stem}.go").write_text("")
+        for name, at_the_gate in gates:
+            stem = name.replace(" ", "_").replace(":", "")
+            reached = gate / f"{stem}.reached"
+            wait_until(
+                lambda reached=reached: reached.exists() or process.poll() is not None,
+                f"deploy_safe to reach {name!r}",
+                timeout=120,
+            )
+            assert process.poll() is None, process.communicate()
+            try:
+                at_the_gate()
+            finally:
+                (gate / f"{stem}.go").write_text("")
         stdout, stderr = process.communicate(timeout=180)
     finally:
         if process.poll() is None:

@@ -14,6 +14,7 @@ from tests.deployguard.deploy.test_red_team import (
     DURING_MIGRATE,
     execute,
     gated_deploy,
+    gated_deploy_at,
     query,
     steps_of,
 )
@@ -153,48 +154,6 @@ def test_trigger_states_of_a_written_table_come_back(scratch: Scratch):
     assert query(scratch, states) == before
 
 
-def _gated_twice(scratch: Scratch, apps: str, gates: list[tuple[str, Any]], **extra: str) -> Any:
-    """As gated_deploy, pausing at each of `gates` (step name, what to do there) in turn."""
-    import subprocess
-
-    from tests.deploy_apps.support import PYTHON
-    from tests.deployguard.support import BASE_DIR, subprocess_env
-    from tests.waiting import wait_until
-
-    gate = scratch.directory / "gate"
-    gate.mkdir(exist_ok=True)
-    env = subprocess_env(
-        scratch.url, DJANGO_SETTINGS_MODULE="tests.deploy_apps.settings", DEPLOYGUARD_STATE_CACHE_SECONDS="0",
-        **scratch.deploy_env(
-            f"gate,{apps}", DEPLOY_TEST_GATE_DIR=str(gate),
-            DEPLOY_TEST_PAUSE_AT=",".join(name for name, _ in gates), **extra,
-        ),
-    )  # fmt: skip
-    process = subprocess.Popen(
-        [PYTHON, str(BASE_DIR / "manage.py"), *scratch.deploy_args()],
-        cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        for name, action in gates:
-            stem = name.replace(" ", "_").replace(":", "")
-            reached = gate / f"{stem}.reached"
-            wait_until(
-                lambda reached=reached: reached.exists() or process.poll() is not None,
-                f"deploy_safe to reach {name!r}", timeout=120,
-            )  # fmt: skip
-            assert process.poll() is None, process.communicate()
-            try:
-                action()
-            finally:
-                (gate / f"{stem}.go").write_text("")
-        stdout, stderr = process.communicate(timeout=180)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
 def test_delta_file_deleted_between_the_proof_and_the_rollback(scratch: Scratch):
     execute(scratch, "INSERT INTO auth_group (name) VALUES ('in the dump')")
     seen: list[Any] = []
@@ -208,7 +167,7 @@ def test_delta_file_deleted_between_the_proof_and_the_rollback(scratch: Scratch)
     def write() -> None:
         execute(scratch, "INSERT INTO auth_group (name) VALUES ('after the dump')")
 
-    result = _gated_twice(scratch, "halfway", [(BEFORE_THE_FREEZE, write), (DURING_MIGRATE, gone)])
+    result = gated_deploy_at(scratch, "halfway", [(BEFORE_THE_FREEZE, write), (DURING_MIGRATE, gone)])
     assert seen and seen[0], "no delta was made"
     assert result.returncode in (1, 4), _out(result)
     # Acceptable: data as at the freeze, or the deploy stops loudly with deploy mode still on.
@@ -228,7 +187,7 @@ def test_large_object_written_under_the_freeze_is_refused(scratch: Scratch):
         except Exception as error:
             seen.append(f"refused: {error}")
 
-    result = _gated_twice(scratch, "halfway", [(DURING_MIGRATE, write)])
+    result = gated_deploy_at(scratch, "halfway", [(DURING_MIGRATE, write)])
     assert result.returncode == 1, _out(result)
     assert seen[0].startswith("refused"), seen
 
