@@ -257,8 +257,8 @@ def _prove_postgresql(early: Early) -> Proved:
         copy.describe(fingerprints.digests(tables), backup.applied_migrations(using))
     assert copy.manifest is not None
     discard(early)
-    again = FingerprintsAt(tables, horizon, snapshot=snapshot)
-    return Proved(copy.path, copy.manifest, again, changed, "everything")
+    at_freeze = FingerprintsAt(tables, horizon, snapshot=snapshot)
+    return Proved(copy.path, copy.manifest, at_freeze, changed, "everything")
 
 
 def _with_delta(early: Early, again: list[str], proved: set[str], changed: list[str]) -> Proved:
