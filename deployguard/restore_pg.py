@@ -102,16 +102,14 @@ def _refrozen_sql(using: str, tables_in_backup: set[str]) -> str:
     table = DeployModeState._meta.db_table
     row = DeployModeState.objects.using(using).values().first()
     if row is not None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_schema()")
-            (schema,) = cursor.fetchone()
-        qualified = f"{connection.ops.quote_name(schema)}.{connection.ops.quote_name(table)}"
-        document = json.dumps(row, cls=DjangoJSONEncoder)
+        quote = connection.ops.quote_name
+        qualified = f"{quote(_schema(using))}.{quote(table)}"
+        document = _literal(using)(json.dumps(row, cls=DjangoJSONEncoder))
         # A backup whose table has another shape (a NOT NULL column since dropped) would fail
         # this: then the row stays as restored until kept_own_records() writes it, the freeze on.
         body = (
             f"BEGIN DELETE FROM {qualified}; INSERT INTO {qualified} SELECT * FROM "  # noqa: S608
-            f"json_populate_record(NULL::{qualified}, {connection.ops.compose_sql('%s', [document])}); "
+            f"json_populate_record(NULL::{qualified}, {document}); "
             "EXCEPTION WHEN others THEN NULL; END"
         )
         statements.append(f"DO {freeze.dollar_quoted(body)};")
